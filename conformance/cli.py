@@ -1,0 +1,87 @@
+"""The `vddk-conformance` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+
+class CliError(Exception):
+    """A problem with the user's input, reported as one line and exit code 2."""
+
+
+def _sim_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from conformance.sim.instance import DEFAULT_USER, Simulator
+    from conformance.sim.inventory import InventoryError, load_inventory
+    from conformance.sim.profiles import UnknownProfileError, get_profile
+
+    try:
+        get_profile(args.vsphere)
+        inventory = load_inventory(Path(args.inventory)) if args.inventory else None
+    except (UnknownProfileError, InventoryError) as exc:
+        raise CliError(str(exc)) from exc
+    password = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            raise CliError(f"--password-env {args.password_env}: that environment variable is empty or unset")
+    if args.state_dir and Path(args.state_dir).exists() and any(Path(args.state_dir).iterdir()):
+        raise CliError(f"--state-dir {args.state_dir} is not empty: give a new or empty folder")
+    simulator = Simulator(vsphere=args.vsphere, port=args.port, state_dir=Path(args.state_dir) if args.state_dir else None,
+                          inventory=inventory, user=args.user or DEFAULT_USER, password=password)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        simulator.start()
+    except OSError as exc:
+        raise CliError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}; choose another --port") from exc
+    try:
+        print(json.dumps(simulator.connection_info()), flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        simulator.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vddk-conformance", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    sim = commands.add_parser("sim", help="the simulated vCenter/ESXi")
+    sim_commands = sim.add_subparsers(dest="sim_command", required=True)
+    serve = sim_commands.add_parser("serve", help="run a simulator in the foreground; prints its connection as JSON")
+    serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    serve.add_argument("--vsphere", default="7.0U3", help="vSphere version or VMC milestone to present (default 7.0U3)")
+    serve.add_argument("--state-dir", help="folder for disks and certificates (default: a temporary one, removed at exit)")
+    serve.add_argument("--inventory", help="TOML inventory file (default: the built-in inventory)")
+    serve.add_argument("--user", help="login user (default administrator@vsphere.local)")
+    serve.add_argument("--password-env", help="environment variable holding the password (default: a random one)")
+    serve.set_defaults(handler=_sim_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except CliError as exc:
+        print(f"vddk-conformance: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

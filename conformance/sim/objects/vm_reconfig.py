@@ -1,0 +1,171 @@
+"""ReconfigVM_Task: CBT switches, extraConfig, disks added, attached (HotAdd), removed, storage profiles."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from pyVmomi import vim, vmodl
+
+from conformance.sim.objects.disks import FIRST_DISK_KEY, DiskState, unique_disk_path
+from conformance.sim.objects.task import TaskImpl
+from conformance.sim.registry import soap_method
+from conformance.sim.storage.space import DiskFullError
+from conformance.sim.storage.vmdk import VirtualDiskFile
+
+if TYPE_CHECKING:
+    from conformance.sim.objects.virtual_machine import VirtualMachineImpl
+
+CTK_KEY = re.compile(r"^scsi(\d+):(\d+)\.ctkEnabled$", re.IGNORECASE)
+MAX_SCSI_UNITS = 15
+
+
+def truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+class ReconfigOperations:
+    """ReconfigVM_Task of VirtualMachine (mixed into VirtualMachineImpl)."""
+
+    @soap_method("ReconfigVM_Task")
+    def reconfigure(self: Any, spec: Any) -> Any:
+        vm: VirtualMachineImpl = self
+
+        def body(task: TaskImpl) -> None:
+            with vm.registry.lock:
+                apply_config_spec(vm, spec)
+                vm.touch()
+            vm.ctx.event_manager.post(vim.event.VmReconfiguredEvent, f"Reconfigured {vm.name} on {vm.host.name}", vm,
+                                      configSpec=spec)
+
+        return vm.ctx.task_manager.start(vm, vim.VirtualMachine.Reconfigure, body).ref
+
+
+def apply_config_spec(vm: VirtualMachineImpl, spec: Any) -> None:
+    if spec.name:
+        vm.name = spec.name
+    if spec.annotation is not None:
+        vm.annotation = spec.annotation
+    if spec.numCPUs:
+        vm.num_cpu = spec.numCPUs
+    if spec.memoryMB:
+        vm.memory_mb = int(spec.memoryMB)
+    for change in spec.deviceChange or []:
+        apply_device_change(vm, change)
+    if spec.changeTrackingEnabled is not None:
+        vm.cbt_enabled = bool(spec.changeTrackingEnabled)
+        for disk in vm.disks:
+            if disk.attached_from is None:
+                disk.enable_tracking(vm.cbt_enabled)
+    for option in spec.extraConfig or []:
+        match = CTK_KEY.match(option.key)
+        if match:
+            disk = next((d for d in vm.disks if d.unit_number == int(match.group(2))), None)
+            if disk is None:
+                raise vmodl.fault.InvalidArgument(msg=f"{option.key}: no disk at that unit", invalidProperty="extraConfig")
+            disk.enable_tracking(truthy(option.value))
+        elif option.key.lower() == "ctkenabled":
+            vm.cbt_enabled = truthy(option.value)
+        elif option.value in (None, ""):
+            vm.extra_config.pop(option.key, None)
+        else:
+            vm.extra_config[option.key] = str(option.value)
+    if _has_default_profile(spec.vmProfile):
+        apply_default_profile(vm)
+
+
+def _has_default_profile(profiles: Any) -> bool:
+    return any(isinstance(p, vim.vm.DefaultProfileSpec) for p in profiles or [])
+
+
+def apply_default_profile(vm: VirtualMachineImpl) -> None:
+    """The datastore's default storage policy was applied (R6).
+
+    Before vSphere 7.0 U3 this turned CBT on for every disk; from 7.0 U3 each disk keeps its CBT state.
+    """
+    if vm.ctx.profile.default_profile_preserves_cbt:
+        return
+    vm.cbt_enabled = True
+    for disk in vm.disks:
+        if disk.attached_from is None:
+            disk.enable_tracking(True)
+
+
+def apply_device_change(vm: VirtualMachineImpl, change: Any) -> None:
+    device = change.device
+    if _has_default_profile(change.profile):
+        apply_default_profile(vm)
+    if not isinstance(device, vim.vm.device.VirtualDisk):
+        if change.operation == "edit" or device is None:
+            return
+        raise vmodl.fault.NotSupported(msg=f"device {type(device).__name__} is not simulated; only virtual disks are")
+    operation = change.operation
+    if operation == "add":
+        vm.disks.append(add_disk(vm, device, change.fileOperation))
+    elif operation == "remove":
+        disk = vm.disk(device.key)
+        vm.disks.remove(disk)
+        if change.fileOperation == "destroy":
+            if disk.attached_from is not None:
+                raise vim.fault.FileFault(msg="cannot destroy a disk that belongs to another VM", file=disk.file.path.name)
+            for link in disk.file.chain():
+                if link.path not in vm.ctx.links_used_elsewhere(vm):
+                    link.delete()
+    elif operation == "edit":
+        disk = vm.disk(device.key)
+        if device.capacityInBytes and device.capacityInBytes != disk.capacity:
+            raise vmodl.fault.NotSupported(msg="growing disks is not simulated")
+    else:
+        raise vmodl.fault.InvalidArgument(msg=f"unknown device operation {operation}", invalidProperty="operation")
+
+
+def _free_unit(vm: VirtualMachineImpl, wanted: int | None) -> int:
+    used = {d.unit_number for d in vm.disks}
+    if wanted is not None and wanted >= 0:
+        if wanted in used or wanted == 7:
+            raise vim.fault.InvalidDeviceSpec(msg=f"SCSI unit {wanted} is in use on {vm.name}", deviceIndex=0)
+        return wanted
+    for unit in range(MAX_SCSI_UNITS + 1):
+        if unit != 7 and unit not in used:
+            return unit
+    raise vim.fault.InvalidDeviceSpec(msg=f"no free SCSI unit on {vm.name}", deviceIndex=0)
+
+
+def add_disk(vm: VirtualMachineImpl, device: Any, file_operation: str | None) -> DiskState:
+    key = max([FIRST_DISK_KEY - 1, *(d.key for d in vm.disks)]) + 1
+    unit = _free_unit(vm, device.unitNumber)
+    backing = device.backing
+    if file_operation == "create":
+        capacity = int(device.capacityInBytes or (device.capacityInKB or 0) * 1024)
+        if capacity <= 0 or capacity % 512:
+            raise vim.fault.InvalidDeviceSpec(msg="a new disk needs capacityInBytes, a positive multiple of 512",
+                                              deviceIndex=0)
+        datastore = vm.home
+        if backing is not None and (backing.datastore is not None or backing.fileName):
+            datastore = vm.ctx.resolve_datastore(backing.datastore, backing.fileName)
+        provisioning = "thin"
+        if backing is not None and backing.thinProvisioned is False:
+            provisioning = "eagerZeroedThick" if backing.eagerlyScrub else "thick"
+        folder = datastore.local_path(vm.name)
+        if backing is not None and backing.fileName and backing.fileName.strip().endswith(".vmdk"):
+            ds, path = vm.ctx.resolve_datastore_path(backing.fileName)
+            datastore, folder_path = ds, path
+        else:
+            folder_path = unique_disk_path(folder, vm.name)
+        try:
+            file = VirtualDiskFile.create(folder_path, capacity, provisioning, space=datastore.space)
+        except DiskFullError as exc:
+            raise vim.fault.InsufficientDisk(msg=f"not enough space on {datastore.name} for a {capacity} byte disk") from exc
+        disk = DiskState(key=key, unit_number=unit, file=file, datastore=datastore)
+        disk.disk_mode = getattr(backing, "diskMode", None) or "persistent"
+        disk.enable_tracking(vm.cbt_enabled)
+        return disk
+    if backing is None or not backing.fileName:
+        raise vim.fault.InvalidDeviceSpec(msg="attaching an existing disk needs backing.fileName", deviceIndex=0)
+    datastore, path = vm.ctx.resolve_datastore_path(backing.fileName)
+    file, owner = vm.ctx.find_disk_file(path)
+    disk = DiskState(key=key, unit_number=unit, file=file, datastore=datastore,
+                     disk_mode=backing.diskMode or "persistent", attached_from=owner)
+    if owner is not None and owner[0] is vm:
+        disk.attached_from = None
+    return disk
