@@ -167,27 +167,37 @@ class SimContext:
         manager = self.vstorage_object_manager
         return manager.disk_files() if manager is not None else []
 
-    def links_used_elsewhere(self, vm: Any) -> set[Path]:
-        """Links of `vm`'s chains that another VM (linked clone, HotAdd) or an FCD also uses."""
+    def links_used_elsewhere(self, vm: Any) -> tuple[set[Path], set[Path]]:
+        """Links of `vm`'s chains used by others: (shared by another VM's own chain or an FCD, hot-added to
+        another VM now)."""
         from conformance.sim.objects.virtual_machine import VirtualMachineImpl
 
-        used: set[Path] = set()
+        shared: set[Path] = set()
+        locked: set[Path] = set()
         for other in self.registry.all(VirtualMachineImpl):
             for disk in other.disks:
-                if other is vm and disk.attached_from is None:
-                    continue
-                used.update(link.path for link in disk.file.chain())
+                if disk.attached_from is not None:
+                    locked.update(link.path for link in disk.file.chain())
+                elif other is not vm:
+                    shared.update(link.path for link in disk.file.chain())
             if other is not vm:
                 for snap in other.all_snapshots():
                     for frozen in snap.frozen.values():
-                        used.update(link.path for link in frozen.chain())
+                        shared.update(link.path for link in frozen.chain())
         for fcd_file in self.fcd_files():
-            used.update(link.path for link in fcd_file.chain())
-        return used
+            shared.update(link.path for link in fcd_file.chain())
+        dataplane = getattr(self, "dataplane", None)
+        if dataplane is not None:  # links open for writing over the data plane
+            locked.update(dataplane.paths_open_for_writing())
+        return shared, locked
+
+    def links_in_use(self, vm: Any) -> set[Path]:
+        shared, locked = self.links_used_elsewhere(vm)
+        return shared | locked
 
     def delete_vm_files(self, vm: Any) -> None:
         """Delete a VM's own files, keeping links other VMs or FCDs still use (linked-clone parents)."""
-        used = self.links_used_elsewhere(vm)
+        used = self.links_in_use(vm)
         for path in vm.files():
             if path.suffix == ".vmx":
                 path.unlink(missing_ok=True)
@@ -281,6 +291,7 @@ class Simulator:
         self._thread: threading.Thread | None = None
 
     def start(self) -> Simulator:
+        from conformance.sim.dataplane.server import DataPlane
         from conformance.sim.server import SimHTTPServer, serve_in_thread
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -289,6 +300,7 @@ class Simulator:
             build_inventory(self.ctx, self.inventory)
             self._server = SimHTTPServer(self.ctx, ("127.0.0.1", self.requested_port))
             self.ctx.server_address = self._server.server_address  # type: ignore[attr-defined]
+            self.ctx.dataplane = DataPlane(self.ctx).start()  # type: ignore[attr-defined]
             self._thread = serve_in_thread(self._server)
         except BaseException:
             self.stop()
@@ -297,6 +309,9 @@ class Simulator:
         return self
 
     def stop(self) -> None:
+        dataplane = getattr(self.ctx, "dataplane", None)
+        if dataplane is not None:
+            dataplane.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -343,6 +358,9 @@ class Simulator:
             "thumbprint": self.thumbprint, "state_dir": str(self.state_dir), "vsphere": self.profile.name,
             "pid": os.getpid(),
         }
+        dataplane = getattr(self.ctx, "dataplane", None)
+        info["nbd_port"] = dataplane.nbd_port if dataplane is not None else None
+        info["nbdssl_port"] = dataplane.nbdssl_port if dataplane is not None else None
         if include_password:
             info["password"] = self.password
         return info

@@ -140,6 +140,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             self.server.ctx.guest_transfers.handle(self, "GET")
         elif path == "/sim/faults":
             self._faults("GET")
+        elif path == "/sim/dataplane":
+            self._dataplane()
         else:
             self.send_bytes(404, b"not found\n", "text/plain")
 
@@ -187,6 +189,18 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 self.send_bytes(400, json.dumps({"error": str(exc)}).encode(), "application/json")
                 return
         self.send_bytes(200, json.dumps(ctx.fault_state()).encode(), "application/json")
+
+    def _dataplane(self) -> None:
+        """Data plane ports and the vendor info its clients sent; needs a logged-in session."""
+        ctx = self.server.ctx
+        if ctx.session_manager.session_for_cookie(self._cookie()) is None:
+            self.send_bytes(401, b'{"error": "log in first (vmware_soap_session cookie)"}', "application/json")
+            return
+        dataplane = getattr(ctx, "dataplane", None)
+        if dataplane is None:
+            self.send_bytes(503, b'{"error": "the data plane is not running"}', "application/json")
+            return
+        self.send_bytes(200, json.dumps(dataplane.describe()).encode(), "application/json")
 
 
 class SimHTTPServer(ThreadingHTTPServer):

@@ -47,8 +47,9 @@ class DatastoreImpl(ManagedEntityImpl):
         """Host path of a file inside this datastore; refuses paths that climb out of it."""
         candidate = (self.path / relative.lstrip("/")).resolve()
         if candidate != self.path.resolve() and self.path.resolve() not in candidate.parents:
-            raise vim.fault.InvalidDatastorePath(msg=f"path escapes datastore: {relative}", datastore=self.name,
-                                                 name=relative)
+            raise vim.fault.InvalidDatastorePath(msg=f"Invalid datastore path '[{self.name}] {relative}': it leaves "
+                                                 "the datastore", datastore=self.ref, name=self.name,
+                                                 datastorePath=f"[{self.name}] {relative}")
         return candidate
 
     def datastore_path(self, local: Path) -> str:

@@ -136,11 +136,17 @@ def unique_disk_path(folder: Path, name: str) -> Path:
 
 @dataclass
 class ChainGraph:
-    """Which links exist for one disk key of one VM, who references them, and which are pinned."""
+    """Which links exist for one disk of one VM, and what ties them down.
+
+    frozen: links a snapshot of this VM froze. pinned: links another VM's own chain or an FCD shares (a
+    linked clone's parent): never merged or deleted. locked: links hot-added to another VM right now:
+    merging them must wait until they are released.
+    """
 
     heads: list[VirtualDiskFile]
     frozen: set[Path] = field(default_factory=set)
     pinned: set[Path] = field(default_factory=set)
+    locked: set[Path] = field(default_factory=set)
 
     def links(self) -> dict[Path, VirtualDiskFile]:
         found: dict[Path, VirtualDiskFile] = {}
@@ -153,20 +159,21 @@ class ChainGraph:
         return [c for c in self.links().values() if c.parent is not None and c.parent.path == link.path]
 
 
-def redundant_links(top: VirtualDiskFile, graph: ChainGraph) -> list[VirtualDiskFile]:
-    """Delta links that no snapshot, clone or attachment needs: what consolidation should merge away.
+def redundant_links(top: VirtualDiskFile, graph: ChainGraph) -> list[tuple[VirtualDiskFile, VirtualDiskFile]]:
+    """(parent, child) pairs consolidation should merge: the child's data into the parent.
 
-    A delta is needed when a snapshot froze it, or when it is the top and its parent is frozen (the delta
-    created by the latest snapshot). The base is always needed.
+    A link is redundant when nothing needs it on its own: it is not the VM's current disk, no snapshot
+    froze it, nothing else shares it, and exactly one link sits on it. Its only child is then merged
+    into it. Locked pairs are still returned: they make consolidation needed, but must wait.
     """
-    out = []
-    for link in top.chain():
-        if link.parent is None or link.path in graph.frozen or link.path in graph.pinned:
+    pairs = []
+    for path, link in graph.links().items():
+        if path == top.path or path in graph.frozen or path in graph.pinned:
             continue
-        if link.path == top.path and (link.parent.path in graph.frozen or link.parent.path in graph.pinned):
-            continue
-        out.append(link)
-    return out
+        children = graph.children(link)
+        if len(children) == 1 and children[0].path not in graph.pinned:
+            pairs.append((link, children[0]))
+    return pairs
 
 
 def new_disk_uuid() -> str:

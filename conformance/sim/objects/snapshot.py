@@ -57,6 +57,14 @@ class SnapshotImpl(ManagedObjectImpl):
         )
 
     def prop_config(self) -> Any:
+        """The VM configuration at snapshot time, with each disk backed by the link frozen for it now
+        (consolidation may have merged the original link into its parent)."""
+        if self.config is None:
+            return None
+        for device in self.config.hardware.device:
+            if isinstance(device, vim.vm.device.VirtualDisk) and device.key in self.frozen:
+                device.backing = backing_info(self.frozen[device.key], self.vm.ctx.datastore_of,
+                                              self.change_ids[device.key], device.backing.diskMode)
         return self.config
 
     def prop_childSnapshot(self) -> list[Any]:  # noqa: N802
@@ -143,8 +151,8 @@ class SnapshotOperations:
             with vm.registry.lock:
                 consolidate_vm(vm)
                 vm.touch()
-                left = [link for d in vm.disks if d.attached_from is None
-                        for link in redundant_links(d.file, disk_graph(vm, d))]
+                left = [child for d in vm.disks if d.attached_from is None
+                        for _, child in redundant_links(d.file, disk_graph(vm, d))]
                 if left:
                     path = vm.ctx.datastore_of(left[0].path).datastore_path(left[0].path)
                     raise vim.fault.FileLocked(msg=f"Unable to access file {path} since it is locked", file=path)
@@ -193,12 +201,7 @@ def take_snapshot(vm: VirtualMachineImpl, name: str, description: str, memory: b
             delta.delete()
         vm.registry.remove(snap)
         raise
-    config = vm.config_info()
-    for device in config.hardware.device:
-        if isinstance(device, vim.vm.device.VirtualDisk) and device.key in snap.frozen:
-            device.backing = backing_info(snap.frozen[device.key], vm.ctx.datastore_of, snap.change_ids[device.key],
-                                          device.backing.diskMode)
-    snap.config = config
+    snap.config = vm.config_info()
     if vm.current_snapshot is None:
         vm.root_snapshots.append(snap)
     else:
@@ -232,12 +235,14 @@ def drop_snapshot_tree(vm: VirtualMachineImpl, snap: SnapshotImpl) -> None:
 
 
 def disk_graph(vm: VirtualMachineImpl, disk: DiskState) -> ChainGraph:
-    """The chain graph of one disk: heads, links frozen by snapshots, links other VMs or FCDs rely on."""
+    """The chain graph of one disk: heads, links frozen by snapshots, links shared or locked elsewhere."""
     snaps = [s for s in vm.all_snapshots() if disk.key in s.frozen]
     heads = [disk.file, *(s.frozen[disk.key] for s in snaps)]
-    graph = ChainGraph(heads=heads, frozen={s.frozen[disk.key].path for s in snaps})
-    graph.pinned = vm.ctx.links_used_elsewhere(vm)
-    return graph
+    manager = vm.ctx.vstorage_object_manager
+    # An attached FCD's live chain is this VM's to consolidate; only what its own FCD snapshots froze is shared.
+    shared, locked = (manager.links_used_elsewhere(vm, disk) if disk.fcd_id and manager is not None
+                      else vm.ctx.links_used_elsewhere(vm))
+    return ChainGraph(heads=heads, frozen={s.frozen[disk.key].path for s in snaps}, pinned=shared, locked=locked)
 
 
 def consolidate_vm(vm: VirtualMachineImpl) -> None:
@@ -247,26 +252,14 @@ def consolidate_vm(vm: VirtualMachineImpl) -> None:
 
 
 def consolidate_disk(vm: VirtualMachineImpl, disk: DiskState) -> None:
-    """Merge away every redundant link that can be merged safely."""
+    """Merge every redundant link that is not locked; locked ones keep consolidation needed."""
     while True:
         graph = disk_graph(vm, disk)
-        progress = False
-        for link in redundant_links(disk.file, graph):
-            assert link.parent is not None
-            if link.path == disk.file.path:
-                parent = link.parent
-                if len(graph.children(parent)) == 1 and parent.path not in graph.pinned:
-                    merge_into_parent(vm, disk, link, graph)
-                    progress = True
-                    break
-            else:
-                children = graph.children(link)
-                if len(children) == 1 and children[0].path not in graph.pinned:
-                    merge_into_parent(vm, disk, children[0], graph)
-                    progress = True
-                    break
-        if not progress:
+        mergeable = [(parent, child) for parent, child in redundant_links(disk.file, graph)
+                     if parent.path not in graph.locked and child.path not in graph.locked]
+        if not mergeable:
             return
+        merge_into_parent(vm, disk, mergeable[0][1], graph)
 
 
 def merge_into_parent(vm: VirtualMachineImpl, disk: DiskState, child: VirtualDiskFile, graph: ChainGraph) -> None:
@@ -275,10 +268,11 @@ def merge_into_parent(vm: VirtualMachineImpl, disk: DiskState, child: VirtualDis
     parent = child.consolidate_into_parent()
     for link in grandchildren:
         link.set_parent(parent)
-    if disk.file is child or disk.file.path == child.path:
+    if disk.file.path == child.path:
         disk.file = parent
     for snap in vm.all_snapshots():
-        if snap.frozen.get(disk.key) is child:
+        frozen = snap.frozen.get(disk.key)
+        if frozen is not None and frozen.path == child.path:
             snap.frozen[disk.key] = parent
 
 
@@ -292,7 +286,7 @@ def revert_to(vm: VirtualMachineImpl, snap: SnapshotImpl) -> None:
         disk.file = VirtualDiskFile.create_delta(next_delta_path(frozen), frozen, space=ds.space)
         graph = disk_graph(vm, disk)
         if (old_top.parent is not None and old_top.path not in graph.frozen and old_top.path not in graph.pinned
-                and not graph.children(old_top)):
+                and old_top.path not in graph.locked and not graph.children(old_top)):
             old_top.delete()
         if disk.tracker is not None and disk.cbt_enabled:
             disk.tracker.reset()

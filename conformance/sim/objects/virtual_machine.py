@@ -14,6 +14,7 @@ from conformance.sim.objects.entity import ManagedEntityImpl
 from conformance.sim.objects.snapshot import SnapshotOperations
 from conformance.sim.objects.task import TaskImpl
 from conformance.sim.objects.vm_clone import CloneOperations
+from conformance.sim.objects.vm_fcd import FcdOperations
 from conformance.sim.objects.vm_reconfig import ReconfigOperations
 from conformance.sim.registry import ObjectRegistry, soap_method
 from conformance.sim.storage.cbt import InvalidChangeId
@@ -26,11 +27,11 @@ if TYPE_CHECKING:
     from conformance.sim.objects.snapshot import SnapshotImpl
 
 #: most extents one QueryChangedDiskAreas reply carries; callers page with startOffset
-MAX_CHANGED_AREAS = 2048
+MAX_CHANGED_AREAS = 512
 WINDOWS_GUESTS = ("windows",)
 
 
-class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations, ManagedEntityImpl):
+class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations, FcdOperations, ManagedEntityImpl):
     vim_type = vim.VirtualMachine
     id_prefix = "vm"
 

@@ -91,7 +91,7 @@ def clone_vm(source: VirtualMachineImpl, folder: FolderImpl, name: str, spec: An
         ctx.delete_vm_files(clone)
         source.pool.vms.remove(clone)
         clone.destroy_entity()
-        raise vim.fault.InsufficientDisk(msg=f"not enough space on {datastore.name} to clone {source.name}") from exc
+        raise vim.fault.NoDiskSpace(msg=f"There is not enough space on the file system for the selected operation (datastore {datastore.name}, clone of {source.name}).", datastore=datastore.name) from exc
     if spec.config is not None:
         from conformance.sim.objects.vm_reconfig import apply_config_spec
 
@@ -151,11 +151,15 @@ def relocate_vm(vm: VirtualMachineImpl, spec: Any) -> None:
         disk.file = copy
         disk.datastore = target  # type: ignore[assignment]
         for link in old.chain():
-            if link.path not in ctx.links_used_elsewhere(vm):
+            if link.path not in ctx.links_in_use(vm):
                 link.delete()
-    old_vmx = vm.vmx_file
+    old_vmx, old_home = vm.vmx_file, vm.home_dir
     vm.home = target  # type: ignore[assignment]
     vm.home_dir = new_home
     vm.vmx_file = new_home / old_vmx.name
     vm.vmx_file.write_text(old_vmx.read_text())
     old_vmx.unlink(missing_ok=True)
+    try:
+        old_home.rmdir()
+    except OSError:
+        pass  # other files (a shared disk) still live there

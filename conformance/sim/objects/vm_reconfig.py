@@ -109,7 +109,7 @@ def apply_device_change(vm: VirtualMachineImpl, change: Any) -> None:
             if disk.attached_from is not None:
                 raise vim.fault.FileFault(msg="cannot destroy a disk that belongs to another VM", file=disk.file.path.name)
             for link in disk.file.chain():
-                if link.path not in vm.ctx.links_used_elsewhere(vm):
+                if link.path not in vm.ctx.links_in_use(vm):
                     link.delete()
     elif operation == "edit":
         disk = vm.disk(device.key)
@@ -155,7 +155,7 @@ def add_disk(vm: VirtualMachineImpl, device: Any, file_operation: str | None) ->
         try:
             file = VirtualDiskFile.create(folder_path, capacity, provisioning, space=datastore.space)
         except DiskFullError as exc:
-            raise vim.fault.InsufficientDisk(msg=f"not enough space on {datastore.name} for a {capacity} byte disk") from exc
+            raise vim.fault.NoDiskSpace(msg=f"There is not enough space on the file system for the selected operation (datastore {datastore.name}, {capacity} byte disk).", datastore=datastore.name) from exc
         disk = DiskState(key=key, unit_number=unit, file=file, datastore=datastore)
         disk.disk_mode = getattr(backing, "diskMode", None) or "persistent"
         disk.enable_tracking(vm.cbt_enabled)

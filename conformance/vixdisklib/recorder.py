@@ -1,0 +1,95 @@
+"""Recording every VixDiskLib call (thread, time, arguments without secrets) for the usage-rule checker."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SECRET_KEYS = ("password", "passwd", "pwd", "cookie", "key", "secret", "token")
+
+
+def redact(value: Any) -> Any:
+    """Arguments as they may be recorded: secrets replaced, bytes summarised, objects named."""
+    if isinstance(value, dict):
+        return {k: ("<redacted>" if any(s in k.lower() for s in SECRET_KEYS) and v else redact(v))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    redacted = getattr(value, "redacted", None)
+    if callable(redacted):
+        return redact(redacted())
+    return repr(value)
+
+
+@dataclass
+class CallRecord:
+    seq: int
+    call: str  # "VixDiskLib_Open", or "vsphere.RemoveSnapshot" for a control-plane step of a sequence
+    thread_id: int
+    thread_name: str
+    start: float
+    duration: float = 0.0
+    args: dict[str, Any] = field(default_factory=dict)
+    handle: str | None = None  # the disk or connection handle the call acted on or created
+    error: int | None = None
+
+
+class CallRecorder:
+    """Thread-safe list of CallRecords; one per VixDiskLib instance (per process)."""
+
+    def __init__(self) -> None:
+        self._records: list[CallRecord] = []
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self.threads_before_init: set[int] = set()
+
+    @contextmanager
+    def call(self, name: str, handle: str | None = None, **args: Any) -> Iterator[CallRecord]:
+        thread = threading.current_thread()
+        record = CallRecord(next(self._seq), name, thread.ident or 0, thread.name, time.time(), args=redact(args),
+                            handle=handle)
+        started = time.perf_counter()
+        try:
+            yield record
+        except Exception as exc:
+            record.error = int(getattr(exc, "code", 1))
+            raise
+        finally:
+            record.duration = time.perf_counter() - started
+            with self._lock:
+                self._records.append(record)
+
+    def note(self, name: str, **args: Any) -> None:
+        """Record a step that is not a VixDiskLib call (e.g. the snapshot removal of a sequence)."""
+        with self.call(name, **args):
+            pass
+
+    def mark_init(self) -> None:
+        """Remember which threads exist at InitEx: any of them calling VixDiskLib later predates InitEx (R1)."""
+        current = threading.get_ident()
+        self.threads_before_init = {t.ident for t in threading.enumerate() if t.ident and t.ident != current}
+
+    def records(self) -> list[CallRecord]:
+        with self._lock:
+            return sorted(self._records, key=lambda r: r.seq)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    def to_json(self) -> str:
+        return json.dumps([asdict(r) for r in self.records()], indent=1)
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.to_json())
