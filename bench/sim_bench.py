@@ -16,12 +16,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyVim.task import WaitForTask  # noqa: E402
-from pyVmomi import vim  # noqa: E402
+from pyVim.task import WaitForTask
+from pyVmomi import vim
 
-from conformance.sim.instance import Simulator  # noqa: E402
-from conformance.vsphere.connection import Endpoint, connect  # noqa: E402
-from conformance.vsphere.guest import GuestCredentials, GuestWorkload  # noqa: E402
+from conformance.sim.instance import Simulator
+from conformance.vsphere.connection import Endpoint, connect
+from conformance.vsphere.guest import GuestCredentials, GuestWorkload
 
 
 def property_read_ms(vm: Any, rounds: int) -> float:
@@ -43,11 +43,19 @@ def snapshot_cycles_per_second(vm: Any, rounds: int) -> float:
 
 
 def sparse_bytes(sim: Simulator, content: Any, vm: Any) -> int:
-    spec = vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=vim.vm.device.VirtualDisk(
-        key=-1, capacityInBytes=64 * 2**30, backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-            diskMode="persistent", thinProvisioned=True)))
+    spec = vim.vm.device.VirtualDeviceSpec(
+        operation="add",
+        fileOperation="create",
+        device=vim.vm.device.VirtualDisk(
+            key=-1,
+            capacityInBytes=64 * 2**30,
+            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=True),
+        ),
+    )
     WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[spec])))
-    guest = GuestWorkload(content, vm, GuestCredentials("root", "bench"), ssl.create_default_context(cafile=sim.cert_file))
+    guest = GuestWorkload(
+        content, vm, GuestCredentials("root", "bench"), ssl.create_default_context(cafile=sim.cert_file)
+    )
     guest.write_disk(1, 7 * 2**30, b"\xa5" * 2**20)
     disk = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)][1]
     name, rest = disk.backing.fileName[1:].split("] ", 1)
@@ -66,8 +74,9 @@ def main() -> int:
         vm = content.searchIndex.FindByInventoryPath("dc1/vm/target-vmfs")
         results = {
             "property_read_median_ms": round(property_read_ms(vm, args.rounds), 3),
-            "config_read_median_ms": round(statistics.median(
-                [_timed(lambda: vm.config) for _ in range(max(10, args.rounds // 4))]), 3),
+            "config_read_median_ms": round(
+                statistics.median([_timed(lambda: vm.config) for _ in range(max(10, args.rounds // 4))]), 3
+            ),
             "snapshot_create_remove_per_s": round(snapshot_cycles_per_second(vm, max(10, args.rounds // 10)), 1),
             "host_bytes_64GiB_disk_1MiB_written": sparse_bytes(sim, content, vm),
         }

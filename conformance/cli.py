@@ -35,8 +35,14 @@ def _sim_serve(args: argparse.Namespace) -> int:
             raise CliError(f"--password-env {args.password_env}: that environment variable is empty or unset")
     if args.state_dir and Path(args.state_dir).exists() and any(Path(args.state_dir).iterdir()):
         raise CliError(f"--state-dir {args.state_dir} is not empty: give a new or empty folder")
-    simulator = Simulator(vsphere=args.vsphere, port=args.port, state_dir=Path(args.state_dir) if args.state_dir else None,
-                          inventory=inventory, user=args.user or DEFAULT_USER, password=password)
+    simulator = Simulator(
+        vsphere=args.vsphere,
+        port=args.port,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+        inventory=inventory,
+        user=args.user or DEFAULT_USER,
+        password=password,
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -65,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sim_commands.add_parser("serve", help="run a simulator in the foreground; prints its connection as JSON")
     serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     serve.add_argument("--vsphere", default="7.0U3", help="vSphere version or VMC milestone to present (default 7.0U3)")
-    serve.add_argument("--state-dir", help="folder for disks and certificates (default: a temporary one, removed at exit)")
+    serve.add_argument(
+        "--state-dir", help="folder for disks and certificates (default: a temporary one, removed at exit)"
+    )
     serve.add_argument("--inventory", help="TOML inventory file (default: the built-in inventory)")
     serve.add_argument("--user", help="login user (default administrator@vsphere.local)")
     serve.add_argument("--password-env", help="environment variable holding the password (default: a random one)")

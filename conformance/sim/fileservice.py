@@ -148,7 +148,7 @@ class FileService:
     def resolve(self, raw_url: str) -> tuple[Any, Path, str]:
         """(datastore, host path, decoded relative path) of a /folder URL."""
         parts = urlsplit(raw_url)
-        tail = parts.path[len(PREFIX):]
+        tail = parts.path[len(PREFIX) :]
         if tail and not tail.startswith("/"):
             raise HttpError(404, f"no such service: {parts.path}")
         double = self.ctx.profile.http_double_decode
@@ -172,8 +172,14 @@ class FileService:
 
         if not dc_path:
             raise HttpError(404, "no datacenter given: add dcPath=<datacenter> to the query")
-        datacenter = next((dc for dc in self.ctx.registry.all(DatacenterImpl)
-                           if dc_path.strip("/") in (dc.inventory_path(), dc.name)), None)
+        datacenter = next(
+            (
+                dc
+                for dc in self.ctx.registry.all(DatacenterImpl)
+                if dc_path.strip("/") in (dc.inventory_path(), dc.name)
+            ),
+            None,
+        )
         if datacenter is None:
             raise HttpError(404, f"datacenter {dc_path!r} not found")
         match = next((ds for ds in datacenter.datastores() if ds.name == ds_name), None)
@@ -205,8 +211,10 @@ class FileService:
             size = "" if child.is_dir() else str(child.stat().st_size)
             rows.append(f'<tr><td><a href="{quote(name)}">{html.escape(name)}</a></td><td>{size}</td></tr>')
         title = html.escape("/" + relative)
-        return (f"<html><head><title>Index of {title}</title></head><body><h1>Index of {title}</h1>"
-                f"<table><tr><th>Name</th><th>Size</th></tr>{''.join(rows)}</table></body></html>\n").encode()
+        return (
+            f"<html><head><title>Index of {title}</title></head><body><h1>Index of {title}</h1>"
+            f"<table><tr><th>Name</th><th>Size</th></tr>{''.join(rows)}</table></body></html>\n"
+        ).encode()
 
     # --- PUT ---
 
@@ -243,8 +251,10 @@ class FileService:
             if isinstance(exc, (ConnectionError, TimeoutError)):
                 log.debug("upload of %s aborted: %s", path, exc)
                 return
-            raise HttpError(409 if isinstance(exc, (NotADirectoryError, FileExistsError)) else 500,
-                            f"cannot write {path.name}: {exc.strerror or exc}") from exc
+            raise HttpError(
+                409 if isinstance(exc, (NotADirectoryError, FileExistsError)) else 500,
+                f"cannot write {path.name}: {exc.strerror or exc}",
+            ) from exc
         self.ctx.registry.changed()
         handler.send_bytes(200 if existed else 201, b"", "text/plain")
 
@@ -275,8 +285,11 @@ class FileService:
         if granted < need:
             datastore.space.release(granted)
             drain(handler, length)
-            raise HttpError(507, f"Insufficient Storage: {length} bytes do not fit on datastore {datastore.name} "
-                                 f"({datastore.space.free()} bytes free)")
+            raise HttpError(
+                507,
+                f"Insufficient Storage: {length} bytes do not fit on datastore {datastore.name} "
+                f"({datastore.space.free()} bytes free)",
+            )
         return need
 
     def _check_writable(self, datastore: Any, path: Path) -> None:

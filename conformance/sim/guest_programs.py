@@ -102,8 +102,9 @@ def cmd_exe(run_ctx: ProgramRun, arguments: str) -> int:
         return int(rest[0]) if rest and re.fullmatch(r"-?\d+", rest[0]) else 0
     if command in ("echo", "ver", "rem", "cd", "type", "dir"):
         return 0
-    run_ctx.stderr.append(f"'{words[0]}' is not recognized as an internal or external command, "
-                          "operable program or batch file.")
+    run_ctx.stderr.append(
+        f"'{words[0]}' is not recognized as an internal or external command, operable program or batch file."
+    )
     return 9009
 
 
@@ -136,7 +137,7 @@ def prog_sleep(run_ctx: ProgramRun, args: list[str]) -> int:
 def prog_sh(run_ctx: ProgramRun, args: list[str]) -> int:
     """`sh -c "a && b; c"`: simple commands of this program set joined by &&, || and ;."""
     if len(args) < 2 or args[0] != "-c":
-        run_ctx.stderr.append("sh: only `sh -c \"command\"` is simulated")
+        run_ctx.stderr.append('sh: only `sh -c "command"` is simulated')
         return 2
     lexer = shlex.shlex(args[1], posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
@@ -178,6 +179,7 @@ def sh_command(run_ctx: ProgramRun, words: list[str]) -> int:
 
 # --- dd ---------------------------------------------------------------------------------------
 
+
 class DdError(Exception):
     """dd stops with this message on stderr and exit code 1."""
 
@@ -210,8 +212,20 @@ def prog_dd(run_ctx: ProgramRun, args: list[str]) -> int:
     try:
         for arg in args:
             key, sep, value = arg.partition("=")
-            if not sep or key not in ("if", "of", "bs", "ibs", "obs", "count", "skip", "seek", "conv",
-                                      "iflag", "oflag", "status"):
+            if not sep or key not in (
+                "if",
+                "of",
+                "bs",
+                "ibs",
+                "obs",
+                "count",
+                "skip",
+                "seek",
+                "conv",
+                "iflag",
+                "oflag",
+                "status",
+            ):
                 raise DdError(f"dd: unrecognized operand '{arg}'")
             ops[key] = value
         if ops.get("status", "default") not in ("default", "none", "noxfer", "progress"):
@@ -224,8 +238,10 @@ def prog_dd(run_ctx: ProgramRun, args: list[str]) -> int:
     status = ops.get("status", "default")
     if status != "none":
         out_full, out_part = divmod(stats["bytes"], stats["obs"])
-        run_ctx.stderr += [f"{stats['in_full']}+{stats['in_part']} records in",
-                           f"{out_full}+{1 if out_part else 0} records out"]
+        run_ctx.stderr += [
+            f"{stats['in_full']}+{stats['in_part']} records in",
+            f"{out_full}+{1 if out_part else 0} records out",
+        ]
         if status != "noxfer":
             run_ctx.stderr.append(f"{stats['bytes']} bytes copied, {time.monotonic() - started:.6f} s")
     return code
@@ -312,8 +328,9 @@ def _nothing() -> None:
     return None
 
 
-def open_output(run_ctx: ProgramRun, name: str | None, seek: int, conv: set[str], oflag: set[str],
-                stats: dict[str, int]) -> Writer:
+def open_output(
+    run_ctx: ProgramRun, name: str | None, seek: int, conv: set[str], oflag: set[str], stats: dict[str, int]
+) -> Writer:
     """writer(data, sparse, flush=False) for dd's of=; data None closes. Disks end at capacity, files at
     GUEST_FILE_MAX: what fits is written, then "No space left on device"."""
     if name is None or name == "/dev/null":
@@ -365,8 +382,9 @@ def open_output(run_ctx: ProgramRun, name: str | None, seek: int, conv: set[str]
     return write
 
 
-def open_file_output(run_ctx: ProgramRun, name: str, seek: int, conv: set[str],
-                     oflag: set[str]) -> tuple[BinaryIO, int]:
+def open_file_output(
+    run_ctx: ProgramRun, name: str, seek: int, conv: set[str], oflag: set[str]
+) -> tuple[BinaryIO, int]:
     """Open a guest file for dd's output as dd does: create, truncate at seek unless notrunc, append."""
     path = guest_file(run_ctx, name)
     if path.is_dir():
@@ -395,8 +413,15 @@ def guest_file(run_ctx: ProgramRun, name: str) -> Path:
 
 LINUX_PROGRAMS: dict[str, Callable[[ProgramRun, list[str]], int]] = {
     f"{folder}/{name}": func
-    for name, func in {"dd": prog_dd, "true": lambda run_ctx, args: 0, "false": lambda run_ctx, args: 1,
-                       "sync": prog_sync, "sleep": prog_sleep, "sh": prog_sh, "bash": prog_sh}.items()
+    for name, func in {
+        "dd": prog_dd,
+        "true": lambda run_ctx, args: 0,
+        "false": lambda run_ctx, args: 1,
+        "sync": prog_sync,
+        "sleep": prog_sleep,
+        "sh": prog_sh,
+        "bash": prog_sh,
+    }.items()
     for folder in ("/bin", "/usr/bin")
 }
 

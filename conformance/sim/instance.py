@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -70,8 +71,12 @@ class SimContext:
         """Services in their own modules; each registers itself on the context if present."""
         import importlib
 
-        for module in ("conformance.sim.fileservice", "conformance.sim.objects.guest_operations",
-                       "conformance.sim.objects.vstorage_object_manager", "conformance.sim.objects.custom_fields"):
+        for module in (
+            "conformance.sim.fileservice",
+            "conformance.sim.objects.guest_operations",
+            "conformance.sim.objects.vstorage_object_manager",
+            "conformance.sim.objects.custom_fields",
+        ):
             try:
                 mod = importlib.import_module(module)
             except ModuleNotFoundError as exc:
@@ -95,8 +100,11 @@ class SimContext:
             return result_type, typed(value, result_type)
         handler = target.soap_handler(call.method)
         if handler is None:
-            raise vmodl.fault.MethodNotFound(msg=f"{call.method} is not simulated on {target.vim_type.__name__}",
-                                             receiver=call.this, method=call.method)
+            raise vmodl.fault.MethodNotFound(
+                msg=f"{call.method} is not simulated on {target.vim_type.__name__}",
+                receiver=call.this,
+                method=call.method,
+            )
         if getattr(handler, "__soap_unlocked__", False):
             value = handler(**call.args)
         else:
@@ -208,10 +216,8 @@ class SimContext:
         for path, link in links.items():
             if path not in used:
                 link.delete()
-        try:
+        with contextlib.suppress(OSError):
             vm.home_dir.rmdir()
-        except OSError:
-            pass
 
     # --- PrepareForAccess / EndAccess (AuthorizationManager.DisableMethods) ---
 
@@ -325,7 +331,9 @@ class Simulator:
     def __enter__(self) -> Simulator:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     @property
@@ -354,8 +362,13 @@ class Simulator:
 
     def connection_info(self, include_password: bool = True) -> dict[str, Any]:
         info: dict[str, Any] = {
-            "url": self.url, "host": self.host, "port": self.port, "user": self.user,
-            "thumbprint": self.thumbprint, "state_dir": str(self.state_dir), "vsphere": self.profile.name,
+            "url": self.url,
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "thumbprint": self.thumbprint,
+            "state_dir": str(self.state_dir),
+            "vsphere": self.profile.name,
             "pid": os.getpid(),
         }
         dataplane = getattr(self.ctx, "dataplane", None)

@@ -56,7 +56,7 @@ class InventorySpec:
     vms: list[VmSpec] = field(default_factory=list)
     physical_proxies: list[PhysicalProxySpec] = field(default_factory=list)
 
-    def datastore(self, name: str, type: str, capacity: int = 4 * 2**40) -> InventorySpec:  # noqa: A002
+    def datastore(self, name: str, type: str, capacity: int = 4 * 2**40) -> InventorySpec:
         self.datastores.append(DatastoreSpec(name, type, capacity))
         return self
 
@@ -93,7 +93,9 @@ def validate(spec: InventorySpec, source: str = "inventory") -> None:
     names = {d.name for d in spec.datastores}
     for ds in spec.datastores:
         if ds.type not in DATASTORE_TYPES:
-            raise InventoryError(f"{source}: datastore {ds.name}: type {ds.type!r} is not one of {', '.join(DATASTORE_TYPES)}")
+            raise InventoryError(
+                f"{source}: datastore {ds.name}: type {ds.type!r} is not one of {', '.join(DATASTORE_TYPES)}"
+            )
     seen: set[str] = set()
     for vm in spec.vms:
         if vm.name in seen:
@@ -152,13 +154,22 @@ def build_inventory(ctx: SimContext, spec: InventorySpec) -> None:
         datastores[ds_spec.name] = ds
     for vm_spec in spec.vms:
         home = datastores[vm_spec.datastore]
-        vm = VirtualMachineImpl(registry, vm_spec.name, dc.vm_folder, cluster.resource_pool, hosts[vm_spec.host], home,
-                                vm_spec.guest_id, vm_spec.guest_full_name)
+        vm = VirtualMachineImpl(
+            registry,
+            vm_spec.name,
+            dc.vm_folder,
+            cluster.resource_pool,
+            hosts[vm_spec.host],
+            home,
+            vm_spec.guest_id,
+            vm_spec.guest_full_name,
+        )
         vm.guest_detail = vm_spec.guest_detail or vm_spec.guest_full_name
         vm.role = vm_spec.role
         for index, size in enumerate(vm_spec.disks):
-            file = VirtualDiskFile.create(unique_disk_path(vm.home_dir, vm.name), size, vm_spec.provisioning,
-                                          space=home.space)
+            file = VirtualDiskFile.create(
+                unique_disk_path(vm.home_dir, vm.name), size, vm_spec.provisioning, space=home.space
+            )
             disk = DiskState(key=2000 + index, unit_number=index if index < 7 else index + 1, file=file, datastore=home)
             disk.enable_tracking(vm_spec.cbt)
             vm.disks.append(disk)

@@ -21,9 +21,7 @@ if TYPE_CHECKING:
 T = TypeVar("T", bound="ManagedObjectImpl")
 
 #: The session of the SOAP call being served on this thread (None for unauthenticated calls).
-current_session: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
-    "current_session", default=None
-)
+current_session: contextvars.ContextVar[Session | None] = contextvars.ContextVar("current_session", default=None)
 
 
 def soap_method(wsdl_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -75,7 +73,7 @@ class ManagedObjectImpl:
     def prop_value(self) -> list[Any]:
         return []
 
-    def prop_availableField(self) -> list[Any]:  # noqa: N802 - vSphere property name
+    def prop_availableField(self) -> list[Any]:
         return []
 
     def __repr__(self) -> str:
@@ -110,11 +108,9 @@ class ObjectRegistry:
 
     def lookup(self, ref: Any) -> ManagedObjectImpl:
         """The object behind a moref; vmodl.fault.ManagedObjectNotFound when it does not exist."""
-        moid = ref._moId if isinstance(ref, VmomiSupport.ManagedObject) else str(ref)  # noqa: SLF001
+        moid = ref._moId if isinstance(ref, VmomiSupport.ManagedObject) else str(ref)
         obj = self._objects.get(moid)
-        if obj is None or (
-            isinstance(ref, VmomiSupport.ManagedObject) and not isinstance(obj.ref, type(ref))
-        ):
+        if obj is None or (isinstance(ref, VmomiSupport.ManagedObject) and not isinstance(obj.ref, type(ref))):
             raise vmodl.fault.ManagedObjectNotFound(
                 msg=f"The object '{ref}' has already been deleted or has not been completely created",
                 obj=ref if isinstance(ref, VmomiSupport.ManagedObject) else None,
@@ -156,7 +152,7 @@ def typed(value: Any, declared: Any) -> Any:
     if isinstance(declared, type) and issubclass(declared, list):
         if isinstance(value, VmomiSupport.Array):
             return value
-        item = declared.Item
+        item = getattr(declared, "Item")  # noqa: B009 - pyVmomi array types carry their item type
         return declared([typed(v, item) for v in value])
     if declared is VmomiSupport.long and isinstance(value, int) and not isinstance(value, bool):
         return VmomiSupport.long(value)
@@ -168,9 +164,9 @@ def declared_type(vim_type: Any, path: str) -> Any:
     current = vim_type
     for part in path.split("."):
         if isinstance(current, type) and issubclass(current, list):
-            current = current.Item
+            current = getattr(current, "Item")  # noqa: B009
         try:
-            current = current._GetPropertyInfo(part).type  # noqa: SLF001
+            current = current._GetPropertyInfo(part).type
         except (AttributeError, KeyError):
             return None
     return current

@@ -5,6 +5,7 @@ Routing only: SOAP calls go to `dispatch`, file and guest transfers to their mod
 
 from __future__ import annotations
 
+import contextlib
 import http.cookies
 import json
 import logging
@@ -43,7 +44,9 @@ def versions_document(ctx: SimContext) -> bytes:
     ).encode()
 
 
-def dispatch(ctx: SimContext, body: bytes, soap_action: str | None, cookie: str | None) -> tuple[int, bytes, str | None]:
+def dispatch(
+    ctx: SimContext, body: bytes, soap_action: str | None, cookie: str | None
+) -> tuple[int, bytes, str | None]:
     """Serve one SOAP call: (HTTP status, response body, new session cookie or None)."""
     try:
         call = soap.parse_request(body, soap_action)
@@ -63,9 +66,13 @@ def dispatch(ctx: SimContext, body: bytes, soap_action: str | None, cookie: str 
         return 200, soap.serialize_result(call.method, result_type, value, call.version), new_cookie
     except vmodl.MethodFault as fault:
         return 500, soap.serialize_fault(fault, call.version), None
-    except Exception as exc:  # noqa: BLE001 - a simulator bug must reach the client as a fault, and the log
+    except Exception as exc:
         log.exception("simulator error in %s", call.method)
-        return 500, soap.serialize_fault(vmodl.fault.SystemError(msg=f"simulator error: {exc}", reason=str(exc)), call.version), None
+        return (
+            500,
+            soap.serialize_fault(vmodl.fault.SystemError(msg=f"simulator error: {exc}", reason=str(exc)), call.version),
+            None,
+        )
     finally:
         current_session.reset(token)
 
@@ -92,17 +99,15 @@ class SimRequestHandler(BaseHTTPRequestHandler):
     server: SimHTTPServer
     server_version = "VMware-vSphere-sim"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.client_address[0], *args)
 
     def setup(self) -> None:
         super().setup()
         if self.server.ctx.faults.take_dropped_connection():
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def _cookie(self) -> str | None:
         raw = self.headers.get("Cookie")
@@ -130,7 +135,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path == "/sdk/vimServiceVersions.xml":
             self.send_bytes(200, versions_document(self.server.ctx), "text/xml")
@@ -145,10 +150,10 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         else:
             self.send_bytes(404, b"not found\n", "text/plain")
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.do_GET()
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         path = urlsplit(self.path).path
         if path.startswith("/folder"):
             self.server.ctx.file_service.handle(self, "PUT")
@@ -157,13 +162,11 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         else:
             self.send_bytes(404, b"not found\n", "text/plain")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = urlsplit(self.path).path
         if path == "/sdk":
             body = self._body()
-            status, payload, cookie = dispatch(
-                self.server.ctx, body, self.headers.get("SOAPAction"), self._cookie()
-            )
+            status, payload, cookie = dispatch(self.server.ctx, body, self.headers.get("SOAPAction"), self._cookie())
             extra = {}
             if cookie:
                 extra["Set-Cookie"] = f'{COOKIE_NAME}="{cookie}"; Path=/; HttpOnly; Secure;'

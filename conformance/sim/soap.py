@@ -51,7 +51,7 @@ def version_from_action(soap_action: str | None) -> str:
     uri = soap_action.strip().strip('"')
     try:
         version = VmomiSupport.GetVersionFromVersionUri(uri)
-    except Exception:  # noqa: BLE001 - pyVmomi raises KeyError or ValueError here
+    except Exception:
         version = None
     return str(version) if version else DEFAULT_VERSION
 
@@ -150,7 +150,7 @@ def parse_request(body: bytes, soap_action: str | None) -> SoapCall:
         parser.Parse(body, True)
     except SoapRequestError:
         raise
-    except Exception as exc:  # noqa: BLE001 - expat and pyVmomi raise many kinds here
+    except Exception as exc:
         raise SoapRequestError(f"malformed request: {exc}") from exc
     if splitter.method is None:
         raise SoapRequestError("no method element in the SOAP body")
@@ -164,10 +164,10 @@ def _serializer(out: io.StringIO, version: str) -> SoapSerializer:
     return _OmitUnset(out, version, ns_map)
 
 
-class _OmitUnset(SoapSerializer):  # type: ignore[misc]
+class _OmitUnset(SoapSerializer):
     """Skip None values instead of failing on required fields that the simulator leaves unset."""
 
-    def _Serialize(self, val: Any, info: Any, defNS: str) -> None:  # noqa: N802, N803
+    def _Serialize(self, val: Any, info: Any, defNS: str) -> None:
         if val is None:
             return
         super()._Serialize(val, info, defNS)
@@ -182,9 +182,7 @@ def serialize_result(method: str, result_type: Any, value: Any, version: str) ->
     out.write(SOAP_BODY_START)
     out.write(f'<{method}Response xmlns="{VIM_NS}">')
     if value is not None and result_type is not None:
-        info = VmomiSupport.Object(
-            name="returnval", type=result_type, version=version, flags=VmomiSupport.F_OPTIONAL
-        )
+        info = VmomiSupport.Object(name="returnval", type=result_type, version=version, flags=VmomiSupport.F_OPTIONAL)
         _serializer(out, version).Serialize(value, info)
     out.write(f"</{method}Response>")
     out.write(SOAP_BODY_END)
@@ -196,8 +194,8 @@ def serialize_fault(fault: Exception, version: str) -> bytes:
     """A soapenv:Fault whose detail makes pyVmomi raise exactly the fault's type."""
     if not isinstance(fault, vmodl.MethodFault):
         fault = vmodl.fault.SystemError(msg=str(fault), reason=str(fault))
-    type_name = fault._wsdlName  # noqa: SLF001 - pyVmomi's own naming
-    message = fault.msg or type_name
+    type_name = fault._wsdlName
+    message = getattr(fault, "msg", None) or type_name
     code = "ServerFaultCode"
     out = io.StringIO()
     out.write(XML_HEADER)
@@ -210,7 +208,7 @@ def serialize_fault(fault: Exception, version: str) -> bytes:
     info = VmomiSupport.Object(name=f"{type_name}Fault", type=vmodl.MethodFault, version=version, flags=0)
     serializer = _serializer(out, version)
     serializer.outermostAttrs = ""
-    serializer._SerializeDataObject(fault, info, f' xmlns="{VIM_NS}"', VIM_NS)  # noqa: SLF001
+    serializer._SerializeDataObject(fault, info, f' xmlns="{VIM_NS}"', VIM_NS)
     out.write("</detail></soapenv:Fault>")
     out.write(SOAP_BODY_END)
     out.write(SOAP_ENVELOPE_END)
@@ -226,9 +224,9 @@ def is_fault(value: Any) -> bool:
 
 
 __all__ = [
+    "XMLNS_SOAPENV",
     "SoapCall",
     "SoapRequestError",
-    "XMLNS_SOAPENV",
     "is_fault",
     "parse_request",
     "serialize_fault",

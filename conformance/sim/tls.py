@@ -46,7 +46,7 @@ def generate(directory: Path, host: str = "127.0.0.1") -> ServerCertificate:
     """Write a fresh key and certificate (subjectAltName IP:host) into `directory`."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

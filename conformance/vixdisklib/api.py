@@ -70,11 +70,21 @@ class VixDiskLib:
 
     # --- library lifetime ---
 
-    def init_ex(self, config_file: Path | None = None, lib_dir: Path | None = None,
-                major: int = VIXDISKLIB_VERSION_MAJOR, minor: int = VIXDISKLIB_VERSION_MINOR) -> None:
+    def init_ex(
+        self,
+        config_file: Path | None = None,
+        lib_dir: Path | None = None,
+        major: int = VIXDISKLIB_VERSION_MAJOR,
+        minor: int = VIXDISKLIB_VERSION_MINOR,
+    ) -> None:
         self.recorder.mark_init()
-        with self.recorder.call("VixDiskLib_InitEx", major=major, minor=minor, libDir=str(lib_dir) if lib_dir else None,
-                                configFile=str(config_file) if config_file else None):
+        with self.recorder.call(
+            "VixDiskLib_InitEx",
+            major=major,
+            minor=minor,
+            libDir=str(lib_dir) if lib_dir else None,
+            configFile=str(config_file) if config_file else None,
+        ):
             self.backend.init_ex(major, minor, lib_dir, config_file)
         self.initialised = True
 
@@ -91,11 +101,22 @@ class VixDiskLib:
 
     # --- connections ---
 
-    def connect_ex(self, params: ConnectParams, read_only: bool = True, snapshot_ref: str | None = None,
-                   transport_modes: str | None = None) -> Connection:
+    def connect_ex(
+        self,
+        params: ConnectParams,
+        read_only: bool = True,
+        snapshot_ref: str | None = None,
+        transport_modes: str | None = None,
+    ) -> Connection:
         label = self._label("conn-")
-        with self.recorder.call("VixDiskLib_ConnectEx", handle=label, params=params, readOnly=read_only,
-                                snapshotRef=snapshot_ref, transportModes=transport_modes):
+        with self.recorder.call(
+            "VixDiskLib_ConnectEx",
+            handle=label,
+            params=params,
+            readOnly=read_only,
+            snapshotRef=snapshot_ref,
+            transportModes=transport_modes,
+        ):
             raw = self.backend.connect_ex(params, read_only, snapshot_ref, transport_modes)
         return Connection(raw, params, label)
 
@@ -122,8 +143,9 @@ class VixDiskLib:
 
     def open(self, connection: Connection, path: str, flags: int = OpenFlags.READ_ONLY) -> Disk:
         label = self._label("disk-")
-        with self.recorder.call("VixDiskLib_Open", handle=label, connection=connection.label, path=path,
-                                flags=int(flags)):
+        with self.recorder.call(
+            "VixDiskLib_Open", handle=label, connection=connection.label, path=path, flags=int(flags)
+        ):
             raw = self.backend.open(connection.raw, path, int(flags))
         return Disk(raw, connection, path, label)
 
@@ -143,26 +165,31 @@ class VixDiskLib:
             return mode
 
     def read(self, disk: Disk, start_sector: int, num_sectors: int) -> bytes:
-        with self.recorder.call("VixDiskLib_Read", handle=disk.label, startSector=start_sector,
-                                numSectors=num_sectors):
+        with self.recorder.call("VixDiskLib_Read", handle=disk.label, startSector=start_sector, numSectors=num_sectors):
             return self.backend.read(disk.raw, start_sector, num_sectors)
 
     def write(self, disk: Disk, start_sector: int, data: bytes) -> None:
         if len(data) % SECTOR_SIZE:
-            raise VixError(VixCode.INVALID_ARG, "VixDiskLib_Write", f"{len(data)} bytes is not a whole number of sectors")
-        with self.recorder.call("VixDiskLib_Write", handle=disk.label, startSector=start_sector,
-                                numSectors=len(data) // SECTOR_SIZE):
+            raise VixError(
+                VixCode.INVALID_ARG, "VixDiskLib_Write", f"{len(data)} bytes is not a whole number of sectors"
+            )
+        with self.recorder.call(
+            "VixDiskLib_Write", handle=disk.label, startSector=start_sector, numSectors=len(data) // SECTOR_SIZE
+        ):
             self.backend.write(disk.raw, start_sector, data)
 
-    def read_async(self, disk: Disk, start_sector: int, num_sectors: int, buffer: bytearray,
-                   callback: CompletionCallback) -> None:
-        with self.recorder.call("VixDiskLib_ReadAsync", handle=disk.label, startSector=start_sector,
-                                numSectors=num_sectors):
+    def read_async(
+        self, disk: Disk, start_sector: int, num_sectors: int, buffer: bytearray, callback: CompletionCallback
+    ) -> None:
+        with self.recorder.call(
+            "VixDiskLib_ReadAsync", handle=disk.label, startSector=start_sector, numSectors=num_sectors
+        ):
             self.backend.read_async(disk.raw, start_sector, num_sectors, buffer, callback)
 
     def write_async(self, disk: Disk, start_sector: int, data: bytes, callback: CompletionCallback) -> None:
-        with self.recorder.call("VixDiskLib_WriteAsync", handle=disk.label, startSector=start_sector,
-                                numSectors=len(data) // SECTOR_SIZE):
+        with self.recorder.call(
+            "VixDiskLib_WriteAsync", handle=disk.label, startSector=start_sector, numSectors=len(data) // SECTOR_SIZE
+        ):
             self.backend.write_async(disk.raw, start_sector, data, callback)
 
     def wait(self, disk: Disk) -> None:
@@ -174,8 +201,13 @@ class VixDiskLib:
             self.backend.flush(disk.raw)
 
     def query_allocated_blocks(self, disk: Disk, start_sector: int, num_sectors: int, chunk_size: int) -> list[Block]:
-        with self.recorder.call("VixDiskLib_QueryAllocatedBlocks", handle=disk.label, startSector=start_sector,
-                                numSectors=num_sectors, chunkSize=chunk_size) as record:
+        with self.recorder.call(
+            "VixDiskLib_QueryAllocatedBlocks",
+            handle=disk.label,
+            startSector=start_sector,
+            numSectors=num_sectors,
+            chunkSize=chunk_size,
+        ) as record:
             blocks = self.backend.query_allocated_blocks(disk.raw, start_sector, num_sectors, chunk_size)
             record.args["numBlocks"] = len(blocks)
             return blocks
@@ -190,8 +222,13 @@ class VixDiskLib:
     # --- conveniences built only on the calls above ---
 
     @contextmanager
-    def connected(self, params: ConnectParams, read_only: bool = True, snapshot_ref: str | None = None,
-                  transport_modes: str | None = None) -> Iterator[Connection]:
+    def connected(
+        self,
+        params: ConnectParams,
+        read_only: bool = True,
+        snapshot_ref: str | None = None,
+        transport_modes: str | None = None,
+    ) -> Iterator[Connection]:
         connection = self.connect_ex(params, read_only, snapshot_ref, transport_modes)
         try:
             yield connection
@@ -207,8 +244,9 @@ class VixDiskLib:
             if not disk.closed:
                 self.close(disk)
 
-    def allocated_blocks(self, disk: Disk, capacity_sectors: int, chunk_size: int,
-                         on_window: Callable[[list[Block]], None] | None = None) -> list[Block]:
+    def allocated_blocks(
+        self, disk: Disk, capacity_sectors: int, chunk_size: int, on_window: Callable[[list[Block]], None] | None = None
+    ) -> list[Block]:
         """Every allocated block, queried in chunk-aligned windows that never pass capacity.
 
         Like VMware's sample: windows of at most MAX_CHUNK_NUMBER chunks; the final partial chunk

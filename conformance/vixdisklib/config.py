@@ -24,21 +24,37 @@ KEY_PHONE_HOME = "vixDiskLib.phoneHome.EnablePhoneHome"
 KEY_PRODUCT_NAME = "vixDiskLib.phoneHome.ProductName"
 KEY_PRODUCT_VERSION = "vixDiskLib.phoneHome.ProductVersion"
 KEY_DATABASE_DIR = "vixDiskLib.phoneHome.DatabaseDir"
-NFC_TIMEOUT_KEYS = tuple(f"vixDiskLib.nfc.{k}" for k in ("AcceptTimeoutMs", "RequestTimeoutMs", "ReadTimeoutMs",
-                                                          "WriteTimeoutMs"))
-KNOWN_KEYS = (KEY_TMP_DIRECTORY, KEY_AIO_BUF_SIZE, KEY_AIO_BUF_COUNT, KEY_NO_NFC_SESSION, KEY_PHONE_HOME,
-              KEY_PRODUCT_NAME, KEY_PRODUCT_VERSION, KEY_DATABASE_DIR, *NFC_TIMEOUT_KEYS,
-              "vixDiskLib.transport.LogLevel", "vixDiskLib.nfc.LogLevel", "vixDiskLib.nfcFssrvr.TimeoutMs",
-              "vixDiskLib.nfcFssrvrWrite.TimeoutMs", "vixDiskLib.ssl.enableSslFIPS",
-              "vixDiskLib.transport.san.blacklist", "vixDiskLib.transport.san.whitelist",
-              "vixDiskLib.linuxSSL.verifyCertificates", "log.fileName", "log.fileLevel")
+NFC_TIMEOUT_KEYS = tuple(
+    f"vixDiskLib.nfc.{k}" for k in ("AcceptTimeoutMs", "RequestTimeoutMs", "ReadTimeoutMs", "WriteTimeoutMs")
+)
+KNOWN_KEYS = (
+    KEY_TMP_DIRECTORY,
+    KEY_AIO_BUF_SIZE,
+    KEY_AIO_BUF_COUNT,
+    KEY_NO_NFC_SESSION,
+    KEY_PHONE_HOME,
+    KEY_PRODUCT_NAME,
+    KEY_PRODUCT_VERSION,
+    KEY_DATABASE_DIR,
+    *NFC_TIMEOUT_KEYS,
+    "vixDiskLib.transport.LogLevel",
+    "vixDiskLib.nfc.LogLevel",
+    "vixDiskLib.nfcFssrvr.TimeoutMs",
+    "vixDiskLib.nfcFssrvrWrite.TimeoutMs",
+    "vixDiskLib.ssl.enableSslFIPS",
+    "vixDiskLib.transport.san.blacklist",
+    "vixDiskLib.transport.san.whitelist",
+    "vixDiskLib.linuxSSL.verifyCertificates",
+    "log.fileName",
+    "log.fileLevel",
+)
 CANONICAL = {k.lower(): k for k in KNOWN_KEYS}
 
 AIO_DEFAULT_BUF_SIZE = 1  # x 64 KiB
 AIO_DEFAULT_BUF_COUNT = 4
 AIO_SESSION_LIMIT = 16 * 2**20  # bytes of buffer per session above which 7.0.3 fails Open
 PHONE_HOME_VALUE = re.compile(r"^[A-Za-z0-9_.\- ]*$")
-LINE = re.compile(r'^\s*([^=#\s][^=]*?)\s*=\s*(.*?)\s*$')
+LINE = re.compile(r"^\s*([^=#\s][^=]*?)\s*=\s*(.*?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -138,8 +154,13 @@ class VddkConfig:
             return []
         if not PHONE_HOME_VALUE.match(raw):
             bad = sorted({c for c in raw if not PHONE_HOME_VALUE.match(c)})
-            return [ConfigProblem(self.lines[key], key, f"illegal character(s) {''.join(bad)!r}: use letters, "
-                                  "digits, underscore, minus, period and space")]
+            return [
+                ConfigProblem(
+                    self.lines[key],
+                    key,
+                    f"illegal character(s) {''.join(bad)!r}: use letters, digits, underscore, minus, period and space",
+                )
+            ]
         if " " in raw and not self.quoted.get(key):
             return [ConfigProblem(self.lines[key], key, f'a value with a space needs double quotes: "{raw}"')]
         return []

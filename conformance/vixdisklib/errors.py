@@ -67,7 +67,7 @@ TEXTS: dict[int, str] = {
     VixCode.NOT_SUPPORTED: "The operation is not supported",
     VixCode.FILE_ERROR: "A file access error occurred on the host or guest operating system",
     VixCode.DISK_FULL: "An error occurred while writing a file; the disk is full. Data has not been saved. "
-                       "Free some disk space and try again",
+    "Free some disk space and try again",
     VixCode.INCORRECT_FILE_TYPE: "An error occurred while accessing a file: wrong file type",
     VixCode.CANCELLED: "The operation was canceled",
     VixCode.FILE_READ_ONLY: "The file is write-protected",

@@ -18,8 +18,9 @@ SECRET_KEYS = ("password", "passwd", "pwd", "cookie", "key", "secret", "token")
 def redact(value: Any) -> Any:
     """Arguments as they may be recorded: secrets replaced, bytes summarised, objects named."""
     if isinstance(value, dict):
-        return {k: ("<redacted>" if any(s in k.lower() for s in SECRET_KEYS) and v else redact(v))
-                for k, v in value.items()}
+        return {
+            k: ("<redacted>" if any(s in k.lower() for s in SECRET_KEYS) and v else redact(v)) for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -57,8 +58,9 @@ class CallRecorder:
     @contextmanager
     def call(self, name: str, handle: str | None = None, **args: Any) -> Iterator[CallRecord]:
         thread = threading.current_thread()
-        record = CallRecord(next(self._seq), name, thread.ident or 0, thread.name, time.time(), args=redact(args),
-                            handle=handle)
+        record = CallRecord(
+            next(self._seq), name, thread.ident or 0, thread.name, time.time(), args=redact(args), handle=handle
+        )
         started = time.perf_counter()
         try:
             yield record

@@ -47,12 +47,25 @@ def _thread_affinity(records: list[CallRecord]) -> list[Violation]:
         if r.call == OPEN:
             opener[r.handle] = (r.thread_id, r.thread_name)
         elif r.call == QAB and r.handle in opener and opener[r.handle][0] != r.thread_id:
-            out.append(Violation("qab-thread", "C1", f"QueryAllocatedBlocks on thread {r.thread_name!r}, but disk "
-                                 f"{r.handle} was opened on {opener[r.handle][1]!r}", r.seq))
+            out.append(
+                Violation(
+                    "qab-thread",
+                    "C1",
+                    f"QueryAllocatedBlocks on thread {r.thread_name!r}, but disk "
+                    f"{r.handle} was opened on {opener[r.handle][1]!r}",
+                    r.seq,
+                )
+            )
         elif r.call == CLOSE and r.handle in opener:
             if opener[r.handle][0] != r.thread_id:
-                out.append(Violation("open-close-thread", "C1", f"disk {r.handle} closed on thread {r.thread_name!r}, "
-                                     f"opened on {opener[r.handle][1]!r}", r.seq))
+                out.append(
+                    Violation(
+                        "open-close-thread",
+                        "C1",
+                        f"disk {r.handle} closed on thread {r.thread_name!r}, opened on {opener[r.handle][1]!r}",
+                        r.seq,
+                    )
+                )
             del opener[r.handle]
     return out
 
@@ -71,8 +84,14 @@ def _threads_after_init(records: list[CallRecord], before: set[int]) -> list[Vio
             out.append(Violation("threads-after-init", "R1", f"{r.call} called before InitEx", r.seq))
             flagged.add(r.thread_id)
         elif r.thread_id in before:
-            out.append(Violation("threads-after-init", "R1", f"thread {r.thread_name!r} calls {r.call} but was "
-                                 "created before InitEx", r.seq))
+            out.append(
+                Violation(
+                    "threads-after-init",
+                    "R1",
+                    f"thread {r.thread_name!r} calls {r.call} but was created before InitEx",
+                    r.seq,
+                )
+            )
             flagged.add(r.thread_id)
     return out
 
@@ -86,8 +105,14 @@ def _cleanup_before_snapshot_removal(records: list[CallRecord]) -> list[Violatio
         elif r.call == "VixDiskLib_Cleanup" and r.error is None:
             hotadd_open = False
         elif r.call == "vsphere.RemoveSnapshot" and hotadd_open:
-            out.append(Violation("cleanup-before-snapshot-removal", "", "snapshot removed after a HotAdd "
-                                 "backup before VixDiskLib_Cleanup released the hot-added disks", r.seq))
+            out.append(
+                Violation(
+                    "cleanup-before-snapshot-removal",
+                    "",
+                    "snapshot removed after a HotAdd backup before VixDiskLib_Cleanup released the hot-added disks",
+                    r.seq,
+                )
+            )
             hotadd_open = False
     return out
 

@@ -19,7 +19,7 @@ from pyVim import connect as pyvim_connect
 from pyVmomi import VmomiSupport, vim
 
 
-class ConnectionRefusedByPin(ConnectionError):
+class PinMismatchError(ConnectionError):
     """The server's certificate does not match the pinned thumbprint."""
 
 
@@ -48,11 +48,11 @@ def _pinned_https(endpoint: Endpoint, timeout: float) -> http.client.HTTPSConnec
     context.verify_mode = ssl.CERT_NONE  # verified below against the pin, not a CA
     conn = http.client.HTTPSConnection(endpoint.host, endpoint.port, context=context, timeout=timeout)
     conn.connect()
-    der = conn.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
+    der = conn.sock.getpeercert(binary_form=True)
     expected = endpoint.normalized_thumbprint()
     if der is None or certificate_thumbprint(der, len(expected)) != expected:
         conn.close()
-        raise ConnectionRefusedByPin(
+        raise PinMismatchError(
             f"certificate of {endpoint.host}:{endpoint.port} does not match thumbprint {endpoint.thumbprint}; "
             "check the thumbprint in the target file"
         )
@@ -69,8 +69,10 @@ def negotiate_version(endpoint: Endpoint, timeout: float = 30.0) -> str:
     finally:
         conn.close()
     if response.status != 200:
-        raise VsphereConnectError(f"{endpoint.host}:{endpoint.port} is not a vSphere API endpoint "
-                                  f"(GET /sdk/vimServiceVersions.xml answered {response.status})")
+        raise VsphereConnectError(
+            f"{endpoint.host}:{endpoint.port} is not a vSphere API endpoint "
+            f"(GET /sdk/vimServiceVersions.xml answered {response.status})"
+        )
     root = ET.fromstring(body)
     offered = [el.text.strip() for el in root.iter("version") if el.text]
     for uri in offered:
@@ -96,8 +98,9 @@ def connect(endpoint: Endpoint, user: str, password: str, timeout: float = 60.0)
             connectionPoolTimeout=timeout,
         )
     except vim.fault.InvalidLogin as exc:
-        raise VsphereConnectError(f"login to {endpoint.host} as {user} refused: check the user and the "
-                                  "password variable of the target") from exc
+        raise VsphereConnectError(
+            f"login to {endpoint.host} as {user} refused: check the user and the password variable of the target"
+        ) from exc
 
 
 def disconnect(service_instance: Any) -> None:

@@ -32,8 +32,9 @@ class GuestCredentials:
 class GuestWorkload:
     """Runs workloads in one VM. `ssl_context` must verify the server (pinned CA or thumbprint context)."""
 
-    def __init__(self, content: Any, vm: Any, credentials: GuestCredentials, ssl_context: ssl.SSLContext,
-                 timeout: float = 120.0) -> None:
+    def __init__(
+        self, content: Any, vm: Any, credentials: GuestCredentials, ssl_context: ssl.SSLContext, timeout: float = 120.0
+    ) -> None:
         self.content = content
         self.vm = vm
         self.credentials = credentials
@@ -50,8 +51,9 @@ class GuestWorkload:
 
     def _transfer(self, method: str, url: str, body: bytes | None = None) -> bytes:
         parts = urlsplit(url)
-        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443, context=self.ssl_context,
-                                           timeout=self.timeout)
+        conn = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port or 443, context=self.ssl_context, timeout=self.timeout
+        )
         try:
             conn.request(method, f"{parts.path}?{parts.query}", body=body)
             response = conn.getresponse()
@@ -59,13 +61,16 @@ class GuestWorkload:
         finally:
             conn.close()
         if response.status not in (200, 201):
-            raise GuestOperationError(f"guest file {method} on {self.vm.name} answered {response.status}: "
-                                      f"{data[:200].decode(errors='replace')}")
+            raise GuestOperationError(
+                f"guest file {method} on {self.vm.name} answered {response.status}: "
+                f"{data[:200].decode(errors='replace')}"
+            )
         return data
 
     def upload(self, guest_path: str, data: bytes) -> None:
-        url = self._files.InitiateFileTransferToGuest(self.vm, self.credentials.auth(), guest_path,
-                                                      vim.vm.guest.FileManager.FileAttributes(), len(data), True)
+        url = self._files.InitiateFileTransferToGuest(
+            self.vm, self.credentials.auth(), guest_path, vim.vm.guest.FileManager.FileAttributes(), len(data), True
+        )
         self._transfer("PUT", url, data)
 
     def download(self, guest_path: str) -> bytes:
@@ -91,14 +96,19 @@ class GuestWorkload:
         """Write `data` at byte `offset` of the VM's disk number `disk_index` (0 = /dev/sda) with dd."""
         self.upload(staging, data)
         device = f"/dev/sd{chr(ord('a') + disk_index)}"
-        code = self.run("/usr/bin/dd", f"if={staging} of={device} bs=1M oflag=seek_bytes seek={offset} "
-                                       "conv=notrunc,fsync status=none")
+        code = self.run(
+            "/usr/bin/dd",
+            f"if={staging} of={device} bs=1M oflag=seek_bytes seek={offset} conv=notrunc,fsync status=none",
+        )
         if code != 0:
             raise GuestOperationError(f"dd onto {device} of {self.vm.name} at offset {offset} exited {code}")
 
     def zero_disk(self, disk_index: int, offset: int, length: int) -> None:
         device = f"/dev/sd{chr(ord('a') + disk_index)}"
-        code = self.run("/usr/bin/dd", f"if=/dev/zero of={device} bs=64K oflag=seek_bytes iflag=count_bytes "
-                                       f"seek={offset} count={length} conv=notrunc status=none")
+        code = self.run(
+            "/usr/bin/dd",
+            f"if=/dev/zero of={device} bs=64K oflag=seek_bytes iflag=count_bytes "
+            f"seek={offset} count={length} conv=notrunc status=none",
+        )
         if code != 0:
             raise GuestOperationError(f"dd zeroing {device} of {self.vm.name} exited {code}")

@@ -21,8 +21,9 @@ def disk_of(owner: Any, index: int = 0) -> Any:
 
 
 def workload(sim: Simulator, content: Any, vm: Any) -> GuestWorkload:
-    return GuestWorkload(content, vm, GuestCredentials("root", "guest-password"),
-                         ssl.create_default_context(cafile=sim.cert_file))
+    return GuestWorkload(
+        content, vm, GuestCredentials("root", "guest-password"), ssl.create_default_context(cafile=sim.cert_file)
+    )
 
 
 def all_changes(vm: Any, snapshot: Any, key: int, change_id: str, capacity: int) -> list[tuple[int, int]]:
@@ -48,8 +49,9 @@ def test_enabling_cbt_sets_config_and_per_disk_keys(tracked_vm: Any) -> None:
     assert options["scsi0:0.ctkEnabled"] == "TRUE"
 
 
-def test_changed_areas_between_two_snapshots_are_exactly_what_the_guest_wrote(sim: Simulator, content: Any,
-                                                                               tracked_vm: Any) -> None:
+def test_changed_areas_between_two_snapshots_are_exactly_what_the_guest_wrote(
+    sim: Simulator, content: Any, tracked_vm: Any
+) -> None:
     guest = workload(sim, content, tracked_vm)
     guest.write_disk(0, 0, b"\x11" * BLOCK)
     first = wait(tracked_vm.CreateSnapshot_Task("full", None, False, False))
@@ -61,8 +63,11 @@ def test_changed_areas_between_two_snapshots_are_exactly_what_the_guest_wrote(si
     assert disk_of(second).backing.changeId != first_id
     assert all_changes(tracked_vm, second, key, first_id, capacity) == [(3 * BLOCK, BLOCK), (10 * 2**20, 2 * BLOCK)]
     # "*" lists the allocated areas of the disk at the snapshot
-    assert all_changes(tracked_vm, second, key, "*", capacity) == [(0, BLOCK), (3 * BLOCK, BLOCK),
-                                                                   (10 * 2**20, 2 * BLOCK)]
+    assert all_changes(tracked_vm, second, key, "*", capacity) == [
+        (0, BLOCK),
+        (3 * BLOCK, BLOCK),
+        (10 * 2**20, 2 * BLOCK),
+    ]
 
 
 def test_changed_areas_are_paginated_by_start_offset(sim: Simulator, content: Any, tracked_vm: Any) -> None:
@@ -102,9 +107,15 @@ def test_query_without_cbt_is_a_file_fault(content: Any) -> None:
 
 
 def add_disk_spec(capacity: int) -> Any:
-    return vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=vim.vm.device.VirtualDisk(
-        key=-1, capacityInBytes=capacity, backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-            diskMode="persistent", thinProvisioned=True)))
+    return vim.vm.device.VirtualDeviceSpec(
+        operation="add",
+        fileOperation="create",
+        device=vim.vm.device.VirtualDisk(
+            key=-1,
+            capacityInBytes=capacity,
+            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=True),
+        ),
+    )
 
 
 @pytest.mark.parametrize(("vsphere", "preserved"), [("6.7U3", False), ("7.0U2", False), ("7.0U3", True), ("8.0", True)])
@@ -113,12 +124,16 @@ def test_default_storage_profile_and_per_disk_cbt(vsphere: str, preserved: bool)
         content = connect(Endpoint(sim.host, sim.port, sim.thumbprint), sim.user, sim.password).RetrieveContent()
         vm = find(content, vim.VirtualMachine, "target-vmfs")
         wait(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[add_disk_spec(2**24)])))
-        wait(vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key="scsi0:1.ctkEnabled",
-                                                                                       value="TRUE")])))
+        wait(
+            vm.ReconfigVM_Task(
+                vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key="scsi0:1.ctkEnabled", value="TRUE")])
+            )
+        )
         before = {o.key: o.value for o in vm.config.extraConfig if o.key.startswith("scsi")}
         assert before == {"scsi0:0.ctkEnabled": "FALSE", "scsi0:1.ctkEnabled": "TRUE"}
-        change = vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk_of(vm, 1),
-                                                 profile=[vim.vm.DefaultProfileSpec()])
+        change = vim.vm.device.VirtualDeviceSpec(
+            operation="edit", device=disk_of(vm, 1), profile=[vim.vm.DefaultProfileSpec()]
+        )
         wait(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[change])))
         after = {o.key: o.value for o in vm.config.extraConfig if o.key.startswith("scsi")}
         assert (after == before) is preserved

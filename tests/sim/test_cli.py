@@ -15,8 +15,9 @@ COMMAND = [sys.executable, "-m", "conformance.cli", "sim", "serve"]
 
 
 def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], dict[str, object]]:
-    process = subprocess.Popen([*COMMAND, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        [*COMMAND, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     return process, json.loads(line)
@@ -27,8 +28,11 @@ def test_serve_prints_connection_json_and_sigterm_removes_its_state_dir() -> Non
     try:
         assert {"url", "host", "port", "user", "password", "thumbprint", "state_dir"} <= set(info)
         assert info["host"] == "127.0.0.1"
-        si = connect(Endpoint(str(info["host"]), int(str(info["port"])), str(info["thumbprint"])), str(info["user"]),
-                     str(info["password"]))
+        si = connect(
+            Endpoint(str(info["host"]), int(str(info["port"])), str(info["thumbprint"])),
+            str(info["user"]),
+            str(info["password"]),
+        )
         assert si.RetrieveContent().about.apiVersion == "6.7.3"
         disconnect(si)
         assert Path(str(info["state_dir"])).is_dir()
@@ -55,8 +59,13 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
         (["--inventory", str(tmp_path / "missing.toml")], "does not exist"),
         (["--password-env", "NO_SUCH_VARIABLE_SET"], "empty or unset"),
     ]:
-        result = subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=60,
-                                env={k: v for k, v in os.environ.items() if k != "NO_SUCH_VARIABLE_SET"})
+        result = subprocess.run(
+            [*COMMAND, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if k != "NO_SUCH_VARIABLE_SET"},
+        )
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr

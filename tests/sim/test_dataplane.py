@@ -49,11 +49,17 @@ def frozen_path(snapshot: Any) -> str:
 
 
 def hot_add(proxy: Any, file_name: str) -> None:
-    device = vim.vm.device.VirtualDisk(key=-1, controllerKey=1000, unitNumber=-1,
-                                       backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-                                           fileName=file_name, diskMode="independent_nonpersistent"))
-    wait(proxy.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[
-        vim.vm.device.VirtualDeviceSpec(operation="add", device=device)])))
+    device = vim.vm.device.VirtualDisk(
+        key=-1,
+        controllerKey=1000,
+        unitNumber=-1,
+        backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(fileName=file_name, diskMode="independent_nonpersistent"),
+    )
+    wait(
+        proxy.ReconfigVM_Task(
+            vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="add", device=device)])
+        )
+    )
 
 
 def kind_of(call: Callable[[], Any]) -> DataPlaneError:
@@ -118,8 +124,9 @@ def test_tls_pins_the_thumbprint(sim: Simulator) -> None:
         DataPlaneClient(sim.host, port, tls=True, thumbprint=pin).shutdown()
 
 
-def test_snapshot_read_sees_data_from_before_the_snapshot_only(connect: Callable[..., DataPlaneClient],
-                                                               vm_named: Any) -> None:
+def test_snapshot_read_sees_data_from_before_the_snapshot_only(
+    connect: Callable[..., DataPlaneClient], vm_named: Any
+) -> None:
     vm = vm_named("target-vmfs")
     client = connect("nbdssl")
     restore = client.open(vm=vm._moId, path=disk_path(vm), write=True)  # no snapshot: the current disk
@@ -136,16 +143,19 @@ def test_snapshot_read_sees_data_from_before_the_snapshot_only(connect: Callable
     assert client.read(current["handle"], 3 * MiB, len(PATTERN)) == b"\xee" * len(PATTERN)
     assert client.info(frozen["handle"])["num_links"] == 1
     # a snapshot's disk is read-only; the current disk is not a disk of the snapshot and vice versa
-    assert kind_of(lambda: client.open(vm=vm._moId, snapshot=snapshot._moId, path=frozen_path(snapshot),
-                                       write=True)).kind == "read_only"
+    assert (
+        kind_of(lambda: client.open(vm=vm._moId, snapshot=snapshot._moId, path=frozen_path(snapshot), write=True)).kind
+        == "read_only"
+    )
     assert kind_of(lambda: client.open(vm=vm._moId, snapshot=snapshot._moId, path=disk_path(vm))).kind == "not_found"
     assert kind_of(lambda: client.open(vm=vm._moId, path=frozen_path(snapshot))).kind == "not_found"
     assert kind_of(lambda: client.open(vm="vm-999999", path=disk_path(vm))).kind == "not_found"
     assert kind_of(lambda: client.open(vm=vm._moId, path="[vmfs-01] nowhere/x.vmdk")).kind == "not_found"
 
 
-def test_allocated_extents_are_chunk_aligned_and_clipped(connect: Callable[..., DataPlaneClient],
-                                                         vm_named: Any) -> None:
+def test_allocated_extents_are_chunk_aligned_and_clipped(
+    connect: Callable[..., DataPlaneClient], vm_named: Any
+) -> None:
     vm = vm_named("target-nfs")
     client = connect("nbd")
     handle = client.open(vm=vm._moId, path=disk_path(vm), write=True)["handle"]
@@ -176,8 +186,9 @@ def test_out_of_range_and_bad_requests(connect: Callable[..., DataPlaneClient], 
     assert kind_of(lambda: client.info(handle)).kind == "invalid"
 
 
-def test_oversized_payload_and_garbage_never_kill_the_listener(sim: Simulator, si: Any,
-                                                               connect: Callable[..., DataPlaneClient]) -> None:
+def test_oversized_payload_and_garbage_never_kill_the_listener(
+    sim: Simulator, si: Any, connect: Callable[..., DataPlaneClient]
+) -> None:
     port = sim.connection_info()["nbd_port"]
     with socket.create_connection((sim.host, port)) as raw:
         raw.sendall(struct.pack(">I", 5) + b"{nope")
@@ -188,8 +199,7 @@ def test_oversized_payload_and_garbage_never_kill_the_listener(sim: Simulator, s
     client.ping()
 
 
-def test_hotadd_needs_the_disk_attached_to_the_proxy(connect: Callable[..., DataPlaneClient],
-                                                      vm_named: Any) -> None:
+def test_hotadd_needs_the_disk_attached_to_the_proxy(connect: Callable[..., DataPlaneClient], vm_named: Any) -> None:
     target, proxy = vm_named("target-vmfs"), vm_named("proxy-rhel83")
     snapshot = wait(target.CreateSnapshot_Task("backup", None, False, False))
     client = connect("hotadd", proxy_vm=proxy._moId)
@@ -203,8 +213,9 @@ def test_hotadd_needs_the_disk_attached_to_the_proxy(connect: Callable[..., Data
     assert kind_of(lambda: connect("hotadd", proxy_vm="vm-424242")).kind == "not_found"
 
 
-def test_hotadd_of_a_vsan_disk_needs_a_proxy_on_vsan(connect: Callable[..., DataPlaneClient], content: Any,
-                                                     vm_named: Any) -> None:
+def test_hotadd_of_a_vsan_disk_needs_a_proxy_on_vsan(
+    connect: Callable[..., DataPlaneClient], content: Any, vm_named: Any
+) -> None:
     """K4: a vSAN target's disk cannot be hot-added to a proxy whose home is not on vSAN."""
     target, proxy = vm_named("target-vsan"), vm_named("proxy-rhel83")
     snapshot = wait(target.CreateSnapshot_Task("backup", None, False, False))
@@ -237,16 +248,23 @@ def test_san_transport_rules(connect: Callable[..., DataPlaneClient], vm_named: 
 
 
 def test_san_needs_the_proxy_zoned_to_the_datastore() -> None:
-    inventory = (InventorySpec().datastore("vmfs-a", "VMFS").datastore("vmfs-b", "VMFS")
-                 .vm("on-a", "vmfs-a", power_on=False).vm("on-b", "vmfs-b", power_on=False)
-                 .physical_proxy("san-a", "Linux", ["vmfs-a"]))
+    inventory = (
+        InventorySpec()
+        .datastore("vmfs-a", "VMFS")
+        .datastore("vmfs-b", "VMFS")
+        .vm("on-a", "vmfs-a", power_on=False)
+        .vm("on-b", "vmfs-b", power_on=False)
+        .physical_proxy("san-a", "Linux", ["vmfs-a"])
+    )
     with Simulator(inventory=inventory) as instance:
-        service = connect_vsphere(Endpoint(instance.host, instance.port, instance.thumbprint), instance.user,
-                                  instance.password)
+        service = connect_vsphere(
+            Endpoint(instance.host, instance.port, instance.thumbprint), instance.user, instance.password
+        )
         try:
             content = service.RetrieveContent()
-            client = DataPlaneClient(instance.host, instance.connection_info()["nbdssl_port"], tls=True,
-                                     thumbprint=instance.thumbprint)
+            client = DataPlaneClient(
+                instance.host, instance.connection_info()["nbdssl_port"], tls=True, thumbprint=instance.thumbprint
+            )
             client.hello(cookie(service), "san", physical_proxy="san-a")
             on_a, on_b = (find(content, vim.VirtualMachine, name) for name in ("on-a", "on-b"))
             client.open(vm=on_a._moId, path=disk_path(on_a))
@@ -257,8 +275,9 @@ def test_san_needs_the_proxy_zoned_to_the_datastore() -> None:
             disconnect(service)
 
 
-def test_maintenance_mode_is_reported_as_host_state(sim: Simulator, connect: Callable[..., DataPlaneClient],
-                                                    vm_named: Any) -> None:
+def test_maintenance_mode_is_reported_as_host_state(
+    sim: Simulator, connect: Callable[..., DataPlaneClient], vm_named: Any
+) -> None:
     sim.faults.update(maintenance_entering_seconds=1.0)
     vm = vm_named("target-nfs41")
     wait(vm.PowerOffVM_Task())  # a powered-off VM stays on its host
@@ -275,8 +294,9 @@ def test_maintenance_mode_is_reported_as_host_state(sim: Simulator, connect: Cal
     client.open(vm=vm._moId, path=disk_path(vm))
 
 
-def test_disk_full_keeps_what_was_written(sim: Simulator, connect: Callable[..., DataPlaneClient],
-                                          vm_named: Any) -> None:
+def test_disk_full_keeps_what_was_written(
+    sim: Simulator, connect: Callable[..., DataPlaneClient], vm_named: Any
+) -> None:
     vm = vm_named("target-nfs")
     client = connect("nbdssl")
     handle = client.open(vm=vm._moId, path=disk_path(vm), write=True)["handle"]
@@ -290,8 +310,9 @@ def test_disk_full_keeps_what_was_written(sim: Simulator, connect: Callable[...,
     assert client.read(handle, 0, written) == data[:written]
 
 
-def test_pipelined_reads_overlap_storage_latency(sim: Simulator, connect: Callable[..., DataPlaneClient],
-                                                 vm_named: Any) -> None:
+def test_pipelined_reads_overlap_storage_latency(
+    sim: Simulator, connect: Callable[..., DataPlaneClient], vm_named: Any
+) -> None:
     vm = vm_named("target-vmfs")
     client = connect("nbd")
     handle = client.open(vm=vm._moId, path=disk_path(vm))["handle"]
@@ -301,8 +322,9 @@ def test_pipelined_reads_overlap_storage_latency(sim: Simulator, connect: Callab
         client.read(handle, i * 64 * KiB, 64 * KiB)
     serial = time.monotonic() - started
     started = time.monotonic()
-    futures = [client.submit({"op": "read", "handle": handle, "offset": i * 64 * KiB, "length": 64 * KiB})
-               for i in range(16)]
+    futures = [
+        client.submit({"op": "read", "handle": handle, "offset": i * 64 * KiB, "length": 64 * KiB}) for i in range(16)
+    ]
     assert all(len(f.result()[1]) == 64 * KiB for f in futures)
     pipelined = time.monotonic() - started
     assert serial >= 16 * 0.02
@@ -324,8 +346,9 @@ def test_many_threads_share_one_client(connect: Callable[..., DataPlaneClient], 
         assert all(pool.map(worker, range(1, 9)))
 
 
-def test_a_dropped_connection_fails_every_pending_request(sim: Simulator, connect: Callable[..., DataPlaneClient],
-                                                          vm_named: Any) -> None:
+def test_a_dropped_connection_fails_every_pending_request(
+    sim: Simulator, connect: Callable[..., DataPlaneClient], vm_named: Any
+) -> None:
     vm = vm_named("target-vmfs")
     client = connect("nbd")
     handle = client.open(vm=vm._moId, path=disk_path(vm))["handle"]
@@ -341,8 +364,9 @@ def test_a_dropped_connection_fails_every_pending_request(sim: Simulator, connec
     assert kind_of(lambda: client.ping()).kind == "connection_lost"
 
 
-def test_prepare_access_disables_relocation_until_end_access(content: Any, connect: Callable[..., DataPlaneClient],
-                                                             vm_named: Any) -> None:
+def test_prepare_access_disables_relocation_until_end_access(
+    content: Any, connect: Callable[..., DataPlaneClient], vm_named: Any
+) -> None:
     vm = vm_named("target-vmfs")
     other = find(content, vim.HostSystem, "esx-02.sim.local")
     client = connect("nbd")
@@ -371,8 +395,7 @@ def test_writes_are_tracked_by_cbt(connect: Callable[..., DataPlaneClient], vm_n
     assert [(a.start, a.length) for a in areas] == [(5 * MiB, 128 * KiB)]
 
 
-def test_a_disk_open_for_writing_is_not_consolidated(connect: Callable[..., DataPlaneClient],
-                                                     vm_named: Any) -> None:
+def test_a_disk_open_for_writing_is_not_consolidated(connect: Callable[..., DataPlaneClient], vm_named: Any) -> None:
     vm = vm_named("target-nfs41")
     client = connect("nbd")
     handle = client.open(vm=vm._moId, path=disk_path(vm), write=True)["handle"]
@@ -388,8 +411,9 @@ def test_a_disk_open_for_writing_is_not_consolidated(connect: Callable[..., Data
     assert client.read(handle, 0, len(PATTERN)) == PATTERN
 
 
-def test_bye_closes_the_sessions_handles(sim: Simulator, connect: Callable[..., DataPlaneClient],
-                                         vm_named: Any) -> None:
+def test_bye_closes_the_sessions_handles(
+    sim: Simulator, connect: Callable[..., DataPlaneClient], vm_named: Any
+) -> None:
     assert sim.ctx is not None
     vm = vm_named("target-nfs")
     client = connect("nbd")
@@ -407,9 +431,12 @@ def test_bye_closes_the_sessions_handles(sim: Simulator, connect: Callable[..., 
 
 def test_first_class_disks_open_by_id(content: Any, connect: Callable[..., DataPlaneClient]) -> None:
     ds = find(content, vim.Datastore, "vmfs-01")
-    spec = vim.vslm.CreateSpec(name="fcd-dp", capacityInMB=16, keepAfterDeleteVm=True,
-                               backingSpec=vim.vslm.CreateSpec.DiskFileBackingSpec(datastore=ds,
-                                                                                   provisioningType="thin"))
+    spec = vim.vslm.CreateSpec(
+        name="fcd-dp",
+        capacityInMB=16,
+        keepAfterDeleteVm=True,
+        backingSpec=vim.vslm.CreateSpec.DiskFileBackingSpec(datastore=ds, provisioningType="thin"),
+    )
     fcd = wait(content.vStorageObjectManager.CreateDisk_Task(spec))
     client = connect("nbd")
     opened = client.open(fcd=fcd.config.id.id, datastore=ds._moId, write=True)
@@ -418,8 +445,10 @@ def test_first_class_disks_open_by_id(content: Any, connect: Callable[..., DataP
     snap_id = wait(content.vStorageObjectManager.VStorageObjectCreateSnapshot_Task(fcd.config.id, ds, "b"))
     frozen = client.open(fcd=fcd.config.id.id, datastore=ds._moId, snapshot=snap_id.id)
     assert client.read(frozen["handle"], MiB, len(PATTERN)) == PATTERN
-    assert kind_of(lambda: client.open(fcd=fcd.config.id.id, datastore=ds._moId, snapshot=snap_id.id,
-                                       write=True)).kind == "read_only"
+    assert (
+        kind_of(lambda: client.open(fcd=fcd.config.id.id, datastore=ds._moId, snapshot=snap_id.id, write=True)).kind
+        == "read_only"
+    )
     assert kind_of(lambda: client.open(fcd="no-such-disk", datastore=ds._moId)).kind == "not_found"
 
 
@@ -435,4 +464,3 @@ def test_stopping_the_simulator_stops_the_listeners() -> None:
             return
         time.sleep(0.05)
     pytest.fail(f"port {port} still accepts connections")
-

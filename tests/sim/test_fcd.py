@@ -30,12 +30,17 @@ def datastore(content: Any, name: str = "vmfs-01") -> Any:
     return find(content, vim.Datastore, name)
 
 
-def create(content: Any, name: str = "fcd-a", mb: int = 64, provisioning: str = "thin", ds: str = "vmfs-01",
-           keep: bool = True) -> Any:
+def create(
+    content: Any, name: str = "fcd-a", mb: int = 64, provisioning: str = "thin", ds: str = "vmfs-01", keep: bool = True
+) -> Any:
     spec = vim.vslm.CreateSpec(
-        name=name, capacityInMB=mb, keepAfterDeleteVm=keep,
-        backingSpec=vim.vslm.CreateSpec.DiskFileBackingSpec(datastore=datastore(content, ds),
-                                                            provisioningType=provisioning))
+        name=name,
+        capacityInMB=mb,
+        keepAfterDeleteVm=keep,
+        backingSpec=vim.vslm.CreateSpec.DiskFileBackingSpec(
+            datastore=datastore(content, ds), provisioningType=provisioning
+        ),
+    )
     return wait(content.vStorageObjectManager.CreateDisk_Task(spec))
 
 
@@ -153,7 +158,8 @@ def test_snapshots_freeze_data_and_deleting_them_consolidates(sim: Simulator, co
     backing = retrieve(content, obj).config.backing
     assert backing.filePath == base and backing.parent is None
     assert sorted(p.name for p in host_path(sim, base).parent.iterdir()) == sorted(
-        [Path(base).name, Path(base).name.replace(".vmdk", "-flat.vmdk")])
+        [Path(base).name, Path(base).name.replace(".vmdk", "-flat.vmdk")]
+    )
     with VirtualDiskFile.open(host_path(sim, base)) as disk:
         assert disk.read(MiB, len(PATTERN)) == PATTERN
 
@@ -185,8 +191,9 @@ def test_attach_reports_vdiskid_and_blocks_delete_until_detached(sim: Simulator,
         retrieve(content, obj)
 
 
-def test_vm_snapshot_gives_the_fcd_a_delta_that_removal_consolidates(sim: Simulator, content: Any,
-                                                                     vm_named: Any) -> None:
+def test_vm_snapshot_gives_the_fcd_a_delta_that_removal_consolidates(
+    sim: Simulator, content: Any, vm_named: Any
+) -> None:
     ds = datastore(content)
     vm = vm_named("target-vmfs")
     obj = create(content)
@@ -210,8 +217,9 @@ def test_vm_snapshot_gives_the_fcd_a_delta_that_removal_consolidates(sim: Simula
     assert retrieve(content, obj).config.backing.filePath == base
 
 
-def test_fcd_snapshot_of_an_attached_disk_survives_vm_snapshot_consolidation(sim: Simulator, content: Any,
-                                                                             vm_named: Any) -> None:
+def test_fcd_snapshot_of_an_attached_disk_survives_vm_snapshot_consolidation(
+    sim: Simulator, content: Any, vm_named: Any
+) -> None:
     manager = content.vStorageObjectManager
     ds = datastore(content)
     vm = vm_named("target-vmfs")

@@ -23,8 +23,14 @@ def session_cookie(si: Any) -> str:
     return str(si._stub.cookie).split(";")[0]
 
 
-def http_request(sim: Simulator, method: str, target: str, body: bytes | None = None,
-                 cookie: str | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:
+def http_request(
+    sim: Simulator,
+    method: str,
+    target: str,
+    body: bytes | None = None,
+    cookie: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes, Any]:
     """One HTTPS request checked against the simulator's certificate: (status, body, headers)."""
     context = ssl.create_default_context(cafile=str(sim.cert_file))
     conn = http.client.HTTPSConnection(sim.host, sim.port, context=context, timeout=30)
@@ -90,8 +96,19 @@ def test_head_reports_size_without_body(client: Client) -> None:
     assert (status, data, headers["Content-Length"]) == (200, b"", "1234")
 
 
-@pytest.mark.parametrize("name", ["with space.txt", "percent %20 sign.txt", "amp&and.txt", "plus+sign.txt",
-                                  "hash#tag.txt", "[brackets] file.txt", "naïve-日本語.txt", "lit%41eral.txt"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "with space.txt",
+        "percent %20 sign.txt",
+        "amp&and.txt",
+        "plus+sign.txt",
+        "hash#tag.txt",
+        "[brackets] file.txt",
+        "naïve-日本語.txt",
+        "lit%41eral.txt",
+    ],
+)
 def test_special_names_round_trip_on_7_0u3(client: Client, name: str) -> None:
     body = name.encode() * 3
     assert client.put(folder_url(f"odd/{name}"), body)[0] == 201
@@ -140,10 +157,15 @@ def test_unknown_datastore_or_datacenter_is_404(client: Client) -> None:
     assert client.get(folder_url("missing.bin"))[0] == 404
 
 
-@pytest.mark.parametrize("target", [f"/folder/../escape.bin?dcPath={DC}&dsName={DS}",
-                                    f"/folder/a/../../escape.bin?dcPath={DC}&dsName={DS}",
-                                    f"/folder/%2e%2e/%2e%2e/escape.bin?dcPath={DC}&dsName={DS}",
-                                    f"/folder/..%2f..%2fnfs-01%2fescape.bin?dcPath={DC}&dsName={DS}"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        f"/folder/../escape.bin?dcPath={DC}&dsName={DS}",
+        f"/folder/a/../../escape.bin?dcPath={DC}&dsName={DS}",
+        f"/folder/%2e%2e/%2e%2e/escape.bin?dcPath={DC}&dsName={DS}",
+        f"/folder/..%2f..%2fnfs-01%2fescape.bin?dcPath={DC}&dsName={DS}",
+    ],
+)
 def test_path_traversal_is_refused(client: Client, target: str) -> None:
     assert client.put(target, b"evil")[0] == 400
     assert client.get(target)[0] == 400
@@ -172,8 +194,9 @@ def test_space_is_charged_and_released_on_overwrite(client: Client, content: Any
 
 def test_disk_of_a_vm_is_locked_for_writes(client: Client, vm_named: Any) -> None:
     vm = vm_named("target-vmfs")
-    disk = next(d for d in vm.config.hardware.device if hasattr(d.backing, "fileName") and
-                d.backing.fileName.endswith(".vmdk"))
+    disk = next(
+        d for d in vm.config.hardware.device if hasattr(d.backing, "fileName") and d.backing.fileName.endswith(".vmdk")
+    )
     relative = disk.backing.fileName.split("] ", 1)[1]
     assert client.put(folder_url(relative), b"overwrite")[0] == 409
     status, descriptor = client.get(folder_url(relative))

@@ -26,8 +26,7 @@ def transfer(sim: Simulator, method: str, url: str, body: bytes | None = None) -
     """PUT or GET on a /guestFile URL as workloads do: no session cookie, the URL's token is the credential."""
     parts = urlsplit(url)
     context = ssl.create_default_context(cafile=str(sim.cert_file))
-    conn = http.client.HTTPSConnection(parts.hostname or sim.host, parts.port or sim.port, context=context,
-                                       timeout=30)
+    conn = http.client.HTTPSConnection(parts.hostname or sim.host, parts.port or sim.port, context=context, timeout=30)
     try:
         conn.request(method, f"{parts.path}?{parts.query}", body=body)
         response = conn.getresponse()
@@ -38,8 +37,9 @@ def transfer(sim: Simulator, method: str, url: str, body: bytes | None = None) -
 
 def upload(sim: Simulator, content: Any, vm: Any, guest_path: str, data: bytes) -> None:
     files = content.guestOperationsManager.fileManager
-    url = files.InitiateFileTransferToGuest(vm, AUTH, guest_path, vim.vm.guest.FileManager.FileAttributes(),
-                                            len(data), True)
+    url = files.InitiateFileTransferToGuest(
+        vm, AUTH, guest_path, vim.vm.guest.FileManager.FileAttributes(), len(data), True
+    )
     assert url.startswith(f"https://127.0.0.1:{sim.port}/guestFile?id=")
     assert transfer(sim, "PUT", url, data)[0] == 200
 
@@ -94,8 +94,9 @@ def vm(vm_named: Any) -> Any:
 def test_dd_writes_an_uploaded_pattern_at_an_offset(sim: Simulator, content: Any, vm: Any) -> None:
     pattern = os.urandom(64 * 1024)
     upload(sim, content, vm, "/tmp/pattern.bin", pattern)
-    pid = start(content, vm, "/usr/bin/dd", "if=/tmp/pattern.bin of=/dev/sda bs=4096 seek=256 count=16 "
-                                            "conv=notrunc,fsync")
+    pid = start(
+        content, vm, "/usr/bin/dd", "if=/tmp/pattern.bin of=/dev/sda bs=4096 seek=256 count=16 conv=notrunc,fsync"
+    )
     assert wait_exit(content, vm, pid).exitCode == 0
     assert read_disk(sim, vm, 256 * 4096, len(pattern)) == pattern
     assert read_disk(sim, vm, 256 * 4096 - 4096, 4096) == bytes(4096)
@@ -107,8 +108,9 @@ def test_dd_writes_an_uploaded_pattern_at_an_offset(sim: Simulator, content: Any
 def test_dd_byte_offsets_and_counts(sim: Simulator, content: Any, vm: Any) -> None:
     pattern = os.urandom(10_000)
     upload(sim, content, vm, "/tmp/p.bin", pattern)
-    args = "if=/tmp/p.bin of=/dev/sda bs=1K skip=100 count=5000 seek=1000003 iflag=skip_bytes,count_bytes " \
-           "oflag=seek_bytes"
+    args = (
+        "if=/tmp/p.bin of=/dev/sda bs=1K skip=100 count=5000 seek=1000003 iflag=skip_bytes,count_bytes oflag=seek_bytes"
+    )
     assert run(content, vm, "/bin/dd", args) == 0
     assert read_disk(sim, vm, 1000003, 5000) == pattern[100:5100]
     assert read_disk(sim, vm, 1000003 + 5000, 1) == b"\0"
@@ -133,8 +135,7 @@ def test_dd_writes_are_seen_by_changed_block_tracking(sim: Simulator, content: A
     assert [(a.start, a.length) for a in changes.changedArea] == [(40 * 65536, 2 * 65536)]
 
 
-def test_dd_past_the_end_of_the_disk_fails_and_writes_only_what_fits(sim: Simulator, content: Any,
-                                                                      vm: Any) -> None:
+def test_dd_past_the_end_of_the_disk_fails_and_writes_only_what_fits(sim: Simulator, content: Any, vm: Any) -> None:
     pattern = os.urandom(64 * 1024)
     upload(sim, content, vm, "/tmp/pattern.bin", pattern)
     last_blocks = DISK_CAPACITY // 4096 - 4
@@ -182,11 +183,13 @@ def test_file_manager_basics(sim: Simulator, content: Any, vm: Any) -> None:
     listing = files.ListFilesInGuest(vm, AUTH, "/data/deep/er")
     assert [(f.path, f.type, f.size) for f in listing.files] == [("a.txt", "file", 3)]
     with pytest.raises(vim.fault.FileAlreadyExists):
-        files.InitiateFileTransferToGuest(vm, AUTH, "/data/deep/er/a.txt", vim.vm.guest.FileManager.FileAttributes(),
-                                          3, False)
+        files.InitiateFileTransferToGuest(
+            vm, AUTH, "/data/deep/er/a.txt", vim.vm.guest.FileManager.FileAttributes(), 3, False
+        )
     with pytest.raises(vim.fault.FileNotFound):
-        files.InitiateFileTransferToGuest(vm, AUTH, "/no/such/dir/a.txt", vim.vm.guest.FileManager.FileAttributes(),
-                                          3, True)
+        files.InitiateFileTransferToGuest(
+            vm, AUTH, "/no/such/dir/a.txt", vim.vm.guest.FileManager.FileAttributes(), 3, True
+        )
     files.DeleteFileInGuest(vm, AUTH, "/data/deep/er/a.txt")
     with pytest.raises(vim.fault.FileNotFound):
         files.DeleteFileInGuest(vm, AUTH, "/data/deep/er/a.txt")
@@ -271,6 +274,7 @@ def test_dd_size_suffixes_and_file_truncation(sim: Simulator, content: Any, vm: 
 
 def test_transfer_is_aborted_when_the_vm_powers_off(sim: Simulator, content: Any, vm: Any) -> None:
     url = content.guestOperationsManager.fileManager.InitiateFileTransferToGuest(
-        vm, AUTH, "/tmp/late.bin", vim.vm.guest.FileManager.FileAttributes(), 4, True)
+        vm, AUTH, "/tmp/late.bin", vim.vm.guest.FileManager.FileAttributes(), 4, True
+    )
     wait(vm.PowerOffVM_Task())
     assert transfer(sim, "PUT", url, b"late")[0] == 503

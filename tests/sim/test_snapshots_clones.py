@@ -91,7 +91,9 @@ def test_full_clone_copies_the_disk_and_linked_clone_is_a_delta(sim: Simulator, 
     full = wait(vm.CloneVM_Task(vm.parent, "full-clone", vim.vm.CloneSpec(location=vim.vm.RelocateSpec())))
     assert disks(full)[0].backing.parent is None
     assert disks(full)[0].backing.fileName == "[vmfs-01] full-clone/full-clone.vmdk"
-    linked_spec = vim.vm.CloneSpec(snapshot=snapshot, location=vim.vm.RelocateSpec(diskMoveType="createNewChildDiskBacking"))
+    linked_spec = vim.vm.CloneSpec(
+        snapshot=snapshot, location=vim.vm.RelocateSpec(diskMoveType="createNewChildDiskBacking")
+    )
     linked = wait(vm.CloneVM_Task(vm.parent, "linked-clone", linked_spec))
     assert disks(linked)[0].backing.parent.fileName == disks(snapshot)[0].backing.fileName
     # the snapshot's disk is shared: removing the snapshot must not merge or delete it
@@ -103,10 +105,19 @@ def test_full_clone_copies_the_disk_and_linked_clone_is_a_delta(sim: Simulator, 
 
 def test_linked_clone_of_a_linked_clone_on_vvol(vm_named: Any) -> None:
     source = vm_named("target-vvol")
-    spec = lambda snap: vim.vm.CloneSpec(snapshot=snap, location=vim.vm.RelocateSpec(  # noqa: E731
-        diskMoveType="createNewChildDiskBacking"))
-    first = wait(source.CloneVM_Task(source.parent, "lc-1", spec(wait(source.CreateSnapshot_Task("a", None, False, False)))))
-    second = wait(first.CloneVM_Task(first.parent, "lc-2", spec(wait(first.CreateSnapshot_Task("b", None, False, False)))))
+
+    def spec(snap):
+        return vim.vm.CloneSpec(
+            snapshot=snap,
+            location=vim.vm.RelocateSpec(diskMoveType="createNewChildDiskBacking"),
+        )
+
+    first = wait(
+        source.CloneVM_Task(source.parent, "lc-1", spec(wait(source.CreateSnapshot_Task("a", None, False, False))))
+    )
+    second = wait(
+        first.CloneVM_Task(first.parent, "lc-2", spec(wait(first.CreateSnapshot_Task("b", None, False, False))))
+    )
     chain = []
     backing = disks(second)[0].backing
     while backing is not None:
@@ -118,21 +129,35 @@ def test_linked_clone_of_a_linked_clone_on_vvol(vm_named: Any) -> None:
 def test_destroying_a_linked_clone_parent_keeps_the_shared_disk(sim: Simulator, vm_named: Any) -> None:
     vm = vm_named("target-nfs")
     snapshot = wait(vm.CreateSnapshot_Task("s", None, False, False))
-    linked = wait(vm.CloneVM_Task(vm.parent, "lc", vim.vm.CloneSpec(
-        snapshot=snapshot, location=vim.vm.RelocateSpec(diskMoveType="createNewChildDiskBacking"))))
+    linked = wait(
+        vm.CloneVM_Task(
+            vm.parent,
+            "lc",
+            vim.vm.CloneSpec(snapshot=snapshot, location=vim.vm.RelocateSpec(diskMoveType="createNewChildDiskBacking")),
+        )
+    )
     wait(linked.Destroy_Task())
     assert not (sim.state_dir / "datastores" / "nfs-01" / "lc").exists()
     assert host_path(sim, disks(snapshot)[0].backing.fileName).exists()
 
 
 def hot_add_spec(file_name: str) -> Any:
-    return vim.vm.device.VirtualDeviceSpec(operation="add", device=vim.vm.device.VirtualDisk(
-        key=-1, controllerKey=1000, unitNumber=-1, backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-            fileName=file_name, diskMode="independent_nonpersistent")))
+    return vim.vm.device.VirtualDeviceSpec(
+        operation="add",
+        device=vim.vm.device.VirtualDisk(
+            key=-1,
+            controllerKey=1000,
+            unitNumber=-1,
+            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+                fileName=file_name, diskMode="independent_nonpersistent"
+            ),
+        ),
+    )
 
 
-def test_hot_add_attaches_the_snapshot_disk_and_blocks_consolidation_until_released(sim: Simulator,
-                                                                                   vm_named: Any) -> None:
+def test_hot_add_attaches_the_snapshot_disk_and_blocks_consolidation_until_released(
+    sim: Simulator, vm_named: Any
+) -> None:
     target, proxy = vm_named("target-vmfs"), vm_named("proxy-rhel83")
     snapshot = wait(target.CreateSnapshot_Task("backup", None, False, False))
     frozen = disks(snapshot)[0].backing.fileName
@@ -142,8 +167,11 @@ def test_hot_add_attaches_the_snapshot_disk_and_blocks_consolidation_until_relea
     # removing the snapshot while the disk is still hot-added: the delta cannot be merged (locked)
     wait(snapshot.RemoveSnapshot_Task(False))
     assert target.runtime.consolidationNeeded is True
-    wait(proxy.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[
-        vim.vm.device.VirtualDeviceSpec(operation="remove", device=attached[0])])))
+    wait(
+        proxy.ReconfigVM_Task(
+            vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="remove", device=attached[0])])
+        )
+    )
     assert host_path(sim, frozen).exists()
     wait(target.ConsolidateVMDisks_Task())
     assert target.runtime.consolidationNeeded is False and disks(target)[0].backing.parent is None
@@ -151,8 +179,11 @@ def test_hot_add_attaches_the_snapshot_disk_and_blocks_consolidation_until_relea
 
 def test_relocating_a_proxy_to_vsan_moves_its_disks(sim: Simulator, content: Any, vm_named: Any) -> None:
     proxy = vm_named("proxy-centos83")
-    vsan = next(ds for ds in content.viewManager.CreateContainerView(content.rootFolder, [vim.Datastore], True).view
-                if ds.summary.type == "vsan")
+    vsan = next(
+        ds
+        for ds in content.viewManager.CreateContainerView(content.rootFolder, [vim.Datastore], True).view
+        if ds.summary.type == "vsan"
+    )
     wait(proxy.RelocateVM_Task(vim.vm.RelocateSpec(datastore=vsan)))
     assert [ds.summary.type for ds in proxy.datastore] == ["vsan"]
     assert disks(proxy)[0].backing.fileName.startswith("[vsanDatastore] proxy-centos83/")
@@ -162,9 +193,15 @@ def test_relocating_a_proxy_to_vsan_moves_its_disks(sim: Simulator, content: Any
 def test_adding_a_disk_larger_than_free_space_fails_with_no_disk_space(sim: Simulator, vm_named: Any) -> None:
     vm = vm_named("target-nfs")
     sim.set_datastore_free_space("nfs-01", 2**20)
-    thick = vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=vim.vm.device.VirtualDisk(
-        key=-1, capacityInBytes=2**24, backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-            diskMode="persistent", thinProvisioned=False)))
+    thick = vim.vm.device.VirtualDeviceSpec(
+        operation="add",
+        fileOperation="create",
+        device=vim.vm.device.VirtualDisk(
+            key=-1,
+            capacityInBytes=2**24,
+            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=False),
+        ),
+    )
     with pytest.raises(vim.fault.NoDiskSpace):
         wait(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[thick])))
     assert len(disks(vm)) == 1

@@ -60,11 +60,11 @@ def apply(model: bytearray, offset: int, data: bytes) -> None:
 
 # -- flat base disks ---------------------------------------------------------------------------
 
+
 @needs_qemu
 def test_thin_64g_disk_is_sparse_and_readable_by_qemu(tmp_path: Path) -> None:
     disk = VirtualDiskFile.create(tmp_path / "big.vmdk", 64 * GiB)
-    writes = {offset: pattern(256 * KiB, offset) for offset in (0, 5 * GiB + 4096, 40 * GiB,
-                                                                64 * GiB - 256 * KiB)}
+    writes = {offset: pattern(256 * KiB, offset) for offset in (0, 5 * GiB + 4096, 40 * GiB, 64 * GiB - 256 * KiB)}
     for offset, data in writes.items():
         disk.write(offset, data)
     disk.flush()
@@ -81,8 +81,7 @@ def test_thin_64g_disk_is_sparse_and_readable_by_qemu(tmp_path: Path) -> None:
     assert 'ddb.virtualHWVersion = "13"' in descriptor
     assert "parentCID=ffffffff" in descriptor
     assert disk.files() == [tmp_path / "big.vmdk", tmp_path / "big-flat.vmdk"]
-    assert re.fullmatch(r"6000C29[0-9a-f]-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-                        disk.uuid)
+    assert re.fullmatch(r"6000C29[0-9a-f]-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", disk.uuid)
     disk.close()
 
 
@@ -142,6 +141,7 @@ def test_metadata_is_the_disk_database(tmp_path: Path) -> None:
 
 
 # -- deltas (snapshots) ------------------------------------------------------------------------
+
 
 @needs_qemu
 def test_delta_takes_writes_and_freezes_its_parent(tmp_path: Path) -> None:
@@ -222,8 +222,7 @@ def test_allocated_extents_of_flat_and_delta(tmp_path: Path) -> None:
     delta.write(GRAIN + 1, b"q" * GRAIN)
     delta.write(20 * GRAIN, b"r")
     assert delta.allocated_extents(top_only=True) == [(GRAIN, 2 * GRAIN), (20 * GRAIN, GRAIN)]
-    assert delta.allocated_extents() == [(0, 3 * GRAIN), (5 * GRAIN, 2 * GRAIN),
-                                         (20 * GRAIN, GRAIN), (4 * MiB, 512)]
+    assert delta.allocated_extents() == [(0, 3 * GRAIN), (5 * GRAIN, 2 * GRAIN), (20 * GRAIN, GRAIN), (4 * MiB, 512)]
 
 
 @needs_qemu
@@ -287,6 +286,7 @@ def test_copy_to_flattens_the_chain_sparsely(tmp_path: Path) -> None:
 
 # -- space accounting --------------------------------------------------------------------------
 
+
 def test_datastore_space_grants_what_is_left() -> None:
     space = DatastoreSpace(10 * MiB)
     assert space.reserve(4 * MiB) == 4 * MiB
@@ -318,7 +318,7 @@ def test_full_datastore_keeps_the_part_that_fit(tmp_path: Path, kind: str) -> No
     assert written == 3 * GRAIN - 100
     assert disk.read(100, written) == data[:written]
     after = disk.read(0, 4 * MiB)
-    assert after[: 100] == before[:100]
+    assert after[:100] == before[:100]
     assert after[100 + written :] == before[100 + written :]
     assert space.free() < GRAIN
     with pytest.raises(DiskFullError) as again:
@@ -327,6 +327,7 @@ def test_full_datastore_keeps_the_part_that_fit(tmp_path: Path, kind: str) -> No
 
 
 # -- I/O shapes ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["flat", "delta"])
 def test_unaligned_io_across_grain_boundaries(tmp_path: Path, kind: str) -> None:
@@ -338,8 +339,13 @@ def test_unaligned_io_across_grain_boundaries(tmp_path: Path, kind: str) -> None
         disk.write(0, model)
         disk = VirtualDiskFile.create_delta(tmp_path / "u-000001.vmdk", disk)
     rng = random.Random(7)
-    for offset, length in [(GRAIN - 7, 20), (3 * GRAIN + 511, 2 * GRAIN + 3), (1, 1),
-                           (size - 1, 1), (10 * GRAIN + 100, 5 * GRAIN)]:
+    for offset, length in [
+        (GRAIN - 7, 20),
+        (3 * GRAIN + 511, 2 * GRAIN + 3),
+        (1, 1),
+        (size - 1, 1),
+        (10 * GRAIN + 100, 5 * GRAIN),
+    ]:
         data = rng.randbytes(length)
         disk.write(offset, data)
         apply(model, offset, data)
@@ -391,6 +397,7 @@ def test_large_unaligned_write_to_a_delta(tmp_path: Path) -> None:
 
 # -- reopening ----------------------------------------------------------------------------------
 
+
 @needs_qemu
 def test_open_follows_the_parent_chain(tmp_path: Path) -> None:
     spaces: dict[Path, DatastoreSpace] = {}
@@ -408,8 +415,7 @@ def test_open_follows_the_parent_chain(tmp_path: Path) -> None:
         return spaces.setdefault(path.parent, DatastoreSpace(GiB))
 
     reopened = VirtualDiskFile.open(tmp_path / "r-000002.vmdk", space_for)
-    assert [link.path.name for link in reopened.chain()] == [
-        "r-000002.vmdk", "r-000001.vmdk", "r.vmdk"]
+    assert [link.path.name for link in reopened.chain()] == ["r-000002.vmdk", "r-000001.vmdk", "r.vmdk"]
     assert [link.provisioning for link in reopened.chain()] == ["thin", "thin", "thick"]
     assert reopened.read(0, 4 * MiB) == expected
     assert reopened.allocated_extents(top_only=True) == [(3 * MiB, 2 * GRAIN)]
@@ -431,6 +437,7 @@ def test_open_refuses_a_parent_that_changed(tmp_path: Path) -> None:
 
 
 # -- changed block tracking ---------------------------------------------------------------------
+
 
 def test_change_tracker_reports_changes_since_marks(tmp_path: Path) -> None:
     tracker = ChangeTracker.load_or_create(tmp_path / "disk.vmdk", 16 * MiB)

@@ -14,8 +14,8 @@ from pyVmomi import SoapAdapter, vim, vmodl
 
 from conformance.sim.instance import Simulator
 from conformance.vsphere.connection import (
-    ConnectionRefusedByPin,
     Endpoint,
+    PinMismatchError,
     VsphereConnectError,
     connect,
     negotiate_version,
@@ -28,8 +28,13 @@ def https(sim: Simulator) -> http.client.HTTPSConnection:
 
 @pytest.mark.parametrize(
     ("vsphere", "api_version", "version_line"),
-    [("6.5", "6.5", "6.5.0"), ("6.7U1", "6.7.1", "6.7.0"), ("7.0U3", "7.0.3.0", "7.0.3"), ("8.0", "8.0.0.0", "8.0.0"),
-     ("M16", "7.0.3.0", "7.0.3")],
+    [
+        ("6.5", "6.5", "6.5.0"),
+        ("6.7U1", "6.7.1", "6.7.0"),
+        ("7.0U3", "7.0.3.0", "7.0.3"),
+        ("8.0", "8.0.0.0", "8.0.0"),
+        ("M16", "7.0.3.0", "7.0.3"),
+    ],
 )
 def test_about_and_api_version_follow_the_vsphere_profile(vsphere: str, api_version: str, version_line: str) -> None:
     with Simulator(vsphere=vsphere) as sim:
@@ -49,33 +54,56 @@ def test_version_document_lists_the_profile_version_first(sim: Simulator) -> Non
 
 
 def test_smartconnect_negotiates_with_the_server(sim: Simulator) -> None:
-    si = pyvim_connect.SmartConnect(host=sim.host, port=sim.port, user=sim.user, pwd=sim.password,
-                                    sslContext=ssl.create_default_context(cafile=sim.cert_file))
+    si = pyvim_connect.SmartConnect(
+        host=sim.host,
+        port=sim.port,
+        user=sim.user,
+        pwd=sim.password,
+        sslContext=ssl.create_default_context(cafile=sim.cert_file),
+    )
     assert si.RetrieveContent().about.apiVersion == "7.0.3.0"
     pyvim_connect.Disconnect(si)
 
 
 def test_wrong_password_raises_invalid_login(sim: Simulator) -> None:
     with pytest.raises(vim.fault.InvalidLogin):
-        pyvim_connect.Connect(host=sim.host, port=sim.port, user=sim.user, pwd="not-the-password",
-                              thumbprint=sim.thumbprint, sslContext=ssl.create_default_context(),
-                              version="vim.version.v7_0_3_0")
-    with pytest.raises(VsphereConnectError, match="login .* refused"):
+        pyvim_connect.Connect(
+            host=sim.host,
+            port=sim.port,
+            user=sim.user,
+            pwd="not-the-password",
+            thumbprint=sim.thumbprint,
+            sslContext=ssl.create_default_context(),
+            version="vim.version.v7_0_3_0",
+        )
+    with pytest.raises(VsphereConnectError, match=r"login .* refused"):
         connect(Endpoint(sim.host, sim.port, sim.thumbprint), sim.user, "not-the-password")
 
 
 def test_a_wrong_thumbprint_is_refused(sim: Simulator) -> None:
     wrong = ":".join(["AB"] * 20)
-    with pytest.raises(ConnectionRefusedByPin, match="does not match thumbprint"):
+    with pytest.raises(PinMismatchError, match="does not match thumbprint"):
         connect(Endpoint(sim.host, sim.port, wrong), sim.user, sim.password)
-    with pytest.raises(Exception, match="[Tt]humbprint"):
-        pyvim_connect.Connect(host=sim.host, port=sim.port, user=sim.user, pwd=sim.password, thumbprint=wrong,
-                              sslContext=ssl.create_default_context(), version="vim.version.v7_0_3_0")
+    with pytest.raises(Exception, match=r"[Tt]humbprint"):
+        pyvim_connect.Connect(
+            host=sim.host,
+            port=sim.port,
+            user=sim.user,
+            pwd=sim.password,
+            thumbprint=wrong,
+            sslContext=ssl.create_default_context(),
+            version="vim.version.v7_0_3_0",
+        )
 
 
 def anonymous_stub(sim: Simulator) -> Any:
-    return SoapAdapter.SoapStubAdapter(host=sim.host, port=sim.port, version="vim.version.v7_0_3_0",
-                                       thumbprint=sim.thumbprint, sslContext=ssl.create_default_context())
+    return SoapAdapter.SoapStubAdapter(
+        host=sim.host,
+        port=sim.port,
+        version="vim.version.v7_0_3_0",
+        thumbprint=sim.thumbprint,
+        sslContext=ssl.create_default_context(),
+    )
 
 
 def test_calls_without_a_session_raise_not_authenticated(sim: Simulator) -> None:
@@ -145,6 +173,8 @@ def test_fault_hooks_over_http_need_a_session_and_valid_names(si: Any, sim: Simu
     conn.request("POST", "/sim/faults", body=b'{"no_such_hook": 1}', headers={"Cookie": cookie})
     response = conn.getresponse()
     assert response.status == 400 and b"unknown fault hook" in response.read()
-    conn.request("POST", "/sim/faults", body=b'{"datastore_free_space": {"vmfs-01": 1048576}}', headers={"Cookie": cookie})
+    conn.request(
+        "POST", "/sim/faults", body=b'{"datastore_free_space": {"vmfs-01": 1048576}}', headers={"Cookie": cookie}
+    )
     state = json.loads(conn.getresponse().read())
     assert state["datastore_free_space"]["vmfs-01"] == 1048576

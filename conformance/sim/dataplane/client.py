@@ -132,8 +132,9 @@ class DataPlaneClient:
                 else:
                     future.set_exception(DataPlaneError.from_wire(header.get("error")))
         except (EOFError, OSError, protocol.FramingError, DataPlaneError) as exc:
-            self._fail_all(DataPlaneError("connection_lost", f"data plane connection to {self.host}:{self.port} "
-                                          f"lost: {exc}"))
+            self._fail_all(
+                DataPlaneError("connection_lost", f"data plane connection to {self.host}:{self.port} lost: {exc}")
+            )
 
     def _fail_all(self, error: DataPlaneError) -> None:
         with self._lock:
@@ -153,8 +154,16 @@ class DataPlaneClient:
 
     # --- ops ---
 
-    def hello(self, cookie: str, transport: str, *, proxy_vm: str | None = None, physical_proxy: str | None = None,
-              client: dict[str, Any] | None = None, aio: dict[str, Any] | None = None) -> dict[str, Any]:
+    def hello(
+        self,
+        cookie: str,
+        transport: str,
+        *,
+        proxy_vm: str | None = None,
+        physical_proxy: str | None = None,
+        client: dict[str, Any] | None = None,
+        aio: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         fields: dict[str, Any] = {"cookie": cookie, "transport": transport, "client": client or {}, "aio": aio or {}}
         if proxy_vm is not None:
             fields["proxy_vm"] = proxy_vm
@@ -164,8 +173,16 @@ class DataPlaneClient:
         self.session = reply["session"]
         return reply
 
-    def open(self, *, vm: str | None = None, path: str | None = None, snapshot: str | None = None,
-             fcd: str | None = None, datastore: str | None = None, write: bool = False) -> dict[str, Any]:
+    def open(
+        self,
+        *,
+        vm: str | None = None,
+        path: str | None = None,
+        snapshot: str | None = None,
+        fcd: str | None = None,
+        datastore: str | None = None,
+        write: bool = False,
+    ) -> dict[str, Any]:
         """Open a VM disk (vm + path [+ snapshot moref]) or an FCD (fcd + datastore [+ snapshot id])."""
         if fcd is not None:
             return self._fields("open", fcd=fcd, datastore=datastore, snapshot=snapshot, write=write)
@@ -205,8 +222,9 @@ class DataPlaneClient:
             self.shutdown()
 
 
-def discover(https_host: str, https_port: int, cookie: str, cafile_or_thumbprint: str,
-             timeout: float = 30.0) -> dict[str, Any]:
+def discover(
+    https_host: str, https_port: int, cookie: str, cafile_or_thumbprint: str, timeout: float = 30.0
+) -> dict[str, Any]:
     """GET /sim/dataplane: {"nbd_port", "nbdssl_port", "clients"}; pinned by thumbprint or verified by a CA file."""
     pin: str | None = None
     if Path(cafile_or_thumbprint).is_file():

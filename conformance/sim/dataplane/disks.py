@@ -70,15 +70,22 @@ class OpenDisk:
         """The reply fields of `open` and `info`."""
         link = self.link()
         return {
-            "handle": self.handle, "capacity": link.capacity, "uuid": link.uuid,
+            "handle": self.handle,
+            "capacity": link.capacity,
+            "uuid": link.uuid,
             "parent_hint": parent_hint_for(link.path, link.parent.path) if link.parent is not None else None,
-            "num_links": len(link.chain()), "adapter": self.target.adapter, "transport": self.transport,
+            "num_links": len(link.chain()),
+            "adapter": self.target.adapter,
+            "transport": self.transport,
         }
 
     def _check_range(self, link: VirtualDiskFile, offset: int, length: int) -> None:
         if offset + length > link.capacity:
-            raise DataPlaneError("out_of_range", f"{length} bytes at offset {offset} go past the end of the disk "
-                                 f"({link.capacity} bytes)", {"capacity": link.capacity})
+            raise DataPlaneError(
+                "out_of_range",
+                f"{length} bytes at offset {offset} go past the end of the disk ({link.capacity} bytes)",
+                {"capacity": link.capacity},
+            )
 
     def read(self, offset: int, length: int) -> bytes:
         link = self.link()
@@ -97,8 +104,11 @@ class OpenDisk:
                 self.target.writer(offset, data)
             except DiskFullError as exc:
                 name = ctx.datastore_of(link.path).name
-                raise DataPlaneError("disk_full", f"not enough space on datastore {name}",
-                                     {"bytes_written": exc.bytes_written, "datastore": name}) from exc
+                raise DataPlaneError(
+                    "disk_full",
+                    f"not enough space on datastore {name}",
+                    {"bytes_written": exc.bytes_written, "datastore": name},
+                ) from exc
         return len(data)
 
     def allocated(self, offset: int, length: int, chunk: int) -> list[list[int]]:
@@ -189,8 +199,9 @@ def check_host_state(vm: VirtualMachineImpl) -> None:
     if host.maintenance != NORMAL:
         state = "entering" if host.maintenance == ENTERING else "in"
         phrase = "entering maintenance mode" if state == "entering" else "in maintenance mode"
-        raise DataPlaneError("host_state", f"host {host.name} of VM {vm.name} is {phrase}",
-                             {"state": state, "host": host.name})
+        raise DataPlaneError(
+            "host_state", f"host {host.name} of VM {vm.name} is {phrase}", {"state": state, "host": host.name}
+        )
 
 
 def check_transport(ctx: SimContext, access: Access, link: VirtualDiskFile, datastore: DatastoreImpl) -> None:
@@ -199,30 +210,47 @@ def check_transport(ctx: SimContext, access: Access, link: VirtualDiskFile, data
         if proxy is None or ctx.registry.find(proxy.moid) is not proxy:
             raise DataPlaneError("not_found", "the session's HotAdd proxy VM no longer exists")
         if datastore.ds_type == "vsan" and proxy.home.ds_type != "vsan":
-            raise DataPlaneError("transport_unsupported", f"HotAdd of a disk on vSAN datastore {datastore.name} needs "
-                                 f"a proxy on vSAN; proxy {proxy.name} lives on {proxy.home.name} "
-                                 f"({proxy.home.ds_type}) (K4)", {"datastore": datastore.name})
+            raise DataPlaneError(
+                "transport_unsupported",
+                f"HotAdd of a disk on vSAN datastore {datastore.name} needs "
+                f"a proxy on vSAN; proxy {proxy.name} lives on {proxy.home.name} "
+                f"({proxy.home.ds_type}) (K4)",
+                {"datastore": datastore.name},
+            )
         if not any(_same(d.file.path, link.path) for d in proxy.disks):
-            raise DataPlaneError("not_attached", f"{datastore.datastore_path(link.path)} is not hot-added to proxy "
-                                 f"VM {proxy.name}", {"proxy_vm": proxy.moid})
+            raise DataPlaneError(
+                "not_attached",
+                f"{datastore.datastore_path(link.path)} is not hot-added to proxy VM {proxy.name}",
+                {"proxy_vm": proxy.moid},
+            )
     elif access.transport == "san":
         proxy_info = access.physical_proxy or {}
         if datastore.ds_type not in BLOCK_TYPES:
-            raise DataPlaneError("san_unsupported_datastore", f"SAN transport cannot reach datastore {datastore.name} "
-                                 f"of type {datastore.ds_type}: only block storage ({', '.join(BLOCK_TYPES)}) (C2)",
-                                 {"datastore": datastore.name, "type": datastore.ds_type})
+            raise DataPlaneError(
+                "san_unsupported_datastore",
+                f"SAN transport cannot reach datastore {datastore.name} "
+                f"of type {datastore.ds_type}: only block storage ({', '.join(BLOCK_TYPES)}) (C2)",
+                {"datastore": datastore.name, "type": datastore.ds_type},
+            )
         if datastore.name not in proxy_info.get("datastores", []):
-            raise DataPlaneError("not_zoned", f"physical proxy {proxy_info.get('name')} is not zoned to the LUN of "
-                                 f"datastore {datastore.name}", {"datastore": datastore.name})
+            raise DataPlaneError(
+                "not_zoned",
+                f"physical proxy {proxy_info.get('name')} is not zoned to the LUN of datastore {datastore.name}",
+                {"datastore": datastore.name},
+            )
 
 
 def check_write(access: Access, target: DiskTarget, link: VirtualDiskFile) -> None:
     if target.from_snapshot:
-        raise DataPlaneError("read_only", "a snapshot's disk is read-only; restores open the current disk "
-                             "(no snapshot)")
+        raise DataPlaneError(
+            "read_only", "a snapshot's disk is read-only; restores open the current disk (no snapshot)"
+        )
     if access.transport == "san" and link.parent is not None:
-        raise DataPlaneError("san_redo_write", "SAN transport writes only to a base disk; this disk has a redo "
-                             "log (delete the VM's snapshots first)", {"num_links": len(link.chain())})
+        raise DataPlaneError(
+            "san_redo_write",
+            "SAN transport writes only to a base disk; this disk has a redo log (delete the VM's snapshots first)",
+            {"num_links": len(link.chain())},
+        )
 
 
 def _vm_target(ctx: SimContext, request: dict[str, Any]) -> DiskTarget:
@@ -342,5 +370,15 @@ def proxy_vm_for(ctx: SimContext, ref: Any) -> VirtualMachineImpl:
     return vm
 
 
-__all__ = ["Access", "DiskTarget", "HandleTable", "OpenDisk", "check_host_state", "check_transport",
-           "fault_message", "open_disk", "proxy_vm_for", "window"]
+__all__ = [
+    "Access",
+    "DiskTarget",
+    "HandleTable",
+    "OpenDisk",
+    "check_host_state",
+    "check_transport",
+    "fault_message",
+    "open_disk",
+    "proxy_vm_for",
+    "window",
+]

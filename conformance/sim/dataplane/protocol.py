@@ -40,8 +40,7 @@ _LENGTH = struct.Struct(">I")
 _DRAIN_CHUNK = 1024 * 1024
 
 TRANSPORTS = ("nbd", "nbdssl", "hotadd", "san")
-OPS = ("hello", "open", "read", "write", "allocated", "info", "close", "ping", "bye", "prepare_access",
-       "end_access")
+OPS = ("hello", "open", "read", "write", "allocated", "info", "close", "ping", "bye", "prepare_access", "end_access")
 
 
 class DataPlaneError(Exception):
@@ -123,8 +122,9 @@ def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytearray]:
         raise FramingError(f"payload length {size!r} is not a byte count")
     if size > MAX_PAYLOAD:
         _drain(sock, size)
-        raise DataPlaneError("invalid", f"payload of {size} bytes exceeds the {MAX_PAYLOAD} byte limit",
-                             {"header": header})
+        raise DataPlaneError(
+            "invalid", f"payload of {size} bytes exceeds the {MAX_PAYLOAD} byte limit", {"header": header}
+        )
     return header, recv_exact(sock, size) if size else bytearray()
 
 

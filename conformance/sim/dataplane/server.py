@@ -91,12 +91,15 @@ class DataPlane:
         plain, tls = self._listen(), self._listen()
         self.nbd_port, self.nbdssl_port = plain.getsockname()[1], tls.getsockname()[1]
         for listener, is_tls in ((plain, False), (tls, True)):
-            thread = threading.Thread(target=self._accept_loop, args=(listener, is_tls), daemon=True,
-                                      name=f"dataplane-{'nbdssl' if is_tls else 'nbd'}-accept")
+            thread = threading.Thread(
+                target=self._accept_loop,
+                args=(listener, is_tls),
+                daemon=True,
+                name=f"dataplane-{'nbdssl' if is_tls else 'nbd'}-accept",
+            )
             thread.start()
             self._threads.append(thread)
-        log.info("data plane listening: nbd %s:%d, nbdssl %s:%d", self.host, self.nbd_port, self.host,
-                 self.nbdssl_port)
+        log.info("data plane listening: nbd %s:%d, nbdssl %s:%d", self.host, self.nbd_port, self.host, self.nbdssl_port)
         return self
 
     def _listen(self) -> socket.socket:
@@ -185,8 +188,13 @@ class Connection:
         self._slots = threading.Semaphore(MAX_QUEUED)
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="dataplane-worker")
         self._ops: dict[str, Callable[[Session, dict[str, Any], bytearray], Reply]] = {
-            "open": self._open, "read": self._read, "write": self._write, "allocated": self._allocated,
-            "info": self._info, "close": self._close, "prepare_access": self._prepare_access,
+            "open": self._open,
+            "read": self._read,
+            "write": self._write,
+            "allocated": self._allocated,
+            "info": self._info,
+            "close": self._close,
+            "prepare_access": self._prepare_access,
             "end_access": self._end_access,
         }
 
@@ -239,8 +247,9 @@ class Connection:
                     self._slots.release()
                     raise
 
-    def _run_inline(self, request_id: int, body: Callable[[dict[str, Any]], dict[str, Any]],
-                    request: dict[str, Any]) -> dict[str, Any]:
+    def _run_inline(
+        self, request_id: int, body: Callable[[dict[str, Any]], dict[str, Any]], request: dict[str, Any]
+    ) -> dict[str, Any]:
         try:
             return protocol.ok(request_id, **body(request))
         except DataPlaneError as exc:
@@ -302,8 +311,9 @@ class Connection:
         if transport == "file":
             raise DataPlaneError("invalid", "the file transport is local; it never goes over the data plane")
         if transport not in protocol.TRANSPORTS:
-            raise DataPlaneError("invalid", f"transport must be one of {', '.join(protocol.TRANSPORTS)}, "
-                                 f"got {transport!r}")
+            raise DataPlaneError(
+                "invalid", f"transport must be one of {', '.join(protocol.TRANSPORTS)}, got {transport!r}"
+            )
         if transport == "nbd" and self.tls:
             raise DataPlaneError("invalid", "nbd must use the plain port; this is the TLS (nbdssl) port")
         if transport == "nbdssl" and not self.tls:
@@ -322,11 +332,23 @@ class Connection:
         client, aio = request.get("client") or {}, request.get("aio") or {}
         if not isinstance(client, dict) or not isinstance(aio, dict):
             raise DataPlaneError("invalid", "client and aio must be JSON objects")
-        session = Session(f"dp-{next(self._session_ids)}-{secrets.token_hex(4)}", vsphere.user_name, access,
-                          self.tls, dict(client), dict(aio))
+        session = Session(
+            f"dp-{next(self._session_ids)}-{secrets.token_hex(4)}",
+            vsphere.user_name,
+            access,
+            self.tls,
+            dict(client),
+            dict(aio),
+        )
         self.session = session
-        self.plane.record_client({"product": client.get("product"), "version": client.get("version"),
-                                  "transport": transport, "session": session.id})
+        self.plane.record_client(
+            {
+                "product": client.get("product"),
+                "version": client.get("version"),
+                "transport": transport,
+                "session": session.id,
+            }
+        )
         return {"session": session.id, "host": host_name or self._default_host()}
 
     def _default_host(self) -> str:

@@ -29,7 +29,7 @@ class ResourcePoolImpl(ManagedEntityImpl):
     def prop_vm(self) -> list[Any]:
         return [vm.ref for vm in self.vms]
 
-    def prop_resourcePool(self) -> list[Any]:  # noqa: N802
+    def prop_resourcePool(self) -> list[Any]:
         return []
 
 
@@ -54,7 +54,7 @@ class ClusterImpl(ManagedEntityImpl):
     def prop_host(self) -> list[Any]:
         return [h.ref for h in self.hosts]
 
-    def prop_resourcePool(self) -> Any:  # noqa: N802
+    def prop_resourcePool(self) -> Any:
         return self.resource_pool.ref
 
     def prop_datastore(self) -> list[Any]:
@@ -82,7 +82,7 @@ class ClusterImpl(ManagedEntityImpl):
             overallStatus="green",
         )
 
-    def prop_configurationEx(self) -> Any:  # noqa: N802
+    def prop_configurationEx(self) -> Any:
         return vim.cluster.ConfigInfoEx(
             drsConfig=vim.cluster.DrsConfigInfo(enabled=True, defaultVmBehavior="fullyAutomated"),
             dasConfig=vim.cluster.DasConfigInfo(enabled=False),

@@ -27,20 +27,31 @@ class CustomFieldsManagerImpl(ManagedObjectImpl):
         return list(self.fields.values())
 
     def values_of(self, moid: str) -> list[Any]:
-        return [vim.CustomFieldsManager.StringValue(key=key, value=value)
-                for (entity, key), value in sorted(self.values.items()) if entity == moid]
+        return [
+            vim.CustomFieldsManager.StringValue(key=key, value=value)
+            for (entity, key), value in sorted(self.values.items())
+            if entity == moid
+        ]
 
     def fields_for(self, vim_type: Any) -> list[Any]:
-        return [f for f in self.fields.values() if f.managedObjectType is None or issubclass(vim_type, f.managedObjectType)]
+        return [
+            f for f in self.fields.values() if f.managedObjectType is None or issubclass(vim_type, f.managedObjectType)
+        ]
 
     @soap_method("AddCustomFieldDef")
-    def add(self, name: str, moType: Any = None, fieldDefPolicy: Any = None, fieldPolicy: Any = None) -> Any:  # noqa: N803
+    def add(self, name: str, moType: Any = None, fieldDefPolicy: Any = None, fieldPolicy: Any = None) -> Any:
         for existing in self.fields.values():
             if existing.name == name and existing.managedObjectType == moType:
                 raise vim.fault.DuplicateName(msg=f"The name '{name}' already exists.", name=name)
         key = next(self._keys)
-        field = vim.CustomFieldsManager.FieldDef(key=key, name=name, type=str, managedObjectType=moType,
-                                                 fieldDefPrivileges=fieldDefPolicy, fieldInstancePrivileges=fieldPolicy)
+        field = vim.CustomFieldsManager.FieldDef(
+            key=key,
+            name=name,
+            type=str,
+            managedObjectType=moType,
+            fieldDefPrivileges=fieldDefPolicy,
+            fieldInstancePrivileges=fieldPolicy,
+        )
         self.fields[key] = field
         self.registry.changed()
         return field

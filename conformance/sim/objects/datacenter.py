@@ -39,16 +39,16 @@ class DatacenterImpl(ManagedEntityImpl):
 
         return [c for c in self.network_folder.children if isinstance(c, NetworkImpl)]
 
-    def prop_vmFolder(self) -> Any:  # noqa: N802
+    def prop_vmFolder(self) -> Any:
         return self.vm_folder.ref
 
-    def prop_hostFolder(self) -> Any:  # noqa: N802
+    def prop_hostFolder(self) -> Any:
         return self.host_folder.ref
 
-    def prop_datastoreFolder(self) -> Any:  # noqa: N802
+    def prop_datastoreFolder(self) -> Any:
         return self.datastore_folder.ref
 
-    def prop_networkFolder(self) -> Any:  # noqa: N802
+    def prop_networkFolder(self) -> Any:
         return self.network_folder.ref
 
     def prop_datastore(self) -> list[Any]:

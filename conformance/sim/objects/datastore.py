@@ -26,7 +26,9 @@ class DatastoreImpl(ManagedEntityImpl):
     vim_type = vim.Datastore
     id_prefix = "datastore"
 
-    def __init__(self, registry: ObjectRegistry, name: str, parent: ManagedEntityImpl, ds_type: str, capacity: int) -> None:
+    def __init__(
+        self, registry: ObjectRegistry, name: str, parent: ManagedEntityImpl, ds_type: str, capacity: int
+    ) -> None:
         if ds_type not in DATASTORE_TYPES:
             raise ValueError(f"datastore {name}: type {ds_type!r} is not one of {', '.join(DATASTORE_TYPES)}")
         super().__init__(registry, name, parent)
@@ -39,17 +41,25 @@ class DatastoreImpl(ManagedEntityImpl):
 
     @property
     def url(self) -> str:
-        folder = {"VMFS": "vmfs/volumes", "NFS": "vmfs/volumes", "NFS41": "vmfs/volumes", "vsan": "vmfs/volumes/vsan:",
-                  "VVOL": "vmfs/volumes/vvol:"}[self.ds_type]
+        folder = {
+            "VMFS": "vmfs/volumes",
+            "NFS": "vmfs/volumes",
+            "NFS41": "vmfs/volumes",
+            "vsan": "vmfs/volumes/vsan:",
+            "VVOL": "vmfs/volumes/vvol:",
+        }[self.ds_type]
         return f"ds:///{folder}/{self.uuid}/"
 
     def local_path(self, relative: str) -> Path:
         """Host path of a file inside this datastore; refuses paths that climb out of it."""
         candidate = (self.path / relative.lstrip("/")).resolve()
         if candidate != self.path.resolve() and self.path.resolve() not in candidate.parents:
-            raise vim.fault.InvalidDatastorePath(msg=f"Invalid datastore path '[{self.name}] {relative}': it leaves "
-                                                 "the datastore", datastore=self.ref, name=self.name,
-                                                 datastorePath=f"[{self.name}] {relative}")
+            raise vim.fault.InvalidDatastorePath(
+                msg=f"Invalid datastore path '[{self.name}] {relative}': it leaves the datastore",
+                datastore=self.ref,
+                name=self.name,
+                datastorePath=f"[{self.name}] {relative}",
+            )
         return candidate
 
     def datastore_path(self, local: Path) -> str:
@@ -89,16 +99,31 @@ class DatastoreImpl(ManagedEntityImpl):
             return vim.host.VmfsDatastoreInfo(
                 **common,
                 vmfs=vim.host.VmfsVolume(
-                    type="VMFS", name=self.name, capacity=self.space.capacity, blockSizeMb=1, maxBlocks=63 * 2**20,
-                    majorVersion=6, version="6.82", uuid=self.uuid, ssd=True, local=False,
-                    extent=[vim.host.ScsiDisk.Partition(diskName=f"naa.6000c29{self.uuid.replace('-', '')}", partition=1)],
+                    type="VMFS",
+                    name=self.name,
+                    capacity=self.space.capacity,
+                    blockSizeMb=1,
+                    maxBlocks=63 * 2**20,
+                    majorVersion=6,
+                    version="6.82",
+                    uuid=self.uuid,
+                    ssd=True,
+                    local=False,
+                    extent=[
+                        vim.host.ScsiDisk.Partition(diskName=f"naa.6000c29{self.uuid.replace('-', '')}", partition=1)
+                    ],
                 ),
             )
         if self.ds_type in ("NFS", "NFS41"):
             return vim.host.NasDatastoreInfo(
                 **common,
-                nas=vim.host.NasVolume(type=self.ds_type, name=self.name, capacity=self.space.capacity,
-                                       remoteHost="nfs.sim.local", remotePath=f"/exports/{self.name}"),
+                nas=vim.host.NasVolume(
+                    type=self.ds_type,
+                    name=self.name,
+                    capacity=self.space.capacity,
+                    remoteHost="nfs.sim.local",
+                    remotePath=f"/exports/{self.name}",
+                ),
             )
         if self.ds_type == "vsan":
             return vim.host.VsanDatastoreInfo(**common, membershipUuid=self.uuid)
@@ -121,8 +146,9 @@ class DatastoreImpl(ManagedEntityImpl):
         return [
             vim.Datastore.HostMount(
                 key=h.ref,
-                mountInfo=vim.host.MountInfo(path=f"/vmfs/volumes/{self.uuid}", accessMode="readWrite", mounted=True,
-                                             accessible=True),
+                mountInfo=vim.host.MountInfo(
+                    path=f"/vmfs/volumes/{self.uuid}", accessMode="readWrite", mounted=True, accessible=True
+                ),
             )
             for h in self.hosts
         ]

@@ -74,8 +74,13 @@ def ctk_path(base_descriptor: Path) -> Path:
     return base_descriptor.with_name(base_descriptor.stem + "-ctk.json")
 
 
-def backing_info(file: VirtualDiskFile, datastore_of: Any, change_id: str | None = None, disk_mode: str = "persistent",
-                 thin: bool | None = None) -> Any:
+def backing_info(
+    file: VirtualDiskFile,
+    datastore_of: Any,
+    change_id: str | None = None,
+    disk_mode: str = "persistent",
+    thin: bool | None = None,
+) -> Any:
     """FlatVer2BackingInfo for a link, with the parent chain as nested backings."""
     ds: DatastoreImpl = datastore_of(file.path)
     parent = backing_info(file.parent, datastore_of, None, disk_mode) if file.parent is not None else None
@@ -107,7 +112,9 @@ def disk_device(disk: DiskState, datastore_of: Any, label_index: int, vm_moid: s
         deviceInfo=vim.Description(label=f"Hard disk {label_index}", summary=f"{capacity // 1024:,} KB"),
         diskObjectId=f"{vm_moid.split('-')[-1]}-{disk.key}",
         shares=vim.SharesInfo(shares=1000, level="normal"),
-        storageIOAllocation=vim.StorageResourceManager.IOAllocationInfo(limit=-1, shares=vim.SharesInfo(shares=1000, level="normal")),
+        storageIOAllocation=vim.StorageResourceManager.IOAllocationInfo(
+            limit=-1, shares=vim.SharesInfo(shares=1000, level="normal")
+        ),
     )
     if disk.fcd_id:
         device.vDiskId = vim.vslm.ID(id=disk.fcd_id)

@@ -50,42 +50,42 @@ class ManagedEntityImpl(ManagedObjectImpl):
     def prop_parent(self) -> Any:
         return self.parent.ref if self.parent is not None else None
 
-    def prop_overallStatus(self) -> str:  # noqa: N802
+    def prop_overallStatus(self) -> str:
         return "green"
 
-    def prop_configStatus(self) -> str:  # noqa: N802
+    def prop_configStatus(self) -> str:
         return "green"
 
-    def prop_recentTask(self) -> list[Any]:  # noqa: N802
+    def prop_recentTask(self) -> list[Any]:
         return [t.ref for t in self.recent_tasks if t.is_recent()]
 
-    def prop_alarmActionsEnabled(self) -> bool:  # noqa: N802
+    def prop_alarmActionsEnabled(self) -> bool:
         return True
 
-    def prop_triggeredAlarmState(self) -> list[Any]:  # noqa: N802
+    def prop_triggeredAlarmState(self) -> list[Any]:
         return []
 
-    def prop_declaredAlarmState(self) -> list[Any]:  # noqa: N802
+    def prop_declaredAlarmState(self) -> list[Any]:
         return []
 
-    def prop_customValue(self) -> list[Any]:  # noqa: N802
+    def prop_customValue(self) -> list[Any]:
         manager = self.ctx.custom_fields_manager
         return manager.values_of(self.moid) if manager is not None else []
 
     def prop_value(self) -> list[Any]:
         return self.prop_customValue()
 
-    def prop_availableField(self) -> list[Any]:  # noqa: N802
+    def prop_availableField(self) -> list[Any]:
         manager = self.ctx.custom_fields_manager
         return manager.fields_for(self.vim_type) if manager is not None else []
 
-    def prop_disabledMethod(self) -> list[Any]:  # noqa: N802
+    def prop_disabledMethod(self) -> list[Any]:
         return sorted(self.ctx.disabled_methods(self))
 
     def prop_permission(self) -> list[Any]:
         return []
 
-    def prop_effectiveRole(self) -> list[int]:  # noqa: N802
+    def prop_effectiveRole(self) -> list[int]:
         return [-1]
 
     def prop_tag(self) -> list[Any]:

@@ -34,7 +34,7 @@ class EventManagerImpl(ManagedObjectImpl):
         event = event_type(
             key=key,
             chainId=fields.pop("chainId", key),
-            createdTime=datetime.datetime.now(datetime.timezone.utc),
+            createdTime=datetime.datetime.now(datetime.UTC),
             userName=session.user_name if session else "",
             fullFormattedMessage=message,
             **fields,
@@ -52,17 +52,17 @@ class EventManagerImpl(ManagedObjectImpl):
         self.registry.changed()
         return event
 
-    def prop_latestEvent(self) -> Any:  # noqa: N802
+    def prop_latestEvent(self) -> Any:
         return self.events[-1][0] if self.events else None
 
-    def prop_maxCollector(self) -> int:  # noqa: N802
+    def prop_maxCollector(self) -> int:
         return 32
 
     def prop_description(self) -> Any:
         return vim.event.EventDescription(category=[], eventInfo=[])
 
     @soap_method("QueryEvents")
-    def query_events(self, filter: Any) -> list[Any]:  # noqa: A002 - vSphere parameter name
+    def query_events(self, filter: Any) -> list[Any]:
         """Filter by entity (with recursion 'self', 'children' or 'all'), event type ids, time and chain."""
         selected = []
         type_ids = set(filter.eventTypeId or [])
@@ -90,7 +90,7 @@ class EventManagerImpl(ManagedObjectImpl):
     def _entity_matches(spec: Any, related: list[ManagedEntityImpl]) -> bool:
         if not related:
             return False
-        target = spec.entity._moId  # noqa: SLF001
+        target = spec.entity._moId
         recursion = spec.recursion or "self"
         if recursion == "self":
             return related[0].moid == target

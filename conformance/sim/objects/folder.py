@@ -39,8 +39,8 @@ class FolderImpl(ManagedEntityImpl):
     def find_child(self, name: str) -> ManagedEntityImpl | None:
         return next((c for c in self.children if c.name == name), None)
 
-    def prop_childEntity(self) -> list[Any]:  # noqa: N802
+    def prop_childEntity(self) -> list[Any]:
         return [c.ref for c in self.children]
 
-    def prop_childType(self) -> list[str]:  # noqa: N802
+    def prop_childType(self) -> list[str]:
         return list(self.child_type)

@@ -198,7 +198,9 @@ class GuestOperationsManagerImpl(ManagedObjectImpl):
         if vm.power_state != "poweredOn":
             raise vim.fault.InvalidPowerState(
                 msg=f"The attempted operation cannot be performed in the current state ({vm.power_state}).",
-                requestedState="poweredOn", existingState=vm.power_state)
+                requestedState="poweredOn",
+                existingState=vm.power_state,
+            )
         if vm.guest_info().toolsRunningStatus != "guestToolsRunning":
             raise vim.fault.GuestOperationsUnavailable(msg="The guest operations agent could not be contacted.")
         check_auth(auth)
@@ -215,8 +217,9 @@ def check_auth(auth: Any) -> None:
     if not isinstance(auth, vim.vm.guest.NamePasswordAuthentication):
         raise vmodl.fault.NotSupported(msg=f"{type(auth).__name__} is not simulated; use NamePasswordAuthentication")
     if not auth.username or not auth.password:
-        raise vim.fault.InvalidGuestLogin(msg="Failed to authenticate with the guest operating system using the "
-                                              "supplied credentials.")
+        raise vim.fault.InvalidGuestLogin(
+            msg="Failed to authenticate with the guest operating system using the supplied credentials."
+        )
 
 
 def still_running(vm: VirtualMachineImpl) -> Callable[[], bool]:
@@ -237,10 +240,12 @@ def file_attributes(guest: VmGuest, path: Path) -> Any:
     mtime = datetime.datetime.fromtimestamp(stat.st_mtime, datetime.UTC)
     atime = datetime.datetime.fromtimestamp(stat.st_atime, datetime.UTC)
     if guest.fs.windows:
-        return vim.vm.guest.FileManager.WindowsFileAttributes(modificationTime=mtime, accessTime=atime,
-                                                              createTime=mtime, hidden=False, readOnly=False)
-    return vim.vm.guest.FileManager.PosixFileAttributes(modificationTime=mtime, accessTime=atime, ownerId=0,
-                                                        groupId=0, permissions=stat.st_mode & 0o7777)
+        return vim.vm.guest.FileManager.WindowsFileAttributes(
+            modificationTime=mtime, accessTime=atime, createTime=mtime, hidden=False, readOnly=False
+        )
+    return vim.vm.guest.FileManager.PosixFileAttributes(
+        modificationTime=mtime, accessTime=atime, ownerId=0, groupId=0, permissions=stat.st_mode & 0o7777
+    )
 
 
 class GuestFileManagerImpl(ManagedObjectImpl):
@@ -262,8 +267,9 @@ class GuestFileManagerImpl(ManagedObjectImpl):
         try:
             path.mkdir(parents=True)
         except (FileExistsError, NotADirectoryError) as exc:
-            raise vim.fault.NotADirectory(msg=f"{directoryPath}: a parent is not a directory",
-                                          file=directoryPath) from exc
+            raise vim.fault.NotADirectory(
+                msg=f"{directoryPath}: a parent is not a directory", file=directoryPath
+            ) from exc
 
     @soap_method("DeleteFileInGuest")
     def delete_file(self, vm: Any, auth: Any, filePath: str) -> None:
@@ -288,8 +294,9 @@ class GuestFileManagerImpl(ManagedObjectImpl):
         shutil.rmtree(path)
 
     @soap_method("ListFilesInGuest")
-    def list_files(self, vm: Any, auth: Any, filePath: str, index: int = 0, maxResults: int = 0,
-                   matchPattern: str | None = None) -> Any:
+    def list_files(
+        self, vm: Any, auth: Any, filePath: str, index: int = 0, maxResults: int = 0, matchPattern: str | None = None
+    ) -> Any:
         _, guest = self.manager.guest(vm, auth)
         path = host_path(guest, filePath)
         if not path.exists():
@@ -300,15 +307,28 @@ class GuestFileManagerImpl(ManagedObjectImpl):
             raise vmodl.fault.InvalidArgument(msg=f"bad matchPattern: {exc}", invalidProperty="matchPattern") from exc
         entries = sorted(path.iterdir()) if path.is_dir() else [path]
         entries = [e for e in entries if pattern.search(e.name)]
-        page = entries[index:index + maxResults] if maxResults else entries[index:]
-        files = [vim.vm.guest.FileManager.FileInfo(
-            path=e.name, type="directory" if e.is_dir() else "symlink" if e.is_symlink() else "file",
-            size=0 if e.is_dir() else e.stat().st_size, attributes=file_attributes(guest, e)) for e in page]
+        page = entries[index : index + maxResults] if maxResults else entries[index:]
+        files = [
+            vim.vm.guest.FileManager.FileInfo(
+                path=e.name,
+                type="directory" if e.is_dir() else "symlink" if e.is_symlink() else "file",
+                size=0 if e.is_dir() else e.stat().st_size,
+                attributes=file_attributes(guest, e),
+            )
+            for e in page
+        ]
         return vim.vm.guest.FileManager.ListFileInfo(files=files, remaining=max(0, len(entries) - index - len(page)))
 
     @soap_method("InitiateFileTransferToGuest")
-    def transfer_to_guest(self, vm: Any, auth: Any, guestFilePath: str, fileAttributes: Any = None,
-                          fileSize: int = 0, overwrite: bool = False) -> str:
+    def transfer_to_guest(
+        self,
+        vm: Any,
+        auth: Any,
+        guestFilePath: str,
+        fileAttributes: Any = None,
+        fileSize: int = 0,
+        overwrite: bool = False,
+    ) -> str:
         machine, guest = self.manager.guest(vm, auth)
         path = host_path(guest, guestFilePath)
         if path.is_dir():
@@ -328,8 +348,9 @@ class GuestFileManagerImpl(ManagedObjectImpl):
         if not path.is_file():
             raise vim.fault.FileNotFound(msg=f"File {guestFilePath} was not found", file=guestFilePath)
         url = self.manager.transfers.add(path, False, False, still_running(machine))
-        return vim.vm.guest.FileManager.FileTransferInformation(attributes=file_attributes(guest, path),
-                                                                size=path.stat().st_size, url=url)
+        return vim.vm.guest.FileManager.FileTransferInformation(
+            attributes=file_attributes(guest, path), size=path.stat().st_size, url=url
+        )
 
 
 class GuestProcessManagerImpl(ManagedObjectImpl):
@@ -346,8 +367,13 @@ class GuestProcessManagerImpl(ManagedObjectImpl):
         if not spec.programPath:
             raise vmodl.fault.InvalidArgument(msg="programPath is empty", invalidProperty="programPath")
         name = re.split(r"[\\/]", spec.programPath)[-1]
-        process = GuestProcess(pid=guest.next_pid, name=name, owner=auth.username, start_time=_now(),
-                               cmd_line=f'"{spec.programPath}" {spec.arguments or ""}'.rstrip())
+        process = GuestProcess(
+            pid=guest.next_pid,
+            name=name,
+            owner=auth.username,
+            start_time=_now(),
+            cmd_line=f'"{spec.programPath}" {spec.arguments or ""}'.rstrip(),
+        )
         guest.next_pid += 1
         guest.processes[process.pid] = process
         program_run = ProgramRun(machine, guest.fs, process, spec.workingDirectory or None)
@@ -364,9 +390,19 @@ class GuestProcessManagerImpl(ManagedObjectImpl):
     def list_processes(self, vm: Any, auth: Any, pids: list[int] | None = None) -> list[Any]:
         _, guest = self.manager.guest(vm, auth)
         wanted = set(pids or [])
-        return [vim.vm.guest.ProcessManager.ProcessInfo(
-            name=p.name, pid=p.pid, owner=p.owner, cmdLine=p.cmd_line, startTime=p.start_time, endTime=p.end_time,
-            exitCode=p.exit_code) for p in guest.live_processes() if not wanted or p.pid in wanted]
+        return [
+            vim.vm.guest.ProcessManager.ProcessInfo(
+                name=p.name,
+                pid=p.pid,
+                owner=p.owner,
+                cmdLine=p.cmd_line,
+                startTime=p.start_time,
+                endTime=p.end_time,
+                exitCode=p.exit_code,
+            )
+            for p in guest.live_processes()
+            if not wanted or p.pid in wanted
+        ]
 
     @soap_method("TerminateProcessInGuest")
     def terminate_process(self, vm: Any, auth: Any, pid: int) -> None:

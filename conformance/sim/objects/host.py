@@ -52,9 +52,10 @@ class HostImpl(ManagedEntityImpl):
     def refuse_if_in_maintenance(self, operation: str) -> None:
         """Snapshot operations fail while the host is entering or in maintenance mode."""
         if self.maintenance != NORMAL:
+            state = "entering maintenance mode" if self.maintenance == ENTERING else "in maintenance mode"
             raise vim.fault.InvalidHostState(
                 msg=f"The operation is not allowed in the current state of the host ({operation}: host "
-                f"{self.name} is {'entering maintenance mode' if self.maintenance == ENTERING else 'in maintenance mode'}).",
+                f"{self.name} is {state}).",
                 host=self.ref,
             )
 
@@ -63,16 +64,27 @@ class HostImpl(ManagedEntityImpl):
     def product(self) -> Any:
         major = self.ctx.profile.major
         return vim.AboutInfo(
-            name="VMware ESXi", fullName=f"VMware ESXi {self.ctx.profile.version} build-{ESXI_BUILDS.get(major, '0')}",
-            vendor="VMware, Inc.", version=self.ctx.profile.version, build=ESXI_BUILDS.get(major, "0"),
-            osType="vmnix-x86", productLineId="embeddedEsx", apiType="HostAgent", apiVersion=self.ctx.profile.api_version,
-            localeVersion="INTL", localeBuild="000",
+            name="VMware ESXi",
+            fullName=f"VMware ESXi {self.ctx.profile.version} build-{ESXI_BUILDS.get(major, '0')}",
+            vendor="VMware, Inc.",
+            version=self.ctx.profile.version,
+            build=ESXI_BUILDS.get(major, "0"),
+            osType="vmnix-x86",
+            productLineId="embeddedEsx",
+            apiType="HostAgent",
+            apiVersion=self.ctx.profile.api_version,
+            localeVersion="INTL",
+            localeBuild="000",
         )
 
     def runtime(self) -> Any:
         return vim.host.RuntimeInfo(
-            connectionState="connected", powerState="poweredOn", inMaintenanceMode=self.in_maintenance,
-            inQuarantineMode=False, standbyMode="none", bootTime=None,
+            connectionState="connected",
+            powerState="poweredOn",
+            inMaintenanceMode=self.in_maintenance,
+            inQuarantineMode=False,
+            standbyMode="none",
+            bootTime=None,
         )
 
     def prop_runtime(self) -> Any:
@@ -82,13 +94,22 @@ class HostImpl(ManagedEntityImpl):
         return vim.host.Summary(
             host=self.ref,
             hardware=vim.host.Summary.HardwareSummary(
-                vendor="VMware, Inc.", model="Simulated host", uuid=self.uuid, memorySize=self.memory_bytes,
-                cpuModel="Simulated CPU", cpuMhz=self.cpu_mhz, numCpuPkgs=2, numCpuCores=self.cpu_cores,
-                numCpuThreads=self.cpu_cores * 2, numNics=2, numHBAs=2,
+                vendor="VMware, Inc.",
+                model="Simulated host",
+                uuid=self.uuid,
+                memorySize=self.memory_bytes,
+                cpuModel="Simulated CPU",
+                cpuMhz=self.cpu_mhz,
+                numCpuPkgs=2,
+                numCpuCores=self.cpu_cores,
+                numCpuThreads=self.cpu_cores * 2,
+                numNics=2,
+                numHBAs=2,
             ),
             runtime=self.runtime(),
-            config=vim.host.Summary.ConfigSummary(name=self.name, port=443, product=self.product(),
-                                                  vmotionEnabled=True, faultToleranceEnabled=False),
+            config=vim.host.Summary.ConfigSummary(
+                name=self.name, port=443, product=self.product(), vmotionEnabled=True, faultToleranceEnabled=False
+            ),
             overallStatus="green",
             rebootRequired=False,
             managementServerIp="127.0.0.1",
@@ -101,8 +122,12 @@ class HostImpl(ManagedEntityImpl):
         return vim.host.HardwareInfo(
             systemInfo=vim.host.SystemInfo(vendor="VMware, Inc.", model="Simulated host", uuid=self.uuid),
             memorySize=self.memory_bytes,
-            cpuInfo=vim.host.CpuInfo(numCpuPackages=2, numCpuCores=self.cpu_cores, numCpuThreads=self.cpu_cores * 2,
-                                     hz=self.cpu_mhz * 1_000_000),
+            cpuInfo=vim.host.CpuInfo(
+                numCpuPackages=2,
+                numCpuCores=self.cpu_cores,
+                numCpuThreads=self.cpu_cores * 2,
+                hz=self.cpu_mhz * 1_000_000,
+            ),
         )
 
     def prop_vm(self) -> list[Any]:
@@ -119,14 +144,16 @@ class HostImpl(ManagedEntityImpl):
     # --- maintenance mode ---
 
     @soap_method("EnterMaintenanceMode_Task")
-    def enter_maintenance_mode(self, timeout: int = 0, evacuatePoweredOffVms: bool | None = None,  # noqa: N803
-                               maintenanceSpec: Any = None) -> Any:
+    def enter_maintenance_mode(
+        self, timeout: int = 0, evacuatePoweredOffVms: bool | None = None, maintenanceSpec: Any = None
+    ) -> Any:
         if self.maintenance == ENTERING or self.ctx.task_manager.running(self, "EnterMaintenanceMode"):
             raise vim.fault.InvalidState(msg=f"host {self.name} is already entering maintenance mode")
         if self.in_maintenance:
             raise vim.fault.InvalidState(msg=f"host {self.name} is already in maintenance mode")
-        return self.ctx.task_manager.start(self, vim.HostSystem.EnterMaintenanceMode,
-                                           lambda task: self._enter(task, timeout)).ref
+        return self.ctx.task_manager.start(
+            self, vim.HostSystem.EnterMaintenanceMode, lambda task: self._enter(task, timeout)
+        ).ref
 
     def _enter(self, task: TaskImpl, timeout: int) -> None:
         events = self.ctx.event_manager
@@ -146,12 +173,18 @@ class HostImpl(ManagedEntityImpl):
                 with self.registry.lock:
                     self.maintenance = NORMAL
                 self.registry.changed()
-                raise vim.fault.Timedout(msg=f"host {self.name} could not enter maintenance mode: {'; '.join(blockers)}")
+                raise vim.fault.Timedout(
+                    msg=f"host {self.name} could not enter maintenance mode: {'; '.join(blockers)}"
+                )
             task.set_progress(min(99, int(100 * elapsed / max(entering, 0.001))))
             time.sleep(min(0.05, max(entering / 20, 0.005)))
         with self.registry.lock:
             self.maintenance = IN_MAINTENANCE
-        events.post(vim.event.EnteredMaintenanceModeEvent, f"Host {self.name} in {self.parent.name if self.parent else ''} has entered maintenance mode", self)
+        events.post(
+            vim.event.EnteredMaintenanceModeEvent,
+            f"Host {self.name} in {self.parent.name if self.parent else ''} has entered maintenance mode",
+            self,
+        )
         self.registry.changed()
 
     def _evacuate(self, migrate_now: bool) -> list[str]:
@@ -172,8 +205,12 @@ class HostImpl(ManagedEntityImpl):
                 blockers.append(f"{vm.name}: no other host to migrate to")
                 continue
             vm.host = target
-            self.ctx.event_manager.post(vim.event.VmMigratedEvent, f"Migration of {vm.name} from {self.name} to {target.name} completed", vm,
-                                        sourceHost=vim.event.HostEventArgument(host=self.ref, name=self.name))
+            self.ctx.event_manager.post(
+                vim.event.VmMigratedEvent,
+                f"Migration of {vm.name} from {self.name} to {target.name} completed",
+                vm,
+                sourceHost=vim.event.HostEventArgument(host=self.ref, name=self.name),
+            )
         return blockers
 
     @soap_method("ExitMaintenanceMode_Task")
@@ -184,6 +221,8 @@ class HostImpl(ManagedEntityImpl):
         def body(task: TaskImpl) -> None:
             with self.registry.lock:
                 self.maintenance = NORMAL
-            self.ctx.event_manager.post(vim.event.ExitMaintenanceModeEvent, f"Host {self.name} has exited maintenance mode", self)
+            self.ctx.event_manager.post(
+                vim.event.ExitMaintenanceModeEvent, f"Host {self.name} has exited maintenance mode", self
+            )
 
         return self.ctx.task_manager.start(self, vim.HostSystem.ExitMaintenanceMode, body).ref

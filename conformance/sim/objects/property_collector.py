@@ -84,7 +84,7 @@ class Selection:
             for ref in targets:
                 if not isinstance(ref, VmomiSupport.ManagedObject):
                     continue
-                target = self.registry.find(ref._moId)  # noqa: SLF001
+                target = self.registry.find(ref._moId)
                 if target is None:
                     continue
                 if not spec.skip:
@@ -114,7 +114,7 @@ class Selection:
         paths: list[str] = []
         for prop_spec in applicable:
             if prop_spec.all:
-                paths.extend(p.name for p in obj.vim_type._GetPropertyList())  # noqa: SLF001
+                paths.extend(p.name for p in obj.vim_type._GetPropertyList())
             paths.extend(prop_spec.pathSet or [])
         out = []
         for path in dict.fromkeys(paths):
@@ -135,7 +135,7 @@ class FilterImpl(ManagedObjectImpl):
     vim_type = PC.Filter
     id_prefix = "session-filter"
 
-    def __init__(self, registry: ObjectRegistry, collector: PropertyCollectorImpl, spec: Any, partial: bool) -> None:  # noqa: E501
+    def __init__(self, registry: ObjectRegistry, collector: PropertyCollectorImpl, spec: Any, partial: bool) -> None:
         super().__init__(registry)
         self.collector = collector
         self.spec = spec
@@ -146,7 +146,7 @@ class FilterImpl(ManagedObjectImpl):
     def prop_spec(self) -> Any:
         return self.spec
 
-    def prop_partialUpdates(self) -> bool:  # noqa: N802
+    def prop_partialUpdates(self) -> bool:
         return self.partial_updates
 
     def snapshot(self) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -179,7 +179,6 @@ class FilterImpl(ManagedObjectImpl):
         if not object_updates:
             return None
         return PC.FilterUpdate(filter=self.ref, objectSet=object_updates, missingSet=[])
-
 
     @soap_method("DestroyPropertyFilter")
     def destroy(self) -> None:
@@ -218,22 +217,22 @@ class PropertyCollectorImpl(ManagedObjectImpl):
             self.registry.remove(self)
 
     @soap_method("CreateFilter")
-    def create_filter(self, spec: Any, partialUpdates: bool) -> Any:  # noqa: N803
+    def create_filter(self, spec: Any, partialUpdates: bool) -> Any:
         Selection(self.registry, [spec]).objects(spec)  # validates the starting objects exist
         flt = FilterImpl(self.registry, self, spec, partialUpdates)
         self.filters.append(flt)
         return flt.ref
 
     @soap_method("RetrieveContents")
-    def retrieve_contents(self, specSet: list[Any]) -> list[Any]:  # noqa: N803
+    def retrieve_contents(self, specSet: list[Any]) -> list[Any]:
         return Selection(self.registry, specSet).contents()
 
     @soap_method("RetrieveProperties")
-    def retrieve_properties(self, specSet: list[Any]) -> list[Any]:  # noqa: N803
+    def retrieve_properties(self, specSet: list[Any]) -> list[Any]:
         return Selection(self.registry, specSet).contents()
 
     @soap_method("RetrievePropertiesEx")
-    def retrieve_properties_ex(self, specSet: list[Any], options: Any) -> Any:  # noqa: N803
+    def retrieve_properties_ex(self, specSet: list[Any], options: Any) -> Any:
         contents = Selection(self.registry, specSet).contents()
         if not contents:
             return None
@@ -287,7 +286,7 @@ class PropertyCollectorImpl(ManagedObjectImpl):
 
     def _wait(self, version: str | None, max_wait: float | None) -> Any:
         if version and version not in self._history:
-            raise vmodl.fault.InvalidCollectorVersion(msg=f"unknown or expired collector version {version}")
+            raise vmodl.query.InvalidCollectorVersion(msg=f"unknown or expired collector version {version}")
         session = current_session.get()
         deadline = time.monotonic() + (MAX_WAIT_DEFAULT if max_wait is None else max_wait)
         seen = -1

@@ -23,7 +23,7 @@ class SearchIndexImpl(ManagedObjectImpl):
 
     @soap_method("FindByUuid")
     def find_by_uuid(
-        self, datacenter: Any = None, uuid: str = "", vmSearch: bool = False, instanceUuid: bool | None = None  # noqa: N803
+        self, datacenter: Any = None, uuid: str = "", vmSearch: bool = False, instanceUuid: bool | None = None
     ) -> Any:
         from conformance.sim.objects.host import HostImpl
         from conformance.sim.objects.virtual_machine import VirtualMachineImpl
@@ -41,13 +41,13 @@ class SearchIndexImpl(ManagedObjectImpl):
 
     @soap_method("FindAllByUuid")
     def find_all_by_uuid(
-        self, datacenter: Any = None, uuid: str = "", vmSearch: bool = False, instanceUuid: bool | None = None  # noqa: N803
+        self, datacenter: Any = None, uuid: str = "", vmSearch: bool = False, instanceUuid: bool | None = None
     ) -> list[Any]:
         found = self.find_by_uuid(datacenter, uuid, vmSearch, instanceUuid)
         return [found] if found is not None else []
 
     @soap_method("FindByInventoryPath")
-    def find_by_inventory_path(self, inventoryPath: str) -> Any:  # noqa: N803
+    def find_by_inventory_path(self, inventoryPath: str) -> Any:
         node: ManagedObjectImpl = self._root()
         for part in [p for p in inventoryPath.strip("/").split("/") if p]:
             match = next((c for c in inventory_children(node) if c.name == part), None)
@@ -72,11 +72,11 @@ class SearchIndexImpl(ManagedObjectImpl):
         return None
 
     @soap_method("FindByIp")
-    def find_by_ip(self, datacenter: Any = None, ip: str = "", vmSearch: bool = False) -> Any:  # noqa: N803
+    def find_by_ip(self, datacenter: Any = None, ip: str = "", vmSearch: bool = False) -> Any:
         return None
 
     @soap_method("FindByDnsName")
-    def find_by_dns_name(self, datacenter: Any = None, dnsName: str = "", vmSearch: bool = False) -> Any:  # noqa: N803
+    def find_by_dns_name(self, datacenter: Any = None, dnsName: str = "", vmSearch: bool = False) -> Any:
         root = self.registry.lookup(datacenter) if datacenter is not None else self._root()
         for entity in descendants(root, True):
             if isinstance(entity, ManagedEntityImpl) and entity.name == dnsName:

@@ -57,8 +57,8 @@ class ServiceInstanceImpl(ManagedObjectImpl):
     def prop_content(self) -> Any:
         return self.content()
 
-    def prop_serverClock(self) -> Any:  # noqa: N802
-        return datetime.datetime.now(datetime.timezone.utc)
+    def prop_serverClock(self) -> Any:
+        return datetime.datetime.now(datetime.UTC)
 
     def prop_capability(self) -> Any:
         return vim.Capability(
@@ -75,4 +75,4 @@ class ServiceInstanceImpl(ManagedObjectImpl):
 
     @soap_method("CurrentTime")
     def current_time(self) -> Any:
-        return datetime.datetime.now(datetime.timezone.utc)
+        return datetime.datetime.now(datetime.UTC)

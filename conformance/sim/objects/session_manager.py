@@ -20,7 +20,7 @@ class Session:
     key: str
     cookie: str
     user_name: str
-    login_time: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
+    login_time: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
     def user_session(self) -> Any:
         return vim.UserSession(
@@ -28,7 +28,7 @@ class Session:
             userName=self.user_name,
             fullName=self.user_name,
             loginTime=self.login_time,
-            lastActiveTime=datetime.datetime.now(datetime.timezone.utc),
+            lastActiveTime=datetime.datetime.now(datetime.UTC),
             locale="en",
             messageLocale="en",
             extensionSession=False,
@@ -70,24 +70,24 @@ class SessionManagerImpl(ManagedObjectImpl):
 
     # --- SOAP ---
 
-    def prop_currentSession(self) -> Any:  # noqa: N802
+    def prop_currentSession(self) -> Any:
         session = current_session.get()
         return session.user_session() if session else None
 
-    def prop_sessionList(self) -> list[Any]:  # noqa: N802
+    def prop_sessionList(self) -> list[Any]:
         return [s.user_session() for s in self.active_sessions()]
 
     def prop_message(self) -> str:
         return ""
 
-    def prop_defaultLocale(self) -> str:  # noqa: N802
+    def prop_defaultLocale(self) -> str:
         return "en"
 
-    def prop_supportedLocaleList(self) -> list[str]:  # noqa: N802
+    def prop_supportedLocaleList(self) -> list[str]:
         return ["en"]
 
     @soap_method("Login")
-    def login(self, userName: str, password: str, locale: str | None = None) -> Any:  # noqa: N803
+    def login(self, userName: str, password: str, locale: str | None = None) -> Any:
         user_ok = hmac.compare_digest(userName.encode(), self._user.encode())
         password_ok = hmac.compare_digest(password.encode(), self._password.encode())
         if not (user_ok and password_ok):
@@ -107,11 +107,11 @@ class SessionManagerImpl(ManagedObjectImpl):
                 self._sessions.pop(session.cookie, None)
 
     @soap_method("SessionIsActive")
-    def session_is_active(self, sessionID: str, userName: str) -> bool:  # noqa: N803
+    def session_is_active(self, sessionID: str, userName: str) -> bool:
         return any(s.key == sessionID and s.user_name == userName for s in self.active_sessions())
 
     @soap_method("TerminateSession")
-    def terminate(self, sessionId: list[str]) -> None:  # noqa: N803
+    def terminate(self, sessionId: list[str]) -> None:
         with self._lock:
             for cookie, session in list(self._sessions.items()):
                 if session.key in sessionId:

@@ -24,8 +24,16 @@ class SnapshotImpl(ManagedObjectImpl):
     vim_type = vim.vm.Snapshot
     id_prefix = "snapshot"
 
-    def __init__(self, registry: ObjectRegistry, vm: VirtualMachineImpl, name: str, description: str,
-                 memory: bool, quiesced: bool, parent: SnapshotImpl | None) -> None:
+    def __init__(
+        self,
+        registry: ObjectRegistry,
+        vm: VirtualMachineImpl,
+        name: str,
+        description: str,
+        memory: bool,
+        quiesced: bool,
+        parent: SnapshotImpl | None,
+    ) -> None:
         super().__init__(registry)
         self.vm = vm
         self.name = name
@@ -35,7 +43,7 @@ class SnapshotImpl(ManagedObjectImpl):
         self.parent = parent
         self.children: list[SnapshotImpl] = []
         self.snapshot_id = next(_snapshot_ids)
-        self.create_time = datetime.datetime.now(datetime.timezone.utc)
+        self.create_time = datetime.datetime.now(datetime.UTC)
         self.power_state = vm.power_state if memory else "poweredOff"
         self.frozen: dict[int, VirtualDiskFile] = {}
         self.change_ids: dict[int, str | None] = {}
@@ -44,16 +52,25 @@ class SnapshotImpl(ManagedObjectImpl):
     def frozen_disk(self, key: int) -> tuple[VirtualDiskFile, str | None, bool]:
         """(link frozen for disk `key`, its changeId, whether CBT was on for it) at this snapshot."""
         if key not in self.frozen:
-            raise vmodl.fault.InvalidArgument(msg=f"no virtual disk with device key {key} in snapshot {self.name}",
-                                              invalidProperty="deviceKey")
+            raise vmodl.fault.InvalidArgument(
+                msg=f"no virtual disk with device key {key} in snapshot {self.name}", invalidProperty="deviceKey"
+            )
         change_id = self.change_ids.get(key)
         return self.frozen[key], change_id, change_id is not None
 
     def tree(self) -> Any:
         return vim.vm.SnapshotTree(
-            snapshot=self.ref, vm=self.vm.ref, name=self.name, description=self.description, id=self.snapshot_id,
-            createTime=self.create_time, state=self.power_state, quiesced=self.quiesced, backupManifest=None,
-            childSnapshotList=[c.tree() for c in self.children], replaySupported=False,
+            snapshot=self.ref,
+            vm=self.vm.ref,
+            name=self.name,
+            description=self.description,
+            id=self.snapshot_id,
+            createTime=self.create_time,
+            state=self.power_state,
+            quiesced=self.quiesced,
+            backupManifest=None,
+            childSnapshotList=[c.tree() for c in self.children],
+            replaySupported=False,
         )
 
     def prop_config(self) -> Any:
@@ -63,18 +80,22 @@ class SnapshotImpl(ManagedObjectImpl):
             return None
         for device in self.config.hardware.device:
             if isinstance(device, vim.vm.device.VirtualDisk) and device.key in self.frozen:
-                device.backing = backing_info(self.frozen[device.key], self.vm.ctx.datastore_of,
-                                              self.change_ids[device.key], device.backing.diskMode)
+                device.backing = backing_info(
+                    self.frozen[device.key],
+                    self.vm.ctx.datastore_of,
+                    self.change_ids[device.key],
+                    getattr(device.backing, "diskMode", None) or "persistent",
+                )
         return self.config
 
-    def prop_childSnapshot(self) -> list[Any]:  # noqa: N802
+    def prop_childSnapshot(self) -> list[Any]:
         return [c.ref for c in self.children]
 
     def prop_vm(self) -> Any:
         return self.vm.ref
 
     @soap_method("RemoveSnapshot_Task")
-    def remove(self, removeChildren: bool, consolidate: bool | None = None) -> Any:  # noqa: N803
+    def remove(self, removeChildren: bool, consolidate: bool | None = None) -> Any:
         vm = self.vm
 
         def body(task: TaskImpl) -> None:
@@ -88,7 +109,7 @@ class SnapshotImpl(ManagedObjectImpl):
         return self.ctx.task_manager.start(vm, vim.vm.Snapshot.Remove, body).ref
 
     @soap_method("RevertToSnapshot_Task")
-    def revert(self, host: Any = None, suppressPowerOn: bool | None = None) -> Any:  # noqa: N803
+    def revert(self, host: Any = None, suppressPowerOn: bool | None = None) -> Any:
         vm = self.vm
 
         def body(task: TaskImpl) -> None:
@@ -112,8 +133,9 @@ class SnapshotOperations:
     """The snapshot methods of VirtualMachine (mixed into VirtualMachineImpl)."""
 
     @soap_method("CreateSnapshot_Task")
-    def create_snapshot(self: Any, name: str, description: str | None = None, memory: bool = False,
-                        quiesce: bool = False) -> Any:
+    def create_snapshot(
+        self: Any, name: str, description: str | None = None, memory: bool = False, quiesce: bool = False
+    ) -> Any:
         vm: VirtualMachineImpl = self
 
         def body(task: TaskImpl) -> Any:
@@ -124,8 +146,9 @@ class SnapshotOperations:
         return vm.ctx.task_manager.start(vm, vim.VirtualMachine.CreateSnapshot, body).ref
 
     @soap_method("CreateSnapshotEx_Task")
-    def create_snapshot_ex(self: Any, name: str, description: str | None = None, memory: bool = False,
-                           quiesceSpec: Any = None) -> Any:  # noqa: N803
+    def create_snapshot_ex(
+        self: Any, name: str, description: str | None = None, memory: bool = False, quiesceSpec: Any = None
+    ) -> Any:
         return self.create_snapshot(name, description, memory, quiesceSpec is not None)
 
     @soap_method("RemoveAllSnapshots_Task")
@@ -151,8 +174,12 @@ class SnapshotOperations:
             with vm.registry.lock:
                 consolidate_vm(vm)
                 vm.touch()
-                left = [child for d in vm.disks if d.attached_from is None
-                        for _, child in redundant_links(d.file, disk_graph(vm, d))]
+                left = [
+                    child
+                    for d in vm.disks
+                    if d.attached_from is None
+                    for _, child in redundant_links(d.file, disk_graph(vm, d))
+                ]
                 if left:
                     path = vm.ctx.datastore_of(left[0].path).datastore_path(left[0].path)
                     raise vim.fault.FileLocked(msg=f"Unable to access file {path} since it is locked", file=path)
@@ -160,7 +187,7 @@ class SnapshotOperations:
         return vm.ctx.task_manager.start(vm, vim.VirtualMachine.ConsolidateDisks, body).ref
 
     @soap_method("RevertToCurrentSnapshot_Task")
-    def revert_to_current(self: Any, host: Any = None, suppressPowerOn: bool | None = None) -> Any:  # noqa: N803
+    def revert_to_current(self: Any, host: Any = None, suppressPowerOn: bool | None = None) -> Any:
         vm: VirtualMachineImpl = self
         if vm.current_snapshot is None:
             raise vim.fault.NotFound(msg=f"{vm.name} has no current snapshot")
@@ -223,7 +250,9 @@ def drop_snapshot(vm: VirtualMachineImpl, snap: SnapshotImpl, with_children: boo
         for offset, child in enumerate(snap.children):
             child.parent = snap.parent
             siblings.insert(index + offset, child)
-    if vm.current_snapshot is snap or (vm.current_snapshot is not None and vm.current_snapshot not in vm.all_snapshots()):
+    if vm.current_snapshot is snap or (
+        vm.current_snapshot is not None and vm.current_snapshot not in vm.all_snapshots()
+    ):
         vm.current_snapshot = snap.parent if snap.parent in vm.all_snapshots() else None
     vm.registry.remove(snap)
 
@@ -240,8 +269,11 @@ def disk_graph(vm: VirtualMachineImpl, disk: DiskState) -> ChainGraph:
     heads = [disk.file, *(s.frozen[disk.key] for s in snaps)]
     manager = vm.ctx.vstorage_object_manager
     # An attached FCD's live chain is this VM's to consolidate; only what its own FCD snapshots froze is shared.
-    shared, locked = (manager.links_used_elsewhere(vm, disk) if disk.fcd_id and manager is not None
-                      else vm.ctx.links_used_elsewhere(vm))
+    shared, locked = (
+        manager.links_used_elsewhere(vm, disk)
+        if disk.fcd_id and manager is not None
+        else vm.ctx.links_used_elsewhere(vm)
+    )
     return ChainGraph(heads=heads, frozen={s.frozen[disk.key].path for s in snaps}, pinned=shared, locked=locked)
 
 
@@ -255,8 +287,11 @@ def consolidate_disk(vm: VirtualMachineImpl, disk: DiskState) -> None:
     """Merge every redundant link that is not locked; locked ones keep consolidation needed."""
     while True:
         graph = disk_graph(vm, disk)
-        mergeable = [(parent, child) for parent, child in redundant_links(disk.file, graph)
-                     if parent.path not in graph.locked and child.path not in graph.locked]
+        mergeable = [
+            (parent, child)
+            for parent, child in redundant_links(disk.file, graph)
+            if parent.path not in graph.locked and child.path not in graph.locked
+        ]
         if not mergeable:
             return
         merge_into_parent(vm, disk, mergeable[0][1], graph)
@@ -285,8 +320,13 @@ def revert_to(vm: VirtualMachineImpl, snap: SnapshotImpl) -> None:
         ds = vm.ctx.datastore_of(frozen.path)
         disk.file = VirtualDiskFile.create_delta(next_delta_path(frozen), frozen, space=ds.space)
         graph = disk_graph(vm, disk)
-        if (old_top.parent is not None and old_top.path not in graph.frozen and old_top.path not in graph.pinned
-                and old_top.path not in graph.locked and not graph.children(old_top)):
+        if (
+            old_top.parent is not None
+            and old_top.path not in graph.frozen
+            and old_top.path not in graph.pinned
+            and old_top.path not in graph.locked
+            and not graph.children(old_top)
+        ):
             old_top.delete()
         if disk.tracker is not None and disk.cbt_enabled:
             disk.tracker.reset()

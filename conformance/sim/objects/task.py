@@ -22,7 +22,7 @@ RECENT_SECONDS = 600.0
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class TaskImpl(ManagedObjectImpl):
@@ -72,7 +72,7 @@ class TaskImpl(ManagedObjectImpl):
             result = body(self)
         except vmodl.MethodFault as fault:
             self._finish(vim.TaskInfo.State.error, error=fault)
-        except Exception as exc:  # noqa: BLE001 - a simulator bug becomes a task error, and a log line
+        except Exception as exc:
             log.exception("task %s failed", self.moid)
             self._finish(vim.TaskInfo.State.error, error=vmodl.fault.SystemError(msg=str(exc), reason=str(exc)))
         else:
@@ -127,19 +127,20 @@ class TaskManagerImpl(ManagedObjectImpl):
                 t
                 for t in self.tasks
                 if t.entity is entity
+                and t.info.name is not None
                 and t.info.name.info.name == method_name
                 and t.info.state in (vim.TaskInfo.State.queued, vim.TaskInfo.State.running)
             ]
 
-    def prop_recentTask(self) -> list[Any]:  # noqa: N802
+    def prop_recentTask(self) -> list[Any]:
         return [t.ref for t in self.tasks if t.is_recent()]
 
     def prop_description(self) -> Any:
         return vim.TaskDescription(methodInfo=[], state=[], reason=[])
 
-    def prop_maxCollector(self) -> int:  # noqa: N802
+    def prop_maxCollector(self) -> int:
         return 32
 
     @soap_method("CreateCollectorForTasks")
-    def create_collector(self, filter: Any) -> Any:  # noqa: A002
+    def create_collector(self, filter: Any) -> Any:
         raise vmodl.fault.NotSupported(msg="task history collectors are not simulated; read recentTask")

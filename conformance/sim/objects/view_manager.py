@@ -43,7 +43,9 @@ class ContainerViewImpl(ManagedObjectImpl):
     vim_type = vim.view.ContainerView
     id_prefix = "session-view"
 
-    def __init__(self, registry: ObjectRegistry, container: ManagedObjectImpl, types: list[Any], recursive: bool) -> None:
+    def __init__(
+        self, registry: ObjectRegistry, container: ManagedObjectImpl, types: list[Any], recursive: bool
+    ) -> None:
         super().__init__(registry)
         self.container = container
         self.types = tuple(types)
@@ -79,7 +81,7 @@ class ListViewImpl(ManagedObjectImpl):
         self.refs = list(refs)
 
     def prop_view(self) -> list[Any]:
-        return [r for r in self.refs if self.registry.find(r._moId) is not None]  # noqa: SLF001
+        return [r for r in self.refs if self.registry.find(r._moId) is not None]
 
     @soap_method("DestroyView")
     def destroy(self) -> None:
@@ -93,15 +95,16 @@ class ViewManagerImpl(ManagedObjectImpl):
     def __init__(self, registry: ObjectRegistry) -> None:
         super().__init__(registry, "ViewManager")
 
-    def prop_viewList(self) -> list[Any]:  # noqa: N802
+    def prop_viewList(self) -> list[Any]:
         return [v.ref for v in self.registry.all(ContainerViewImpl)]
 
     @soap_method("CreateContainerView")
-    def create_container_view(self, container: Any, type: list[Any] | None = None, recursive: bool = False) -> Any:  # noqa: A002
+    def create_container_view(self, container: Any, type: list[Any] | None = None, recursive: bool = False) -> Any:
         target = self.registry.lookup(container)
         if not isinstance(target, ManagedEntityImpl):
-            raise vmodl.fault.InvalidArgument(msg="container must be a folder, datacenter or compute resource",
-                                              invalidProperty="container")
+            raise vmodl.fault.InvalidArgument(
+                msg="container must be a folder, datacenter or compute resource", invalidProperty="container"
+            )
         return ContainerViewImpl(self.registry, target, list(type or []), recursive).ref
 
     @soap_method("CreateListView")

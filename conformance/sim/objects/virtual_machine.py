@@ -69,7 +69,7 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
         self.root_snapshots: list[SnapshotImpl] = []
         self.current_snapshot: SnapshotImpl | None = None
         self.change_version = 0
-        self.create_date = datetime.datetime.now(datetime.timezone.utc)
+        self.create_date = datetime.datetime.now(datetime.UTC)
         self.boot_time: datetime.datetime | None = None
         self.controller_type = "pvscsi" if guest_id.startswith(("rhel", "centos", "sles")) else "lsilogic"
         self.guest_detail = guest_full_name
@@ -92,8 +92,9 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
         for disk in self.disks:
             if disk.key == key:
                 return disk
-        raise vmodl.fault.InvalidArgument(msg=f"no virtual disk with device key {key} on {self.name}",
-                                          invalidProperty="deviceKey")
+        raise vmodl.fault.InvalidArgument(
+            msg=f"no virtual disk with device key {key} on {self.name}", invalidProperty="deviceKey"
+        )
 
     def datastores(self) -> list[DatastoreImpl]:
         seen: dict[str, DatastoreImpl] = {self.home.moid: self.home}
@@ -130,10 +131,17 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
     def devices(self) -> list[Any]:
         datastore_of = self.ctx.datastore_of
         disks = [disk_device(d, datastore_of, i + 1, self.moid) for i, d in enumerate(self.disks)]
-        controller_cls = (vim.vm.device.ParaVirtualSCSIController if self.controller_type == "pvscsi"
-                          else vim.vm.device.VirtualLsiLogicController)
+        controller_cls = (
+            vim.vm.device.ParaVirtualSCSIController
+            if self.controller_type == "pvscsi"
+            else vim.vm.device.VirtualLsiLogicController
+        )
         controller = controller_cls(
-            key=SCSI_CONTROLLER_KEY, busNumber=0, sharedBus="noSharing", scsiCtlrUnitNumber=7, hotAddRemove=True,
+            key=SCSI_CONTROLLER_KEY,
+            busNumber=0,
+            sharedBus="noSharing",
+            scsiCtlrUnitNumber=7,
+            hotAddRemove=True,
             device=[d.key for d in self.disks if d.controller_key == SCSI_CONTROLLER_KEY],
             deviceInfo=vim.Description(label="SCSI controller 0", summary=controller_cls.__name__.split(".")[-1]),
         )
@@ -156,17 +164,21 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
             version="vmx-13",
             template=False,
             changeVersion=str(self.change_version),
-            modified=datetime.datetime.now(datetime.timezone.utc),
+            modified=datetime.datetime.now(datetime.UTC),
             createDate=self.create_date,
             changeTrackingEnabled=self.cbt_enabled,
             annotation=self.annotation,
             firmware="bios",
-            hardware=vim.vm.VirtualHardware(numCPU=self.num_cpu, numCoresPerSocket=1, memoryMB=self.memory_mb,
-                                            device=self.devices()),
+            hardware=vim.vm.VirtualHardware(
+                numCPU=self.num_cpu, numCoresPerSocket=1, memoryMB=self.memory_mb, device=self.devices()
+            ),
             extraConfig=self.extra_config_options(),
-            files=vim.vm.FileInfo(vmPathName=self.vmx_path, snapshotDirectory=self.home.datastore_path(self.home_dir),
-                                  suspendDirectory=self.home.datastore_path(self.home_dir),
-                                  logDirectory=self.home.datastore_path(self.home_dir)),
+            files=vim.vm.FileInfo(
+                vmPathName=self.vmx_path,
+                snapshotDirectory=self.home.datastore_path(self.home_dir),
+                suspendDirectory=self.home.datastore_path(self.home_dir),
+                logDirectory=self.home.datastore_path(self.home_dir),
+            ),
             cpuHotAddEnabled=False,
             memoryHotAddEnabled=False,
             npivTemporaryDisabled=True,
@@ -176,8 +188,8 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
         return self.config_info()
 
     def consolidation_needed(self) -> bool:
-        from conformance.sim.objects.snapshot import disk_graph
         from conformance.sim.objects.disks import redundant_links
+        from conformance.sim.objects.snapshot import disk_graph
 
         return any(redundant_links(d.file, disk_graph(self, d)) for d in self.disks if d.attached_from is None)
 
@@ -226,39 +238,68 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
     def prop_guest(self) -> Any:
         return self.guest_info()
 
-    def prop_guestHeartbeatStatus(self) -> str:  # noqa: N802
+    def prop_guestHeartbeatStatus(self) -> str:
         return "green" if self.power_state == "poweredOn" else "gray"
 
     def prop_summary(self) -> Any:
         return vim.vm.Summary(
             vm=self.ref,
             runtime=self.runtime(),
-            guest=vim.vm.Summary.GuestSummary(guestId=self.guest_id, guestFullName=self.guest_full_name,
-                                              toolsStatus=self.guest_info().toolsStatus,
-                                              toolsRunningStatus=self.guest_info().toolsRunningStatus),
+            guest=vim.vm.Summary.GuestSummary(
+                guestId=self.guest_id,
+                guestFullName=self.guest_full_name,
+                toolsStatus=self.guest_info().toolsStatus,
+                toolsRunningStatus=self.guest_info().toolsRunningStatus,
+            ),
             config=vim.vm.Summary.ConfigSummary(
-                name=self.name, template=False, vmPathName=self.vmx_path, memorySizeMB=self.memory_mb,
-                numCpu=self.num_cpu, numEthernetCards=0, numVirtualDisks=len(self.disks), uuid=self.bios_uuid,
-                instanceUuid=self.instance_uuid, guestId=self.guest_id, guestFullName=self.guest_full_name,
+                name=self.name,
+                template=False,
+                vmPathName=self.vmx_path,
+                memorySizeMB=self.memory_mb,
+                numCpu=self.num_cpu,
+                numEthernetCards=0,
+                numVirtualDisks=len(self.disks),
+                uuid=self.bios_uuid,
+                instanceUuid=self.instance_uuid,
+                guestId=self.guest_id,
+                guestFullName=self.guest_full_name,
                 annotation=self.annotation,
             ),
-            storage=vim.vm.Summary.StorageSummary(committed=sum(f.stat().st_blocks * 512 for f in self.files()),
-                                                  uncommitted=0, unshared=0,
-                                                  timestamp=datetime.datetime.now(datetime.timezone.utc)),
+            storage=vim.vm.Summary.StorageSummary(
+                committed=sum(f.stat().st_blocks * 512 for f in self.files()),
+                uncommitted=0,
+                unshared=0,
+                timestamp=datetime.datetime.now(datetime.UTC),
+            ),
             quickStats=vim.vm.Summary.QuickStats(),
             overallStatus="green",
         )
 
     def prop_capability(self) -> Any:
         return vim.vm.Capability(
-            snapshotOperationsSupported=True, multipleSnapshotsSupported=True, snapshotConfigSupported=True,
-            poweredOffSnapshotsSupported=True, memorySnapshotsSupported=True, revertToSnapshotSupported=True,
-            quiescedSnapshotsSupported=True, disableSnapshotsSupported=False, lockSnapshotsSupported=True,
-            consolePreferencesSupported=False, cpuFeatureMaskSupported=True, s1AcpiManagementSupported=True,
-            settingScreenResolutionSupported=False, toolsAutoUpdateSupported=False, vmNpivWwnSupported=True,
-            npivWwnOnNonRdmVmSupported=True, swapPlacementSupported=True, toolsSyncTimeSupported=True,
-            virtualMmuUsageSupported=True, diskSharesSupported=True, bootOptionsSupported=True,
-            settingVideoRamSizeSupported=True, changeTrackingSupported=True,
+            snapshotOperationsSupported=True,
+            multipleSnapshotsSupported=True,
+            snapshotConfigSupported=True,
+            poweredOffSnapshotsSupported=True,
+            memorySnapshotsSupported=True,
+            revertToSnapshotSupported=True,
+            quiescedSnapshotsSupported=True,
+            disableSnapshotsSupported=False,
+            lockSnapshotsSupported=True,
+            consolePreferencesSupported=False,
+            cpuFeatureMaskSupported=True,
+            s1AcpiManagementSupported=True,
+            settingScreenResolutionSupported=False,
+            toolsAutoUpdateSupported=False,
+            vmNpivWwnSupported=True,
+            npivWwnOnNonRdmVmSupported=True,
+            swapPlacementSupported=True,
+            toolsSyncTimeSupported=True,
+            virtualMmuUsageSupported=True,
+            diskSharesSupported=True,
+            bootOptionsSupported=True,
+            settingVideoRamSizeSupported=True,
+            changeTrackingSupported=True,
         )
 
     def prop_snapshot(self) -> Any:
@@ -269,7 +310,7 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
             rootSnapshotList=[s.tree() for s in self.root_snapshots],
         )
 
-    def prop_rootSnapshot(self) -> list[Any]:  # noqa: N802
+    def prop_rootSnapshot(self) -> list[Any]:
         return [s.ref for s in self.all_snapshots()]
 
     def prop_datastore(self) -> list[Any]:
@@ -278,19 +319,34 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
     def prop_network(self) -> list[Any]:
         return []
 
-    def prop_resourcePool(self) -> Any:  # noqa: N802
+    def prop_resourcePool(self) -> Any:
         return self.pool.ref
 
-    def prop_layoutEx(self) -> Any:  # noqa: N802
+    def prop_layoutEx(self) -> Any:
         files = []
         for key, path in enumerate(self.files()):
             ds = self.ctx.datastore_of(path)
-            kind = "config" if path.suffix == ".vmx" else "diskExtent" if path.name.endswith(("-flat.vmdk", "-delta.vmdk")) \
-                else "diskDescriptor" if path.suffix == ".vmdk" else "extendedConfig"
+            kind = (
+                "config"
+                if path.suffix == ".vmx"
+                else "diskExtent"
+                if path.name.endswith(("-flat.vmdk", "-delta.vmdk"))
+                else "diskDescriptor"
+                if path.suffix == ".vmdk"
+                else "extendedConfig"
+            )
             size = path.stat().st_size if path.exists() else 0
-            files.append(vim.vm.FileLayoutEx.FileInfo(key=key, name=ds.datastore_path(path), type=kind, size=size,
-                                                      uniqueSize=size, accessible=path.exists()))
-        return vim.vm.FileLayoutEx(file=files, timestamp=datetime.datetime.now(datetime.timezone.utc))
+            files.append(
+                vim.vm.FileLayoutEx.FileInfo(
+                    key=key,
+                    name=ds.datastore_path(path),
+                    type=kind,
+                    size=size,
+                    uniqueSize=size,
+                    accessible=path.exists(),
+                )
+            )
+        return vim.vm.FileLayoutEx(file=files, timestamp=datetime.datetime.now(datetime.UTC))
 
     def files(self) -> list[Any]:
         """Every host file of this VM: the .vmx and each link of each own disk chain and snapshot."""
@@ -311,11 +367,16 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
         def body(task: TaskImpl) -> None:
             with self.registry.lock:
                 if self.power_state == "poweredOn":
-                    raise vim.fault.InvalidPowerState(msg="The attempted operation cannot be performed in the current state (Powered on).",
-                                                      requestedState="poweredOn", existingState="poweredOn")
+                    raise vim.fault.InvalidPowerState(
+                        msg="The attempted operation cannot be performed in the current state (Powered on).",
+                        requestedState="poweredOn",
+                        existingState="poweredOn",
+                    )
                 self.power_state = "poweredOn"
-                self.boot_time = datetime.datetime.now(datetime.timezone.utc)
-            self.ctx.event_manager.post(vim.event.VmPoweredOnEvent, f"{self.name} on {self.host.name} is powered on", self)
+                self.boot_time = datetime.datetime.now(datetime.UTC)
+            self.ctx.event_manager.post(
+                vim.event.VmPoweredOnEvent, f"{self.name} on {self.host.name} is powered on", self
+            )
 
         return self.ctx.task_manager.start(self, vim.VirtualMachine.PowerOn, body).ref
 
@@ -324,11 +385,16 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
         def body(task: TaskImpl) -> None:
             with self.registry.lock:
                 if self.power_state == "poweredOff":
-                    raise vim.fault.InvalidPowerState(msg="The attempted operation cannot be performed in the current state (Powered off).",
-                                                      requestedState="poweredOff", existingState="poweredOff")
+                    raise vim.fault.InvalidPowerState(
+                        msg="The attempted operation cannot be performed in the current state (Powered off).",
+                        requestedState="poweredOff",
+                        existingState="poweredOff",
+                    )
                 self.power_state = "poweredOff"
                 self.boot_time = None
-            self.ctx.event_manager.post(vim.event.VmPoweredOffEvent, f"{self.name} on {self.host.name} is powered off", self)
+            self.ctx.event_manager.post(
+                vim.event.VmPoweredOffEvent, f"{self.name} on {self.host.name} is powered off", self
+            )
 
         return self.ctx.task_manager.start(self, vim.VirtualMachine.PowerOff, body).ref
 
@@ -337,8 +403,11 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
         def body(task: TaskImpl) -> None:
             with self.registry.lock:
                 if self.power_state == "poweredOn":
-                    raise vim.fault.InvalidPowerState(msg="The attempted operation cannot be performed in the current state (Powered on).",
-                                                      requestedState="poweredOff", existingState="poweredOn")
+                    raise vim.fault.InvalidPowerState(
+                        msg="The attempted operation cannot be performed in the current state (Powered on).",
+                        requestedState="poweredOff",
+                        existingState="poweredOn",
+                    )
                 self.ctx.delete_vm_files(self)
                 self.pool.vms.remove(self)
                 self.destroy_entity()
@@ -352,7 +421,7 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
         self.destroy_entity()
 
     @soap_method("Rename_Task")
-    def rename(self, newName: str) -> Any:  # noqa: N803
+    def rename(self, newName: str) -> Any:
         def body(task: TaskImpl) -> None:
             with self.registry.lock:
                 self.name = newName
@@ -363,8 +432,9 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
     # --- changed block tracking ---
 
     @soap_method("QueryChangedDiskAreas")
-    def query_changed_disk_areas(self, snapshot: Any = None, deviceKey: int = 0, startOffset: int = 0,  # noqa: N803
-                                 changeId: str = "") -> Any:
+    def query_changed_disk_areas(
+        self, snapshot: Any = None, deviceKey: int = 0, startOffset: int = 0, changeId: str = ""
+    ) -> Any:
         from conformance.sim.objects.snapshot import SnapshotImpl
 
         if snapshot is not None:
@@ -380,25 +450,29 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
             file, until, tracked = disk.file, disk.change_id(), disk.cbt_enabled
         capacity = file.capacity
         if startOffset < 0 or startOffset >= capacity:
-            raise vmodl.fault.InvalidArgument(msg="A specified parameter was not correct: startOffset",
-                                              invalidProperty="startOffset")
+            raise vmodl.fault.InvalidArgument(
+                msg="A specified parameter was not correct: startOffset", invalidProperty="startOffset"
+            )
         if changeId == "*":
             extents = file.allocated_extents()
         else:
             if not tracked or disk.tracker is None:
-                raise vim.fault.FileFault(msg=f"Change tracking is not active on disk {deviceKey} of {self.name}",
-                                          file=disk.datastore.datastore_path(file.path))
+                raise vim.fault.FileFault(
+                    msg=f"Change tracking is not active on disk {deviceKey} of {self.name}",
+                    file=disk.datastore.datastore_path(file.path),
+                )
             try:
                 extents = disk.tracker.changed_since(changeId, until)
             except InvalidChangeId as exc:
-                raise vmodl.fault.InvalidArgument(msg=f"A specified parameter was not correct: changeId ({exc})",
-                                                  invalidProperty="changeId") from exc
+                raise vmodl.fault.InvalidArgument(
+                    msg=f"A specified parameter was not correct: changeId ({exc})", invalidProperty="changeId"
+                ) from exc
         return changed_areas_page(extents, startOffset, capacity)
 
 
 def changed_areas_page(extents: list[tuple[int, int]], start: int, capacity: int) -> Any:
     """One DiskChangeInfo page from `start`: at most MAX_CHANGED_AREAS extents; `length` is the span covered."""
-    areas = []
+    areas: list[Any] = []
     end = capacity
     for offset, length in extents:
         stop = offset + length

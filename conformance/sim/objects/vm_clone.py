@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from pyVmomi import vim, vmodl
@@ -42,8 +43,10 @@ class CloneOperations:
     def relocate(self: Any, spec: Any, priority: str | None = None) -> Any:
         vm: VirtualMachineImpl = self
         if "RelocateVM_Task" in vm.ctx.disabled_methods(vm):
-            raise vim.fault.MethodDisabled(msg="RelocateVM_Task is disabled on this VM by a backup (PrepareForAccess)",
-                                           source=vm.ctx.disabled_methods(vm)["RelocateVM_Task"])
+            raise vim.fault.MethodDisabled(
+                msg="RelocateVM_Task is disabled on this VM by a backup (PrepareForAccess)",
+                source=vm.ctx.disabled_methods(vm)["RelocateVM_Task"],
+            )
 
         def body(task: TaskImpl) -> None:
             with vm.registry.lock:
@@ -64,12 +67,23 @@ def clone_vm(source: VirtualMachineImpl, folder: FolderImpl, name: str, spec: An
     snapshot = ctx.registry.get(spec.snapshot, SnapshotImpl) if spec.snapshot is not None else None
     linked = location.diskMoveType == LINKED
     if linked and snapshot is None:
-        raise vmodl.fault.InvalidArgument(msg="a linked clone (createNewChildDiskBacking) needs spec.snapshot",
-                                          invalidProperty="snapshot")
+        raise vmodl.fault.InvalidArgument(
+            msg="a linked clone (createNewChildDiskBacking) needs spec.snapshot", invalidProperty="snapshot"
+        )
     datastore: DatastoreImpl = ctx.registry.lookup(location.datastore) if location.datastore else source.home  # type: ignore[assignment]
     host: HostImpl = ctx.registry.get(location.host, HostImpl) if location.host else source.host
-    clone = VirtualMachineImpl(ctx.registry, name, folder, source.pool, host, datastore, source.guest_id,
-                               source.guest_full_name, source.num_cpu, source.memory_mb)
+    clone = VirtualMachineImpl(
+        ctx.registry,
+        name,
+        folder,
+        source.pool,
+        host,
+        datastore,
+        source.guest_id,
+        source.guest_full_name,
+        source.num_cpu,
+        source.memory_mb,
+    )
     clone.extra_config = dict(source.extra_config)
     clone.cbt_enabled = source.cbt_enabled
     try:
@@ -83,23 +97,32 @@ def clone_vm(source: VirtualMachineImpl, folder: FolderImpl, name: str, spec: An
             else:
                 provisioning = disk_provisioning(location, disk, origin)
                 file = origin.copy_to(unique_disk_path(clone.home_dir, name), provisioning, space=datastore.space)
-            state = DiskState(key=disk.key, unit_number=disk.unit_number, file=file, datastore=datastore,
-                              disk_mode=disk.disk_mode)
+            state = DiskState(
+                key=disk.key, unit_number=disk.unit_number, file=file, datastore=datastore, disk_mode=disk.disk_mode
+            )
             state.enable_tracking(disk.cbt_enabled)
             clone.disks.append(state)
     except DiskFullError as exc:
         ctx.delete_vm_files(clone)
         source.pool.vms.remove(clone)
         clone.destroy_entity()
-        raise vim.fault.NoDiskSpace(msg=f"There is not enough space on the file system for the selected operation (datastore {datastore.name}, clone of {source.name}).", datastore=datastore.name) from exc
+        raise vim.fault.NoDiskSpace(
+            msg=f"There is not enough space on the file system for the selected operation "
+            f"(datastore {datastore.name}, clone of {source.name}).",
+            datastore=datastore.name,
+        ) from exc
     if spec.config is not None:
         from conformance.sim.objects.vm_reconfig import apply_config_spec
 
         apply_config_spec(clone, spec.config)
     if spec.powerOn:
         clone.power_state = "poweredOn"
-    ctx.event_manager.post(vim.event.VmClonedEvent, f"Clone of {source.name} completed", clone,
-                           sourceVm=vim.event.VmEventArgument(vm=source.ref, name=source.name))
+    ctx.event_manager.post(
+        vim.event.VmClonedEvent,
+        f"Clone of {source.name} completed",
+        clone,
+        sourceVm=vim.event.VmEventArgument(vm=source.ref, name=source.name),
+    )
     return clone
 
 
@@ -143,8 +166,11 @@ def relocate_vm(vm: VirtualMachineImpl, spec: Any) -> None:
     for disk in vm.disks:
         if disk.attached_from is not None:
             continue
-        copy = disk.file.copy_to(unique_disk_path(new_home, vm.name), disk.file.chain()[-1].provisioning,
-                                 space=target.space)  # type: ignore[attr-defined]
+        copy = disk.file.copy_to(
+            unique_disk_path(new_home, vm.name),
+            disk.file.chain()[-1].provisioning,
+            space=target.space,  # type: ignore[attr-defined]
+        )
         moved.append((disk, copy))
     for disk, copy in moved:
         old = disk.file
@@ -159,7 +185,5 @@ def relocate_vm(vm: VirtualMachineImpl, spec: Any) -> None:
     vm.vmx_file = new_home / old_vmx.name
     vm.vmx_file.write_text(old_vmx.read_text())
     old_vmx.unlink(missing_ok=True)
-    try:
+    with contextlib.suppress(OSError):  # other files (a shared disk) may still live there
         old_home.rmdir()
-    except OSError:
-        pass  # other files (a shared disk) still live there

@@ -32,8 +32,9 @@ class FcdOperations:
     """The FCD methods of VirtualMachine (mixed into VirtualMachineImpl)."""
 
     @soap_method("AttachDisk_Task")
-    def attach_disk(self: Any, diskId: Any, datastore: Any, controllerKey: int | None = None,
-                    unitNumber: int | None = None) -> Any:
+    def attach_disk(
+        self: Any, diskId: Any, datastore: Any, controllerKey: int | None = None, unitNumber: int | None = None
+    ) -> Any:
         vm: VirtualMachineImpl = self
 
         def body(task: TaskImpl) -> None:
@@ -55,17 +56,21 @@ class FcdOperations:
         return vm.ctx.task_manager.start(vm, vim.VirtualMachine.DetachDisk, body).ref
 
 
-def attach(vm: VirtualMachineImpl, disk_id: Any, datastore: Any, controller_key: int | None,
-           unit_number: int | None) -> DiskState:
+def attach(
+    vm: VirtualMachineImpl, disk_id: Any, datastore: Any, controller_key: int | None, unit_number: int | None
+) -> DiskState:
     """Make FCD `disk_id` a device of `vm`; an FCD is attached to one VM at a time."""
     fcd = _manager(vm).find_fcd(disk_id, datastore)
     holder = fcd.holder()
     if holder is not None:
-        raise vim.fault.InvalidState(msg=f"The operation is not allowed in the current state: disk {fcd.id} is "
-                                         f"already attached to VM {holder[0].name}")
+        raise vim.fault.InvalidState(
+            msg=f"The operation is not allowed in the current state: disk {fcd.id} is "
+            f"already attached to VM {holder[0].name}"
+        )
     if controller_key is not None and controller_key != SCSI_CONTROLLER_KEY:
-        raise vim.fault.InvalidController(msg=f"{vm.name} has no controller with key {controller_key}",
-                                          controllerKey=controller_key)
+        raise vim.fault.InvalidController(
+            msg=f"{vm.name} has no controller with key {controller_key}", controllerKey=controller_key
+        )
     unit = _free_unit(vm, unit_number)
     key = max([FIRST_DISK_KEY - 1, *(d.key for d in vm.disks)]) + 1
     disk = DiskState(key=key, unit_number=unit, file=fcd.file, datastore=fcd.datastore, fcd_id=fcd.id)
@@ -83,11 +88,14 @@ def detach(vm: VirtualMachineImpl, disk_id: Any) -> None:
     key = disk_id.id if isinstance(disk_id, vim.vslm.ID) else str(disk_id)
     disk = next((d for d in vm.disks if d.fcd_id == key), None)
     if disk is None:
-        raise vim.fault.NotFound(msg=f"The object or item referred to could not be found: virtual storage object "
-                                     f"{key} is not attached to {vm.name}")
+        raise vim.fault.NotFound(
+            msg=f"The object or item referred to could not be found: virtual storage object "
+            f"{key} is not attached to {vm.name}"
+        )
     if any(disk.key in snap.frozen for snap in vm.all_snapshots()):
-        raise vim.fault.InvalidState(msg=f"The operation is not allowed in the current state: {vm.name} has "
-                                         f"snapshots that include disk {key}")
+        raise vim.fault.InvalidState(
+            msg=f"The operation is not allowed in the current state: {vm.name} has snapshots that include disk {key}"
+        )
     vm.disks.remove(disk)
     manager = _manager(vm)
     fcd = manager.disks.get(key)

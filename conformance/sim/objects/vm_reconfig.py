@@ -35,8 +35,9 @@ class ReconfigOperations:
             with vm.registry.lock:
                 apply_config_spec(vm, spec)
                 vm.touch()
-            vm.ctx.event_manager.post(vim.event.VmReconfiguredEvent, f"Reconfigured {vm.name} on {vm.host.name}", vm,
-                                      configSpec=spec)
+            vm.ctx.event_manager.post(
+                vim.event.VmReconfiguredEvent, f"Reconfigured {vm.name} on {vm.host.name}", vm, configSpec=spec
+            )
 
         return vm.ctx.task_manager.start(vm, vim.VirtualMachine.Reconfigure, body).ref
 
@@ -60,10 +61,12 @@ def apply_config_spec(vm: VirtualMachineImpl, spec: Any) -> None:
     for option in spec.extraConfig or []:
         match = CTK_KEY.match(option.key)
         if match:
-            disk = next((d for d in vm.disks if d.unit_number == int(match.group(2))), None)
-            if disk is None:
-                raise vmodl.fault.InvalidArgument(msg=f"{option.key}: no disk at that unit", invalidProperty="extraConfig")
-            disk.enable_tracking(truthy(option.value))
+            found = next((d for d in vm.disks if d.unit_number == int(match.group(2))), None)
+            if found is None:
+                raise vmodl.fault.InvalidArgument(
+                    msg=f"{option.key}: no disk at that unit", invalidProperty="extraConfig"
+                )
+            found.enable_tracking(truthy(option.value))
         elif option.key.lower() == "ctkenabled":
             vm.cbt_enabled = truthy(option.value)
         elif option.value in (None, ""):
@@ -107,7 +110,9 @@ def apply_device_change(vm: VirtualMachineImpl, change: Any) -> None:
         vm.disks.remove(disk)
         if change.fileOperation == "destroy":
             if disk.attached_from is not None:
-                raise vim.fault.FileFault(msg="cannot destroy a disk that belongs to another VM", file=disk.file.path.name)
+                raise vim.fault.FileFault(
+                    msg="cannot destroy a disk that belongs to another VM", file=disk.file.path.name
+                )
             for link in disk.file.chain():
                 if link.path not in vm.ctx.links_in_use(vm):
                     link.delete()
@@ -138,8 +143,9 @@ def add_disk(vm: VirtualMachineImpl, device: Any, file_operation: str | None) ->
     if file_operation == "create":
         capacity = int(device.capacityInBytes or (device.capacityInKB or 0) * 1024)
         if capacity <= 0 or capacity % 512:
-            raise vim.fault.InvalidDeviceSpec(msg="a new disk needs capacityInBytes, a positive multiple of 512",
-                                              deviceIndex=0)
+            raise vim.fault.InvalidDeviceSpec(
+                msg="a new disk needs capacityInBytes, a positive multiple of 512", deviceIndex=0
+            )
         datastore = vm.home
         if backing is not None and (backing.datastore is not None or backing.fileName):
             datastore = vm.ctx.resolve_datastore(backing.datastore, backing.fileName)
@@ -155,7 +161,11 @@ def add_disk(vm: VirtualMachineImpl, device: Any, file_operation: str | None) ->
         try:
             file = VirtualDiskFile.create(folder_path, capacity, provisioning, space=datastore.space)
         except DiskFullError as exc:
-            raise vim.fault.NoDiskSpace(msg=f"There is not enough space on the file system for the selected operation (datastore {datastore.name}, {capacity} byte disk).", datastore=datastore.name) from exc
+            raise vim.fault.NoDiskSpace(
+                msg=f"There is not enough space on the file system for the selected operation "
+                f"(datastore {datastore.name}, {capacity} byte disk).",
+                datastore=datastore.name,
+            ) from exc
         disk = DiskState(key=key, unit_number=unit, file=file, datastore=datastore)
         disk.disk_mode = getattr(backing, "diskMode", None) or "persistent"
         disk.enable_tracking(vm.cbt_enabled)
@@ -164,8 +174,14 @@ def add_disk(vm: VirtualMachineImpl, device: Any, file_operation: str | None) ->
         raise vim.fault.InvalidDeviceSpec(msg="attaching an existing disk needs backing.fileName", deviceIndex=0)
     datastore, path = vm.ctx.resolve_datastore_path(backing.fileName)
     file, owner = vm.ctx.find_disk_file(path)
-    disk = DiskState(key=key, unit_number=unit, file=file, datastore=datastore,
-                     disk_mode=backing.diskMode or "persistent", attached_from=owner)
+    disk = DiskState(
+        key=key,
+        unit_number=unit,
+        file=file,
+        datastore=datastore,
+        disk_mode=backing.diskMode or "persistent",
+        attached_from=owner,
+    )
     if owner is not None and owner[0] is vm:
         disk.attached_from = None
     return disk

@@ -119,16 +119,21 @@ class VStorageObjectManagerImpl(ManagedObjectImpl):
         ds = self.registry.get(datastore, DatastoreImpl) if datastore is not None else None
         if fcd is None or (ds is not None and fcd.datastore is not ds):
             where = f" on datastore {ds.name}" if ds is not None else ""
-            raise vim.fault.NotFound(msg=f"The object or item referred to could not be found: "
-                                         f"virtual storage object {key}{where}")
+            raise vim.fault.NotFound(
+                msg=f"The object or item referred to could not be found: virtual storage object {key}{where}"
+            )
         return fcd
 
     def disk_files(self) -> list[VirtualDiskFile]:
         """The top of every FCD and every link its snapshots froze: VM code must keep these chains."""
         hidden = _hidden_fcd.get()
         with self.registry.lock:
-            return [file for fcd in self.disks.values() if fcd.id != hidden
-                    for file in [fcd.top(), *(s.frozen for s in fcd.snapshots)]]
+            return [
+                file
+                for fcd in self.disks.values()
+                if fcd.id != hidden
+                for file in [fcd.top(), *(s.frozen for s in fcd.snapshots)]
+            ]
 
     def used_by_others(self, fcd: FirstClassDisk, vm: VirtualMachineImpl | None) -> tuple[set[Path], set[Path]]:
         """(shared, locked) links that VMs other than `vm`, HotAdd attachments or other FCDs use: what the
@@ -162,19 +167,31 @@ class VStorageObjectManagerImpl(ManagedObjectImpl):
             if link is None:
                 return None
             ds = ds_of(link.path)
-            return vim.vslm.BaseConfigInfo.FileBackingInfo(datastore=ds.ref, filePath=ds.datastore_path(link.path),
-                                                           parent=parent_info(link.parent))
+            return vim.vslm.BaseConfigInfo.FileBackingInfo(
+                datastore=ds.ref, filePath=ds.datastore_path(link.path), parent=parent_info(link.parent)
+            )
 
         backing = vim.vslm.BaseConfigInfo.DiskFileBackingInfo(
-            datastore=fcd.datastore.ref, filePath=ds_of(top.path).datastore_path(top.path),
-            provisioningType=fcd.provisioning, parent=parent_info(top.parent))
-        return vim.vslm.VStorageObject(config=vim.vslm.VStorageObject.ConfigInfo(
-            id=vim.vslm.ID(id=fcd.id), name=fcd.name, createTime=fcd.create_time,
-            keepAfterDeleteVm=fcd.keep_after_delete_vm, relocationDisabled=False, nativeSnapshotSupported=False,
-            changedBlockTrackingEnabled=holder[1].cbt_enabled if holder is not None else fcd.cbt_enabled,
-            backing=backing, capacityInMB=top.capacity // MiB, consumptionType=["disk"],
-            consumerId=[vim.vslm.ID(id=holder[0].instance_uuid)] if holder is not None else [],
-        ))
+            datastore=fcd.datastore.ref,
+            filePath=ds_of(top.path).datastore_path(top.path),
+            provisioningType=fcd.provisioning,
+            parent=parent_info(top.parent),
+        )
+        return vim.vslm.VStorageObject(
+            config=vim.vslm.VStorageObject.ConfigInfo(
+                id=vim.vslm.ID(id=fcd.id),
+                name=fcd.name,
+                createTime=fcd.create_time,
+                keepAfterDeleteVm=fcd.keep_after_delete_vm,
+                relocationDisabled=False,
+                nativeSnapshotSupported=False,
+                changedBlockTrackingEnabled=holder[1].cbt_enabled if holder is not None else fcd.cbt_enabled,
+                backing=backing,
+                capacityInMB=top.capacity // MiB,
+                consumptionType=["disk"],
+                consumerId=[vim.vslm.ID(id=holder[0].instance_uuid)] if holder is not None else [],
+            )
+        )
 
     def _task(self, datastore: Any, method: Any, body: Any) -> Any:
         entity = self.registry.find(datastore._moId) if datastore is not None else None
@@ -186,17 +203,20 @@ class VStorageObjectManagerImpl(ManagedObjectImpl):
     def create_disk(self, spec: Any) -> Any:
         backing = spec.backingSpec
         if not isinstance(backing, vim.vslm.CreateSpec.DiskFileBackingSpec):
-            raise vmodl.fault.InvalidArgument(msg="spec.backingSpec must be a DiskFileBackingSpec",
-                                              invalidProperty="spec.backingSpec")
+            raise vmodl.fault.InvalidArgument(
+                msg="spec.backingSpec must be a DiskFileBackingSpec", invalidProperty="spec.backingSpec"
+            )
         if not spec.name:
             raise vmodl.fault.InvalidArgument(msg="spec.name is required", invalidProperty="spec.name")
         if not spec.capacityInMB or spec.capacityInMB <= 0:
-            raise vmodl.fault.InvalidArgument(msg="spec.capacityInMB must be positive",
-                                              invalidProperty="spec.capacityInMB")
+            raise vmodl.fault.InvalidArgument(
+                msg="spec.capacityInMB must be positive", invalidProperty="spec.capacityInMB"
+            )
         provisioning = backing.provisioningType or "thin"
         if provisioning not in PROVISIONING:
-            raise vmodl.fault.InvalidArgument(msg=f"unknown provisioningType {provisioning!r}",
-                                              invalidProperty="spec.backingSpec.provisioningType")
+            raise vmodl.fault.InvalidArgument(
+                msg=f"unknown provisioningType {provisioning!r}", invalidProperty="spec.backingSpec.provisioningType"
+            )
         datastore = self.registry.lookup(backing.datastore)
         if not isinstance(datastore, DatastoreImpl):
             raise vim.fault.InvalidDatastore(msg=f"{backing.datastore} is not a datastore", datastore=backing.datastore)
@@ -214,10 +234,19 @@ class VStorageObjectManagerImpl(ManagedObjectImpl):
                 try:
                     file = VirtualDiskFile.create(path, capacity, PROVISIONING[provisioning], space=datastore.space)
                 except DiskFullError as exc:
-                    raise vim.fault.NoDiskSpace(msg=f"not enough space on {datastore.name} for a {capacity} byte disk",
-                                                file=datastore.datastore_path(path), datastore=datastore.name) from exc
-                fcd = FirstClassDisk(id=fcd_id, name=spec.name, datastore=datastore, provisioning=provisioning,
-                                     keep_after_delete_vm=bool(spec.keepAfterDeleteVm), file=file)
+                    raise vim.fault.NoDiskSpace(
+                        msg=f"not enough space on {datastore.name} for a {capacity} byte disk",
+                        file=datastore.datastore_path(path),
+                        datastore=datastore.name,
+                    ) from exc
+                fcd = FirstClassDisk(
+                    id=fcd_id,
+                    name=spec.name,
+                    datastore=datastore,
+                    provisioning=provisioning,
+                    keep_after_delete_vm=bool(spec.keepAfterDeleteVm),
+                    file=file,
+                )
                 self.disks[fcd_id] = fcd
                 self.registry.changed()
                 return self.info(fcd)
@@ -231,16 +260,21 @@ class VStorageObjectManagerImpl(ManagedObjectImpl):
                 fcd = self.find_fcd(id, datastore)
                 holder = fcd.holder()
                 if holder is not None:
-                    raise vim.fault.InvalidState(msg=f"The operation is not allowed in the current state: disk "
-                                                     f"{fcd.id} is attached to VM {holder[0].name}")
-                links = {link.path: link for head in [fcd.file, *(s.frozen for s in fcd.snapshots)]
-                         for link in head.chain()}
+                    raise vim.fault.InvalidState(
+                        msg=f"The operation is not allowed in the current state: disk "
+                        f"{fcd.id} is attached to VM {holder[0].name}"
+                    )
+                links = {
+                    link.path: link for head in [fcd.file, *(s.frozen for s in fcd.snapshots)] for link in head.chain()
+                }
                 shared, locked = self.used_by_others(fcd, None)
                 in_use = set(links) & (shared | locked)
                 if in_use:
                     path = sorted(in_use)[0]
-                    raise vim.fault.FileLocked(msg=f"Unable to access file {path.name} since it is locked",
-                                               file=self.ctx.datastore_of(path).datastore_path(path))
+                    raise vim.fault.FileLocked(
+                        msg=f"Unable to access file {path.name} since it is locked",
+                        file=self.ctx.datastore_of(path).datastore_path(path),
+                    )
                 for link in links.values():
                     link.delete()
                 base = fcd.file.chain()[-1].path
@@ -278,8 +312,7 @@ class VStorageObjectManagerImpl(ManagedObjectImpl):
                 top = fcd.top()
                 ds = self.ctx.datastore_of(top.path)
                 delta = VirtualDiskFile.create_delta(next_delta_path(top), top, space=ds.space)
-                snap = FcdSnapshot(id=str(uuid.uuid4()), description=description or "", create_time=_now(),
-                                   frozen=top)
+                snap = FcdSnapshot(id=str(uuid.uuid4()), description=description or "", create_time=_now(), frozen=top)
                 fcd.snapshots.append(snap)
                 fcd.set_top(delta)
                 self.registry.changed()
@@ -290,11 +323,14 @@ class VStorageObjectManagerImpl(ManagedObjectImpl):
     @soap_method("RetrieveSnapshotInfo")
     def retrieve_snapshot_info(self, id: Any, datastore: Any) -> Any:
         fcd = self.find_fcd(id, datastore)
-        return vim.vslm.VStorageObjectSnapshotInfo(snapshots=[
-            vim.vslm.VStorageObjectSnapshotInfo.VStorageObjectSnapshot(
-                id=vim.vslm.ID(id=s.id), createTime=s.create_time, description=s.description)
-            for s in fcd.snapshots
-        ])
+        return vim.vslm.VStorageObjectSnapshotInfo(
+            snapshots=[
+                vim.vslm.VStorageObjectSnapshotInfo.VStorageObjectSnapshot(
+                    id=vim.vslm.ID(id=s.id), createTime=s.create_time, description=s.description
+                )
+                for s in fcd.snapshots
+            ]
+        )
 
     @soap_method("DeleteSnapshot_Task")
     def delete_snapshot(self, id: Any, datastore: Any, snapshotId: Any) -> Any:
@@ -304,22 +340,27 @@ class VStorageObjectManagerImpl(ManagedObjectImpl):
                 key = snapshotId.id if snapshotId is not None else None
                 snap = next((s for s in fcd.snapshots if s.id == key), None)
                 if snap is None:
-                    raise vim.fault.NotFound(msg=f"The object or item referred to could not be found: snapshot "
-                                                 f"{key} of virtual storage object {fcd.id}")
+                    raise vim.fault.NotFound(
+                        msg=f"The object or item referred to could not be found: snapshot "
+                        f"{key} of virtual storage object {fcd.id}"
+                    )
                 fcd.snapshots.remove(snap)
                 try:
                     consolidate(self, fcd, released=snap.frozen.chain())
                 except DiskFullError as exc:
-                    raise vim.fault.NoDiskSpace(msg=f"datastore full while consolidating disk {fcd.id}",
-                                                file=fcd.datastore.datastore_path(fcd.top().path),
-                                                datastore=fcd.datastore.name) from exc
+                    raise vim.fault.NoDiskSpace(
+                        msg=f"datastore full while consolidating disk {fcd.id}",
+                        file=fcd.datastore.datastore_path(fcd.top().path),
+                        datastore=fcd.datastore.name,
+                    ) from exc
                 self.registry.changed()
 
         return self._task(datastore, vim.vslm.vcenter.VStorageObjectManager.DeleteSnapshot, body)
 
 
-def consolidate(manager: VStorageObjectManagerImpl, fcd: FirstClassDisk,
-                released: list[VirtualDiskFile] | None = None) -> None:
+def consolidate(
+    manager: VStorageObjectManagerImpl, fcd: FirstClassDisk, released: list[VirtualDiskFile] | None = None
+) -> None:
     """Merge each delta into its parent when nothing else needs the parent as it is.
 
     A child merges into its parent when the parent is frozen by no FCD or VM snapshot, has no other child,
@@ -341,9 +382,18 @@ def consolidate(manager: VStorageObjectManagerImpl, fcd: FirstClassDisk,
         for link in links.values():
             if link.parent is not None:
                 children.setdefault(link.parent.path, []).append(link)
-        child = next((c for c in links.values() if c.parent is not None and c.parent.path not in frozen
-                      and c.parent.path not in pinned and c.path not in pinned
-                      and len(children[c.parent.path]) == 1), None)
+        child = next(
+            (
+                c
+                for c in links.values()
+                if c.parent is not None
+                and c.parent.path not in frozen
+                and c.parent.path not in pinned
+                and c.path not in pinned
+                and len(children[c.parent.path]) == 1
+            ),
+            None,
+        )
         if child is None:
             for link in released or []:
                 if link.parent is not None and link.path not in links and link.path not in pinned:

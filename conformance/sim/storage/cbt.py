@@ -40,8 +40,7 @@ class ChangeTracker:
 
     BLOCK = 64 * 1024
 
-    def __init__(self, path: Path, capacity: int, epoch: str,
-                 sequences: list[BlockBitmap]) -> None:
+    def __init__(self, path: Path, capacity: int, epoch: str, sequences: list[BlockBitmap]) -> None:
         self.path = path
         self.capacity = capacity
         self._epoch = epoch
@@ -74,8 +73,7 @@ class ChangeTracker:
             epoch = str(state["epoch"])
             if not re.fullmatch(r"[0-9a-f]{32}", epoch):
                 raise ValueError(f"bad epoch {epoch!r}")
-            sequences = [BlockBitmap.from_runs((int(s), int(e)) for s, e in runs)
-                         for runs in state["sequences"]]
+            sequences = [BlockBitmap.from_runs((int(s), int(e)) for s, e in runs) for runs in state["sequences"]]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{path}: corrupt change tracking file: {exc}") from exc
         # A capacity change (disk extended) keeps the log; new records clip to the new size.
@@ -88,22 +86,27 @@ class ChangeTracker:
     def _parse(self, change_id: str, what: str = "changeId") -> int:
         """The sequence number of a changeId issued by this tracker in its current epoch."""
         if change_id == "*":
-            raise InvalidChangeId(f"{what} '*' means all allocated areas; ask the disk's "
-                                  "allocated_extents() instead of the change tracker")
+            raise InvalidChangeId(
+                f"{what} '*' means all allocated areas; ask the disk's "
+                "allocated_extents() instead of the change tracker"
+            )
         match = _CHANGE_ID.match(change_id) if isinstance(change_id, str) else None
         if not match:
-            raise InvalidChangeId(f"malformed {what} {change_id!r}: expected "
-                                  "'xx xx xx xx xx xx xx xx-xx xx xx xx xx xx xx xx/N'")
+            raise InvalidChangeId(
+                f"malformed {what} {change_id!r}: expected 'xx xx xx xx xx xx xx xx-xx xx xx xx xx xx xx xx/N'"
+            )
         epoch = re.sub(r"[ -]", "", match["uuid"]).lower()
         sequence = int(match["seq"])
         if epoch != self._epoch:
             raise InvalidChangeId(
                 f"{what} {change_id!r} is not valid for this disk: change tracking was reset "
                 f"(or the id belongs to another disk); the current changeId is "
-                f"{self._format(len(self._sequences) - 1)!r}")
+                f"{self._format(len(self._sequences) - 1)!r}"
+            )
         if sequence > len(self._sequences) - 1:
-            raise InvalidChangeId(f"{what} {change_id!r} was never issued: the latest sequence "
-                                  f"of this disk is {len(self._sequences) - 1}")
+            raise InvalidChangeId(
+                f"{what} {change_id!r} was never issued: the latest sequence of this disk is {len(self._sequences) - 1}"
+            )
         return sequence
 
     def record(self, offset: int, length: int) -> None:
@@ -135,8 +138,7 @@ class ChangeTracker:
         self._sequences.append(BlockBitmap())
         return self._format(frozen)
 
-    def changed_since(self, change_id: str,
-                      until_change_id: str | None = None) -> list[tuple[int, int]]:
+    def changed_since(self, change_id: str, until_change_id: str | None = None) -> list[tuple[int, int]]:
         """Merged (offset, length) byte extents written after `change_id` and up to
         `until_change_id` (or now), 64 KiB aligned and clipped to the capacity."""
         with self._lock:
@@ -145,8 +147,7 @@ class ChangeTracker:
             if until_change_id is not None:
                 until = self._parse(until_change_id, "until changeId")
                 if until < since:
-                    raise InvalidChangeId(f"until changeId {until_change_id!r} is older than "
-                                          f"changeId {change_id!r}")
+                    raise InvalidChangeId(f"until changeId {until_change_id!r} is older than changeId {change_id!r}")
             changed = BlockBitmap.union(self._sequences[since:until])
             capacity = self.capacity
         extents: list[tuple[int, int]] = []
@@ -166,9 +167,13 @@ class ChangeTracker:
     def save(self) -> None:
         """Write the tracker to its JSON file atomically."""
         with self._lock:
-            state = {"format": _FORMAT, "block": self.BLOCK, "capacity": self.capacity,
-                     "epoch": self._epoch,
-                     "sequences": [bitmap.runs() for bitmap in self._sequences]}
+            state = {
+                "format": _FORMAT,
+                "block": self.BLOCK,
+                "capacity": self.capacity,
+                "epoch": self._epoch,
+                "sequences": [bitmap.runs() for bitmap in self._sequences],
+            }
             temporary = self.path.with_name(self.path.name + ".tmp")
             with open(temporary, "w", encoding="utf-8") as handle:
                 json.dump(state, handle, separators=(",", ":"))

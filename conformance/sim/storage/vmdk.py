@@ -45,9 +45,15 @@ _COPY_CHUNK = 8 * 1024 * 1024
 class VirtualDiskFile:
     """One link of a disk chain: a descriptor plus its flat or sparse extent (thread-safe)."""
 
-    def __init__(self, path: Path, descriptor: Descriptor, extent: FlatExtent | SparseExtent,
-                 parent: VirtualDiskFile | None, space: DatastoreSpace | None,
-                 owns_parent: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        descriptor: Descriptor,
+        extent: FlatExtent | SparseExtent,
+        parent: VirtualDiskFile | None,
+        space: DatastoreSpace | None,
+        owns_parent: bool = False,
+    ) -> None:
         self.path = path
         self.capacity = descriptor.capacity
         self.parent = parent
@@ -78,8 +84,9 @@ class VirtualDiskFile:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
     @property
@@ -95,13 +102,13 @@ class VirtualDiskFile:
     # -- creation and opening -------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path, capacity: int, provisioning: str = "thin",
-               space: DatastoreSpace | None = None) -> VirtualDiskFile:
+    def create(
+        cls, path: Path, capacity: int, provisioning: str = "thin", space: DatastoreSpace | None = None
+    ) -> VirtualDiskFile:
         """Create a base disk; thick ones reserve (and fallocate) their whole capacity up front."""
         path = Path(path)
         if provisioning not in PROVISIONING:
-            raise ValueError(f"provisioning must be one of {', '.join(PROVISIONING)}, "
-                             f"got {provisioning!r}")
+            raise ValueError(f"provisioning must be one of {', '.join(PROVISIONING)}, got {provisioning!r}")
         if capacity <= 0 or capacity % SECTOR:
             raise ValueError(f"capacity must be a positive multiple of {SECTOR}, got {capacity}")
         extent_path = path.with_name(f"{path.stem}-flat.vmdk")
@@ -114,8 +121,10 @@ class VirtualDiskFile:
             reserved = space.reserve(capacity)
             if reserved < capacity:
                 space.release(reserved)
-                raise DiskFullError(f"datastore full: a {provisioning} disk of {capacity} bytes "
-                                    f"does not fit ({reserved} bytes free)", bytes_written=0)
+                raise DiskFullError(
+                    f"datastore full: a {provisioning} disk of {capacity} bytes does not fit ({reserved} bytes free)",
+                    bytes_written=0,
+                )
         try:
             extent = FlatExtent.create(extent_path, capacity, thick)
         except BaseException:
@@ -124,9 +133,11 @@ class VirtualDiskFile:
             raise
         cid = new_cid()
         descriptor = Descriptor(
-            cid=cid, create_type="monolithicFlat",
+            cid=cid,
+            create_type="monolithicFlat",
             extents=[ExtentLine("RW", capacity // SECTOR, "FLAT", extent_path.name, 0)],
-            ddb=base_ddb(capacity, provisioning, cid))
+            ddb=base_ddb(capacity, provisioning, cid),
+        )
         try:
             descriptor.create(path)
         except BaseException:
@@ -138,8 +149,7 @@ class VirtualDiskFile:
         return cls(path, descriptor, extent, None, space)
 
     @classmethod
-    def create_delta(cls, path: Path, parent: VirtualDiskFile,
-                     space: DatastoreSpace | None = None) -> VirtualDiskFile:
+    def create_delta(cls, path: Path, parent: VirtualDiskFile, space: DatastoreSpace | None = None) -> VirtualDiskFile:
         """Create a delta over `parent` (a snapshot): the parent is frozen from now on."""
         path = Path(path)
         parent._check_open()
@@ -153,10 +163,14 @@ class VirtualDiskFile:
         ddb = {k: v for k, v in parent._descriptor.ddb.items() if k not in LINK_DDB_KEYS}
         ddb["longContentID"] = secrets.token_hex(12) + cid
         descriptor = Descriptor(
-            cid=cid, create_type="twoGbMaxExtentSparse", parent_cid=parent.cid,
+            cid=cid,
+            create_type="twoGbMaxExtentSparse",
+            parent_cid=parent.cid,
             parent_hint=parent_hint_for(path, parent.path),
             extents=[ExtentLine("RW", parent.capacity // SECTOR, "SPARSE", extent_path.name)],
-            ddb=ddb, extra={"isNativeSnapshot": "no"})
+            ddb=ddb,
+            extra={"isNativeSnapshot": "no"},
+        )
         try:
             descriptor.create(path)
         except BaseException:
@@ -166,43 +180,49 @@ class VirtualDiskFile:
         return cls(path, descriptor, extent, parent, space)
 
     @classmethod
-    def open(cls, path: Path, space_for: Callable[[Path], DatastoreSpace | None] | None = None,
-             ) -> VirtualDiskFile:
+    def open(
+        cls,
+        path: Path,
+        space_for: Callable[[Path], DatastoreSpace | None] | None = None,
+    ) -> VirtualDiskFile:
         """Open a disk and, through parentFileNameHint, its whole chain (checking parentCIDs)."""
         return cls._open_link(Path(path), space_for, [])
 
     @classmethod
-    def _open_link(cls, path: Path, space_for: Callable[[Path], DatastoreSpace | None] | None,
-                   seen: list[Path]) -> VirtualDiskFile:
+    def _open_link(
+        cls, path: Path, space_for: Callable[[Path], DatastoreSpace | None] | None, seen: list[Path]
+    ) -> VirtualDiskFile:
         resolved = path.resolve()
         if resolved in seen:
             raise ValueError(f"{path}: the parent chain loops back to this disk")
         seen.append(resolved)
         descriptor = Descriptor.load(path)
         if len(descriptor.extents) != 1:
-            raise ValueError(f"{path}: only single-extent disks are supported, "
-                             f"found {len(descriptor.extents)} extents")
+            raise ValueError(f"{path}: only single-extent disks are supported, found {len(descriptor.extents)} extents")
         line = descriptor.extents[0]
         parent = None
         if descriptor.parent_hint:
             hint = Path(descriptor.parent_hint)
-            parent = cls._open_link(hint if hint.is_absolute() else path.parent / hint,
-                                    space_for, seen)
+            parent = cls._open_link(hint if hint.is_absolute() else path.parent / hint, space_for, seen)
         try:
             if parent is not None and parent.cid != descriptor.parent_cid:
-                raise ValueError(f"{path}: parentCID {descriptor.parent_cid} does not match CID "
-                                 f"{parent.cid} of its parent {parent.path}: the parent changed "
-                                 "after the delta was created")
+                raise ValueError(
+                    f"{path}: parentCID {descriptor.parent_cid} does not match CID "
+                    f"{parent.cid} of its parent {parent.path}: the parent changed "
+                    "after the delta was created"
+                )
             extent: FlatExtent | SparseExtent
             if line.kind in ("FLAT", "VMFS") and line.offset == 0:
-                extent = FlatExtent.open(path.parent / line.filename, descriptor.capacity,
-                                         thick=descriptor.ddb.get("thinProvisioned") != "1")
+                extent = FlatExtent.open(
+                    path.parent / line.filename, descriptor.capacity, thick=descriptor.ddb.get("thinProvisioned") != "1"
+                )
             elif line.kind == "SPARSE":
                 extent = SparseExtent.open(path.parent / line.filename)
                 if extent.capacity != descriptor.capacity:
                     extent.close()
-                    raise ValueError(f"{path}: extent holds {extent.capacity} bytes but the "
-                                     f"descriptor says {descriptor.capacity}")
+                    raise ValueError(
+                        f"{path}: extent holds {extent.capacity} bytes but the descriptor says {descriptor.capacity}"
+                    )
             else:
                 raise ValueError(f"{path}: unsupported extent {line.render()!r}")
         except BaseException:
@@ -216,8 +236,10 @@ class VirtualDiskFile:
 
     def _check_range(self, operation: str, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.capacity:
-            raise ValueError(f"{operation} of {length} bytes at offset {offset} is outside the "
-                             f"disk {self.path.name} (capacity {self.capacity} bytes)")
+            raise ValueError(
+                f"{operation} of {length} bytes at offset {offset} is outside the "
+                f"disk {self.path.name} (capacity {self.capacity} bytes)"
+            )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -272,9 +294,11 @@ class VirtualDiskFile:
             own = self._extent.allocated_runs()
         if top_only or self.parent is None:
             return own
-        below = [(offset, min(length, self.capacity - offset))
-                 for offset, length in self.parent.allocated_extents()
-                 if offset < self.capacity]
+        below = [
+            (offset, min(length, self.capacity - offset))
+            for offset, length in self.parent.allocated_extents()
+            if offset < self.capacity
+        ]
         return merge_extents(own + below)
 
     # -- files and chain ------------------------------------------------------------------------
@@ -311,8 +335,9 @@ class VirtualDiskFile:
     def write_metadata(self, key: str, value: str) -> None:
         """Set one ddb entry and rewrite the descriptor, as VixDiskLib_WriteMetadata."""
         if not key or any(c in key + value for c in '"\n\r'):
-            raise ValueError(f"metadata key and value must be non-empty single-line text "
-                             f"without quotes: {key!r} = {value!r}")
+            raise ValueError(
+                f"metadata key and value must be non-empty single-line text without quotes: {key!r} = {value!r}"
+            )
         with self._lock:
             self._check_open()
             self._descriptor.ddb[key] = value
@@ -357,8 +382,7 @@ class VirtualDiskFile:
             self.delete()
             return parent
 
-    def copy_to(self, path: Path, provisioning: str = "thin",
-                space: DatastoreSpace | None = None) -> VirtualDiskFile:
+    def copy_to(self, path: Path, provisioning: str = "thin", space: DatastoreSpace | None = None) -> VirtualDiskFile:
         """Flatten the chain into a new base disk, copying only allocated, non-zero blocks.
 
         On failure (e.g. DiskFullError) the partial copy is deleted and the error propagates.

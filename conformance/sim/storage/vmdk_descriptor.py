@@ -33,13 +33,12 @@ SECTOR = 512
 LINK_DDB_KEYS = ("thinProvisioned", "sim.provisioning", "longContentID")
 
 _EXTENT_RE = re.compile(
-    r'^(?P<access>RW|RDONLY|NOACCESS)\s+(?P<sectors>\d+)\s+(?P<kind>[A-Z]+)'
+    r"^(?P<access>RW|RDONLY|NOACCESS)\s+(?P<sectors>\d+)\s+(?P<kind>[A-Z]+)"
     r'(?:\s+"(?P<file>[^"]*)"(?:\s+(?P<offset>\d+))?)?\s*$'
 )
-_KEY_RE = re.compile(r'^(?P<key>[A-Za-z0-9_.]+)\s*=\s*(?P<value>.*)$')
+_KEY_RE = re.compile(r"^(?P<key>[A-Za-z0-9_.]+)\s*=\s*(?P<value>.*)$")
 # Header keys with a fixed place in the rendered file; everything else is kept in `extra`.
-_HEADER_KEYS = ("version", "encoding", "CID", "parentCID", "isNativeSnapshot", "createType",
-                "parentFileNameHint")
+_HEADER_KEYS = ("version", "encoding", "CID", "parentCID", "isNativeSnapshot", "createType", "parentFileNameHint")
 
 
 def new_cid() -> str:
@@ -147,9 +146,15 @@ class Descriptor:
                 continue
             extent = _EXTENT_RE.match(line)
             if extent:
-                extents.append(ExtentLine(
-                    access=extent["access"], sectors=int(extent["sectors"]), kind=extent["kind"],
-                    filename=extent["file"] or "", offset=int(extent["offset"] or 0)))
+                extents.append(
+                    ExtentLine(
+                        access=extent["access"],
+                        sectors=int(extent["sectors"]),
+                        kind=extent["kind"],
+                        filename=extent["file"] or "",
+                        offset=int(extent["offset"] or 0),
+                    )
+                )
                 continue
             pair = _KEY_RE.match(line)
             if not pair:
@@ -167,17 +172,25 @@ class Descriptor:
         for key in ("version", "encoding", "isNativeSnapshot"):
             if key in header:
                 extra[key] = header[key]
-        return cls(cid=header["CID"].lower(), create_type=header["createType"], extents=extents,
-                   parent_cid=header.get("parentCID", NO_PARENT_CID).lower(),
-                   parent_hint=header.get("parentFileNameHint"), ddb=ddb, extra=extra)
+        return cls(
+            cid=header["CID"].lower(),
+            create_type=header["createType"],
+            extents=extents,
+            parent_cid=header.get("parentCID", NO_PARENT_CID).lower(),
+            parent_hint=header.get("parentFileNameHint"),
+            ddb=ddb,
+            extra=extra,
+        )
 
     def render(self) -> str:
         """Descriptor text in ESXi's layout (CID before parentCID: qemu finds them by search)."""
-        lines = ["# Disk DescriptorFile",
-                 f"version={self.extra.get('version', '1')}",
-                 f'encoding="{self.extra.get("encoding", "UTF-8")}"',
-                 f"CID={self.cid}",
-                 f"parentCID={self.parent_cid}"]
+        lines = [
+            "# Disk DescriptorFile",
+            f"version={self.extra.get('version', '1')}",
+            f'encoding="{self.extra.get("encoding", "UTF-8")}"',
+            f"CID={self.cid}",
+            f"parentCID={self.parent_cid}",
+        ]
         if "isNativeSnapshot" in self.extra:
             lines.append(f'isNativeSnapshot="{self.extra["isNativeSnapshot"]}"')
         lines.append(f'createType="{self.create_type}"')

@@ -158,8 +158,7 @@ class FlatExtent:
         """Read from the data file into `view` (holes read as zeros)."""
         pread_into(self._fd, view, offset)
 
-    def write(self, offset: int, data: memoryview, fill: Fill | None,
-              space: DatastoreSpace | None) -> None:
+    def write(self, offset: int, data: memoryview, fill: Fill | None, space: DatastoreSpace | None) -> None:
         """Write `data`; new blocks are charged first and a short grant writes only what fits."""
         end = offset + len(data)
         first, last = offset // BLOCK, -(-end // BLOCK)
@@ -190,8 +189,9 @@ class FlatExtent:
             self._allocated.add(first, min(cut, last))
         if cut < last:
             raise DiskFullError(
-                f"datastore full: wrote {written} of {len(data)} bytes at offset {offset} "
-                f"to {self.path.name}", bytes_written=written)
+                f"datastore full: wrote {written} of {len(data)} bytes at offset {offset} to {self.path.name}",
+                bytes_written=written,
+            )
 
     def allocated_runs(self) -> list[tuple[int, int]]:
         """Host data regions as (offset, length), rounded out to 64 KiB and clipped to capacity."""

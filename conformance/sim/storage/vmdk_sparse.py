@@ -88,16 +88,17 @@ class SparseExtent:
     def __init__(self, path: Path, fd: int, header: _Header) -> None:
         self.path = path
         self._fd = fd
-        magic, version, flags, compress = (header.magic, header.version, header.flags,
-                                           header.compress_algorithm)
+        magic, version, flags, compress = (header.magic, header.version, header.flags, header.compress_algorithm)
         capacity, grain, gtes = header.capacity, header.grain_size, header.gtes_per_gt
         gd_offset, overhead = header.gd_offset, header.overhead
         if magic != _MAGIC:
             raise ValueError(f"{path}: not a hosted sparse extent (magic {magic!r})")
         if version not in (1, 2, 3) or flags & ~_FLAG_NEWLINE_TEST or compress:
-            raise ValueError(f"{path}: unsupported sparse extent features (version {version}, "
-                             f"flags {flags:#x}, compression {compress}); only plain version-1 "
-                             "extents without a redundant grain directory are supported")
+            raise ValueError(
+                f"{path}: unsupported sparse extent features (version {version}, "
+                f"flags {flags:#x}, compression {compress}); only plain version-1 "
+                "extents without a redundant grain directory are supported"
+            )
         if grain <= 0 or gtes <= 0 or gd_offset in (0, _GD_AT_END):
             raise ValueError(f"{path}: corrupt sparse extent header")
         self.capacity = capacity * SECTOR
@@ -118,8 +119,22 @@ class SparseExtent:
         gd_entries = -(-sectors // (_GTES_PER_GT * _GRAIN_SECTORS))
         gd_sectors = -(-(gd_entries * 4) // SECTOR)
         overhead = -(-(1 + gd_sectors) // _GRAIN_SECTORS) * _GRAIN_SECTORS
-        header = _HEADER.pack(_MAGIC, 1, _FLAG_NEWLINE_TEST, sectors, _GRAIN_SECTORS, 0, 0,
-                              _GTES_PER_GT, 0, 1, overhead, 0, _NEWLINE_CHARS, 0)
+        header = _HEADER.pack(
+            _MAGIC,
+            1,
+            _FLAG_NEWLINE_TEST,
+            sectors,
+            _GRAIN_SECTORS,
+            0,
+            0,
+            _GTES_PER_GT,
+            0,
+            1,
+            overhead,
+            0,
+            _NEWLINE_CHARS,
+            0,
+        )
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             pwrite_full(fd, header, 0)
@@ -167,14 +182,14 @@ class SparseExtent:
             count = min(end, (grain + 1) * size) - position
             sector = self._lookup(grain)
             file_offset = sector * SECTOR + position - grain * size if sector else -1
-            if run_len and ((file_offset < 0 and run_file < 0)
-                            or (file_offset >= 0 and run_file >= 0
-                                and run_file + run_len == file_offset)):
+            if run_len and (
+                (file_offset < 0 and run_file < 0)
+                or (file_offset >= 0 and run_file >= 0 and run_file + run_len == file_offset)
+            ):
                 run_len += count
             else:
                 if run_len:
-                    self._read_run(view[run_start - offset :][:run_len], run_start, run_file,
-                                   fallback)
+                    self._read_run(view[run_start - offset :][:run_len], run_start, run_file, fallback)
                 run_start, run_file, run_len = position, file_offset, count
             position += count
         if run_len:
@@ -186,20 +201,23 @@ class SparseExtent:
         else:
             pread_into(self._fd, view, file_offset)
 
-    def write(self, offset: int, data: memoryview, fill: Fill,
-              space: DatastoreSpace | None) -> None:
+    def write(self, offset: int, data: memoryview, fill: Fill, space: DatastoreSpace | None) -> None:
         """Write `data`; new grains (and grain tables) are charged first, a short grant writes
         the grains that fit and raises DiskFullError with the length of that prefix."""
         size = self._grain_bytes
         end = offset + len(data)
         first, last = offset // size, -(-end // size)
         sectors = [self._lookup(grain) for grain in range(first, last)]
-        new_tables = {g // self._gtes for g, s in zip(range(first, last), sectors, strict=True)
-                      if not s and not self._gd[g // self._gtes]}
+        new_tables = {
+            g // self._gtes
+            for g, s in zip(range(first, last), sectors, strict=True)
+            if not s and not self._gd[g // self._gtes]
+        }
         need = sectors.count(0) * size + len(new_tables) * _GT_SLOT_SECTORS * SECTOR
         if self._next + need // SECTOR > _MAX_SECTOR:
-            raise OSError(errno.EFBIG, f"{self.path.name}: a hosted sparse extent cannot grow "
-                          "past 2 TiB (32-bit sector numbers)")
+            raise OSError(
+                errno.EFBIG, f"{self.path.name}: a hosted sparse extent cannot grow past 2 TiB (32-bit sector numbers)"
+            )
         granted = need if space is None else space.reserve(need)
         charged, cut = granted, last
         if granted < need:
@@ -230,11 +248,11 @@ class SparseExtent:
         if cut < last:
             written = max(0, stop - offset)
             raise DiskFullError(
-                f"datastore full: wrote {written} of {len(data)} bytes at offset {offset} "
-                f"to {self.path.name}", bytes_written=written)
+                f"datastore full: wrote {written} of {len(data)} bytes at offset {offset} to {self.path.name}",
+                bytes_written=written,
+            )
 
-    def _write_grains(self, offset: int, data: memoryview, sectors: list[int],
-                      fill: Fill) -> None:
+    def _write_grains(self, offset: int, data: memoryview, sectors: list[int], fill: Fill) -> None:
         """Allocate what is missing, write data, then grain tables, then the grain directory
         (data before metadata, so a crash never leaves a table pointing at garbage)."""
         new_tables: list[int] = []
@@ -251,8 +269,9 @@ class SparseExtent:
                 self._gts.pop(index, None)
             raise
 
-    def _allocate_and_write(self, offset: int, data: memoryview, sectors: list[int], fill: Fill,
-                            new_tables: list[int], dirty: set[int]) -> None:
+    def _allocate_and_write(
+        self, offset: int, data: memoryview, sectors: list[int], fill: Fill, new_tables: list[int], dirty: set[int]
+    ) -> None:
         size = self._grain_bytes
         end = offset + len(data)
         first = offset // size
@@ -287,8 +306,7 @@ class SparseExtent:
         for index in sorted(dirty):
             pwrite_full(self._fd, _table_bytes(self._gts[index]), self._gd[index] * SECTOR)
         for index in new_tables:
-            pwrite_full(self._fd, struct.pack("<I", self._gd[index]),
-                        self._gd_offset * SECTOR + 4 * index)
+            pwrite_full(self._fd, struct.pack("<I", self._gd[index]), self._gd_offset * SECTOR + 4 * index)
 
     def _write_pieces(self, pieces: list[tuple[int, bytes | bytearray | memoryview]]) -> None:
         """Write (file offset, bytes) pieces, one pwrite per run of contiguous pieces."""
@@ -311,22 +329,19 @@ class SparseExtent:
             if not table_sector:
                 continue
             base = index * self._gtes
-            grains.extend(base + entry
-                          for entry, sector in enumerate(self._grain_table(index)) if sector)
+            grains.extend(base + entry for entry, sector in enumerate(self._grain_table(index)) if sector)
         return grains
 
     def allocated_runs(self) -> list[tuple[int, int]]:
         """Allocated grains as merged (offset, length) byte extents, clipped to capacity."""
         size = self._grain_bytes
-        extents = [(grain * size, min(size, self.capacity - grain * size))
-                   for grain in self.allocated_grains()]
+        extents = [(grain * size, min(size, self.capacity - grain * size)) for grain in self.allocated_grains()]
         return merge_extents(extents)
 
     def accounted_bytes(self) -> int:
         """Bytes this extent counts against its datastore (grains plus grain table slots)."""
         tables = sum(1 for sector in self._gd if sector)
-        return (len(self.allocated_grains()) * self._grain_bytes
-                + tables * _GT_SLOT_SECTORS * SECTOR)
+        return len(self.allocated_grains()) * self._grain_bytes + tables * _GT_SLOT_SECTORS * SECTOR
 
     def flush(self) -> None:
         """fsync the extent file."""
