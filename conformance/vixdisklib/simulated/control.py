@@ -1,0 +1,161 @@
+"""The simulated VixDiskLib's own vSphere API client: login, lookups and hot-add/remove on the proxy.
+
+Like the real library it talks to vCenter itself (ConnectEx logs in with the caller's credentials); it
+remembers the certificate the server presented so that Open can compare it with the caller's thumbprint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import re
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from pyVim import connect as pyvim_connect
+from pyVim.task import WaitForTask
+from pyVmomi import vim, vmodl
+
+from conformance.vixdisklib.errors import VixCode, VixError
+from conformance.vixdisklib.types import ConnectParams, UidCredentials
+from conformance.vsphere.connection import Endpoint, VsphereConnectError, connect
+
+TASK_TIMEOUT = 300
+MOREF = re.compile(r"^(vm|snapshot)-\d+$")
+
+
+def normalize_thumbprint(value: str | None) -> str:
+    return (value or "").replace(":", "").strip().lower()
+
+
+def presented_thumbprint(host: str, port: int, length: int = 40) -> str:
+    """SHA-1 (or SHA-256 when the expected one is 64 hex digits) of the certificate the server presents."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # compared with the caller's thumbprint, not a CA
+    with socket.create_connection((host, port), timeout=30) as raw, context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True) or b""
+    return hashlib.new("sha256" if length == 64 else "sha1", der).hexdigest()
+
+
+@dataclass
+class ControlSession:
+    """A logged-in vSphere API session of the library."""
+
+    si: Any
+    content: Any
+    presented: str  # normalized thumbprint of the server certificate
+    host: str
+    port: int
+
+    @property
+    def cookie(self) -> str:
+        raw = str(self.si._stub.cookie)
+        match = re.search(r'vmware_soap_session="?([^";]+)', raw)
+        return match.group(1) if match else raw
+
+    def logout(self) -> None:
+        with contextlib.suppress(Exception):
+            pyvim_connect.Disconnect(self.si)
+
+    def vm(self, moref: str) -> Any:
+        vm = vim.VirtualMachine(moref, self.si._stub)
+        try:
+            _ = vm.name
+        except vmodl.fault.ManagedObjectNotFound as exc:
+            raise VixError(VixCode.VM_NOT_FOUND, "VixDiskLib_ConnectEx", f"no virtual machine {moref}") from exc
+        return vm
+
+    def snapshot(self, vm: Any, moref: str) -> Any:
+        snapshot = vim.vm.Snapshot(moref, self.si._stub)
+        try:
+            owner = snapshot.vm
+        except vmodl.fault.ManagedObjectNotFound as exc:
+            raise VixError(VixCode.SNAPSHOT_NOTFOUND, "VixDiskLib_ConnectEx", f"no snapshot {moref}") from exc
+        if owner._moId != vm._moId:
+            raise VixError(
+                VixCode.SNAPSHOT_NOTFOUND, "VixDiskLib_ConnectEx", f"{moref} is not a snapshot of {vm._moId}"
+            )
+        return snapshot
+
+    def find_vm(self, name_or_moref: str) -> Any:
+        if MOREF.match(name_or_moref):
+            return self.vm(name_or_moref)
+        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.VirtualMachine], True)
+        try:
+            for vm in view.view:
+                if vm.name == name_or_moref:
+                    return vm
+        finally:
+            view.DestroyView()
+        raise VixError(VixCode.VM_NOT_FOUND, "", f"proxy VM {name_or_moref!r} not found")
+
+    def dataplane_ports(self) -> dict[str, Any]:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # same server whose thumbprint was taken at login
+        conn = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=30)
+        try:
+            conn.request("GET", "/sim/dataplane", headers={"Cookie": f'vmware_soap_session="{self.cookie}"'})
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise VixError(VixCode.HOST_NOT_CONNECTED, "", f"the server offers no data plane ({response.status})")
+        return dict(json.loads(body))
+
+    # --- HotAdd ---
+
+    def attach(self, proxy: Any, file_name: str, writable: bool) -> int:
+        """Hot-add an existing disk file to the proxy VM; its device key."""
+        before = {d.key for d in disks_of(proxy)}
+        device = vim.vm.device.VirtualDisk(
+            key=-1,
+            controllerKey=1000,
+            unitNumber=-1,
+            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+                fileName=file_name, diskMode="persistent" if writable else "independent_nonpersistent"
+            ),
+        )
+        spec = vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="add", device=device)])
+        WaitForTask(proxy.ReconfigVM_Task(spec), maxWaitTime=TASK_TIMEOUT)
+        added = [d.key for d in disks_of(proxy) if d.key not in before and d.backing.fileName == file_name]
+        if not added:
+            raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"hot-add of {file_name} to {proxy.name} did not show")
+        return int(added[0])
+
+    def detach(self, proxy: Any, device_key: int) -> bool:
+        """Hot-remove a disk from the proxy; False if it was already gone."""
+        device = next((d for d in disks_of(proxy) if d.key == device_key), None)
+        if device is None:
+            return False
+        spec = vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="remove", device=device)])
+        WaitForTask(proxy.ReconfigVM_Task(spec), maxWaitTime=TASK_TIMEOUT)
+        return True
+
+
+def disks_of(owner: Any) -> list[Any]:
+    return [d for d in owner.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+
+
+def login(params: ConnectParams, call: str) -> ControlSession:
+    """Log in to params.server_name with the caller's credentials (VIX errors as the library reports them)."""
+    if not params.server_name:
+        raise VixError(VixCode.INVALID_ARG, call, "serverName is required for a remote connection")
+    creds = params.credentials
+    if not isinstance(creds, UidCredentials) or not creds.user:
+        raise VixError(VixCode.INVALID_ARG, call, "user name and password credentials (credType UID) are required")
+    expected = normalize_thumbprint(params.thumbprint)
+    try:
+        presented = presented_thumbprint(params.server_name, params.port, len(expected) or 40)
+        si = connect(Endpoint(params.server_name, params.port, presented), creds.user, creds.password)
+    except VsphereConnectError as exc:
+        raise VixError(VixCode.AUTHENTICATION_FAIL, call, f"login as {creds.user} refused") from exc
+    except OSError as exc:
+        raise VixError(VixCode.CANNOT_CONNECT_TO_HOST, call, f"{params.server_name}:{params.port}: {exc}") from exc
+    return ControlSession(si, si.RetrieveContent(), presented, params.server_name, params.port)
