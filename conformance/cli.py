@@ -63,6 +63,52 @@ def _sim_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suites_dir() -> Path:
+    """suites/ of this checkout (installed editable) or of the current folder."""
+    here = Path(__file__).resolve().parent.parent / "suites"
+    return here if here.is_dir() else Path.cwd() / "suites"
+
+
+def _run(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run the conformance suites (default: embedded simulator, VDDK 7.0.3, vSphere 7.0 U3) and write reports."""
+    import pytest
+
+    from conformance.resources import new_run_id
+
+    suites = Path(args.suites) if args.suites else _suites_dir()
+    if not suites.is_dir():
+        raise CliError(f"no suites folder at {suites}: run from the repository or pass --suites PATH")
+    run_id = args.run_id or new_run_id()
+    argv = [
+        str(suites),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        f"--vddk-reports={args.reports}",
+        f"--run-id={run_id}",
+        f"--vddk-target={args.target}",
+        f"--vddk-build={args.vddk_build}",
+        f"--vsphere={args.vsphere}",
+        f"--matrix={args.matrix}",
+        "-n",
+        str(args.workers),
+        "-o",
+        "console_output_style=classic",
+    ]
+    if args.sim_behaviour:
+        argv.append(f"--sim-behaviour={args.sim_behaviour}")
+    if args.backup_app:
+        argv.append(f"--backup-app={args.backup_app}")
+    if args.shard:
+        argv.append(f"--shard={args.shard}")
+    code = int(pytest.main([*argv, *extra]))
+    run_dir = Path(args.reports) / run_id
+    print(f"vddk-conformance: reports in {run_dir}", flush=True)
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        print("vddk-conformance: no test was selected", file=sys.stderr)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vddk-conformance", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,13 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--user", help="login user (default administrator@vsphere.local)")
     serve.add_argument("--password-env", help="environment variable holding the password (default: a random one)")
     serve.set_defaults(handler=_sim_serve)
+
+    run = commands.add_parser("run", help="run the conformance suites and write reports/<run-id>/")
+    run.add_argument("--target", default="sim", help="'sim' (embedded simulator, default) or a target file")
+    run.add_argument("--vddk-build", default="7.0.3", help="VDDK build whose expectations apply (default 7.0.3)")
+    run.add_argument("--vsphere", default="7.0U3", help="vSphere version or VMC milestone (default 7.0U3)")
+    run.add_argument("--sim-behaviour", help="simulated VDDK behaves as this build (default: --vddk-build)")
+    run.add_argument("--backup-app", help="module:Class of the backup application (default: the reference one)")
+    run.add_argument("--matrix", default="default", choices=("default", "full"))
+    run.add_argument("--reports", default="reports", help="folder for reports/<run-id>/ (default ./reports)")
+    run.add_argument("--run-id", help="run id (default: time stamp and random suffix)")
+    run.add_argument("--shard", help="K/N: run one deterministic slice of the tests")
+    run.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers (default auto, 0 = none)")
+    run.add_argument("--suites", help="suites folder (default: the repository's suites/)")
+    run.set_defaults(handler=_run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "handler", None) is not _run:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if args.handler is _run:
+            return _run(args, extra)
         return int(args.handler(args))
     except CliError as exc:
         print(f"vddk-conformance: error: {exc}", file=sys.stderr)

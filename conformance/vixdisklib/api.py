@@ -145,8 +145,10 @@ class VixDiskLib:
         label = self._label("disk-")
         with self.recorder.call(
             "VixDiskLib_Open", handle=label, connection=connection.label, path=path, flags=int(flags)
-        ):
+        ) as record:
             raw = self.backend.open(connection.raw, path, int(flags))
+            # the transport Open chose, so the rules see a HotAdd open without a GetTransportMode call
+            record.args["transport"] = self.backend.get_transport_mode(raw)
         return Disk(raw, connection, path, label)
 
     def close(self, disk: Disk) -> None:

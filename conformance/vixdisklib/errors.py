@@ -49,7 +49,14 @@ class VixCode(IntEnum):
     DISK_INVALID_CONNECTION = 16054
     CANNOT_CONNECT_TO_HOST = 18000
     MNTAPI_MOUNTPT_NOT_FOUND = 24000
+    MNTAPI_OPEN_HANDLES = 24015
+    MNTAPI_INCOMPATIBLE_VERSION = 24300
+    MNTAPI_OS_ERROR = 24301
     MNTAPI_NO_VOLUME = 24304
+    #: vix.h's own name for 24304 (an alias: VixCode(24304).name stays MNTAPI_NO_VOLUME)
+    MNTAPI_VOLUME_NOT_MOUNTED = 24304
+    MNTAPI_VOLUME_ALREADY_MOUNTED = 24305
+    MNTAPI_VOLUME_NOT_WRITABLE = 24322
     ASYNC = 25000
     NET_HTTP_COULDNT_CONNECT = 30007
     NET_HTTP_OPERATION_TIMEDOUT = 30028
@@ -100,7 +107,12 @@ TEXTS: dict[int, str] = {
     VixCode.DISK_INVALID_CONNECTION: "The connection is not valid",
     VixCode.CANNOT_CONNECT_TO_HOST: "Cannot connect to host",
     VixCode.MNTAPI_MOUNTPT_NOT_FOUND: "Could not find the mount point",
+    VixCode.MNTAPI_OPEN_HANDLES: "There are open handles or mounted volumes",
+    VixCode.MNTAPI_INCOMPATIBLE_VERSION: "The VixMntapi version is incompatible",
+    VixCode.MNTAPI_OS_ERROR: "An error occurred in the operating system",
     VixCode.MNTAPI_NO_VOLUME: "No volume found to perform verification of reading files",
+    VixCode.MNTAPI_VOLUME_ALREADY_MOUNTED: "The volume is already mounted",
+    VixCode.MNTAPI_VOLUME_NOT_WRITABLE: "The volume is not writable",
     VixCode.ASYNC: "The asynchronous operation was queued",
     VixCode.NET_HTTP_COULDNT_CONNECT: "Failed to connect to host or proxy",
     VixCode.NET_HTTP_OPERATION_TIMEDOUT: "The operation timed out",

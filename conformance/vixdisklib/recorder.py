@@ -6,6 +6,7 @@ import itertools
 import json
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -37,7 +38,7 @@ def redact(value: Any) -> Any:
 class CallRecord:
     seq: int
     call: str  # "VixDiskLib_Open", or "vsphere.RemoveSnapshot" for a control-plane step of a sequence
-    thread_id: int
+    thread_id: int  # one number per thread for the recorder's lifetime (OS idents are reused once a thread ends)
     thread_name: str
     start: float
     duration: float = 0.0
@@ -53,13 +54,24 @@ class CallRecorder:
         self._records: list[CallRecord] = []
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
+        self._thread_ids: weakref.WeakKeyDictionary[threading.Thread, int] = weakref.WeakKeyDictionary()
+        self._next_thread_id = itertools.count(1)
         self.threads_before_init: set[int] = set()
+
+    def thread_id(self, thread: threading.Thread) -> int:
+        """The recorder's number for `thread`: by Thread object, so a new thread that gets the OS ident of an
+        ended one is not taken for it."""
+        with self._lock:
+            number = self._thread_ids.get(thread)
+            if number is None:
+                number = self._thread_ids[thread] = next(self._next_thread_id)
+            return number
 
     @contextmanager
     def call(self, name: str, handle: str | None = None, **args: Any) -> Iterator[CallRecord]:
         thread = threading.current_thread()
         record = CallRecord(
-            next(self._seq), name, thread.ident or 0, thread.name, time.time(), args=redact(args), handle=handle
+            next(self._seq), name, self.thread_id(thread), thread.name, time.time(), args=redact(args), handle=handle
         )
         started = time.perf_counter()
         try:
@@ -79,8 +91,8 @@ class CallRecorder:
 
     def mark_init(self) -> None:
         """Remember which threads exist at InitEx: any of them calling VixDiskLib later predates InitEx (R1)."""
-        current = threading.get_ident()
-        self.threads_before_init = {t.ident for t in threading.enumerate() if t.ident and t.ident != current}
+        current = threading.current_thread()
+        self.threads_before_init = {self.thread_id(t) for t in threading.enumerate() if t is not current}
 
     def records(self) -> list[CallRecord]:
         with self._lock:

@@ -100,7 +100,9 @@ def _cleanup_before_snapshot_removal(records: list[CallRecord]) -> list[Violatio
     out = []
     hotadd_open = False
     for r in records:
-        if r.call == "VixDiskLib_GetTransportMode" and r.args.get("result") == "hotadd":
+        if (r.call == "VixDiskLib_GetTransportMode" and r.args.get("result") == "hotadd") or (
+            r.call == OPEN and r.error is None and r.args.get("transport") == "hotadd"
+        ):
             hotadd_open = True
         elif r.call == "VixDiskLib_Cleanup" and r.error is None:
             hotadd_open = False

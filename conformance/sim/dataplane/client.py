@@ -7,7 +7,6 @@ TLS is pinned by thumbprint, not by CA, exactly as VDDK pins ESXi's certificate.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import itertools
@@ -76,7 +75,7 @@ class DataPlaneClient:
             sock.close()
             raise
         self.host, self.port, self.tls = host, port, tls
-        self._sock = sock
+        self._sock = protocol.FrameSocket(sock)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # guards _pending and _lost
         self._send_lock = threading.Lock()
@@ -147,8 +146,7 @@ class DataPlaneClient:
 
     def shutdown(self) -> None:
         """Close the socket without saying bye (pending requests fail with connection_lost)."""
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.shutdown()
         self._sock.close()
         self._reader.join(timeout=5)
 

@@ -29,15 +29,20 @@ disk_full (+bytes_written), internal; the client adds connection_lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import select
 import socket
+import ssl
 import struct
+import threading
 from typing import Any
 
 MAX_HEADER = 1024 * 1024
 MAX_PAYLOAD = 64 * 1024 * 1024
 _LENGTH = struct.Struct(">I")
 _DRAIN_CHUNK = 1024 * 1024
+_SEND_CHUNK = 256 * 1024
 
 TRANSPORTS = ("nbd", "nbdssl", "hotadd", "san")
 OPS = ("hello", "open", "read", "write", "allocated", "info", "close", "ping", "bye", "prepare_access", "end_access")
@@ -77,7 +82,62 @@ def encode(header: dict[str, Any], payload: bytes | bytearray | memoryview = b""
     return _LENGTH.pack(len(raw)) + raw, view
 
 
-def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes | bytearray | memoryview = b"") -> None:
+class FrameSocket:
+    """One socket used by a reader thread and sender threads at once.
+
+    An OpenSSL connection must never be driven by two threads at the same time (a blocked SSL_read in one
+    thread and an SSL_write in another can lose data or hang the session), so every call on the socket
+    runs under one lock in non-blocking mode, and threads wait for readiness with select() outside it.
+    """
+
+    WAIT = 0.5
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._lock = threading.Lock()
+        sock.setblocking(False)
+
+    def _wait(self, want: str) -> None:
+        readers, writers = ([self.sock], []) if want == "read" else ([], [self.sock])
+        select.select(readers, writers, [], self.WAIT)
+
+    def recv_into(self, view: memoryview, count: int) -> int:
+        while True:
+            with self._lock:
+                try:
+                    return self.sock.recv_into(view, count)
+                except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+                    want = "read"
+                except ssl.SSLWantWriteError:
+                    want = "write"
+            self._wait(want)
+
+    def sendall(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        sent = 0
+        while sent < len(view):
+            with self._lock:
+                try:
+                    sent += self.sock.send(view[sent : sent + _SEND_CHUNK])
+                    continue
+                except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+                    want = "write"
+                except ssl.SSLWantReadError:
+                    want = "read"
+            self._wait(want)
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(OSError), self._lock:
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError), self._lock:
+            self.sock.close()
+
+
+def send_frame(
+    sock: socket.socket | FrameSocket, header: dict[str, Any], payload: bytes | bytearray | memoryview = b""
+) -> None:
     """Send one frame; small payloads ride in the same send as the header (callers serialise sends)."""
     head, view = encode(header, payload)
     if len(view) <= 65536:
@@ -87,7 +147,7 @@ def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes | byt
         sock.sendall(view)
 
 
-def recv_exact(sock: socket.socket, count: int) -> bytearray:
+def recv_exact(sock: socket.socket | FrameSocket, count: int) -> bytearray:
     """Exactly `count` bytes; EOFError when the peer closes first."""
     buffer = bytearray(count)
     view = memoryview(buffer)
@@ -100,12 +160,12 @@ def recv_exact(sock: socket.socket, count: int) -> bytearray:
     return buffer
 
 
-def _drain(sock: socket.socket, count: int) -> None:
+def _drain(sock: socket.socket | FrameSocket, count: int) -> None:
     while count > 0:
         count -= len(recv_exact(sock, min(count, _DRAIN_CHUNK)))
 
 
-def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytearray]:
+def recv_frame(sock: socket.socket | FrameSocket) -> tuple[dict[str, Any], bytearray]:
     """One frame: (header, payload). An oversized payload is drained and reported as DataPlaneError with
     the header attached (`extra["header"]`), so the stream stays usable; broken framing is FramingError."""
     (length,) = _LENGTH.unpack(recv_exact(sock, _LENGTH.size))
@@ -159,6 +219,7 @@ __all__ = [
     "OPS",
     "TRANSPORTS",
     "DataPlaneError",
+    "FrameSocket",
     "FramingError",
     "encode",
     "failure",

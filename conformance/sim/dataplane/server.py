@@ -182,6 +182,7 @@ class Connection:
         self.plane = plane
         self.ctx = plane.ctx
         self.sock: socket.socket = sock
+        self.io: protocol.FrameSocket | None = None
         self.tls = tls
         self.session: Session | None = None
         self._send_lock = threading.Lock()
@@ -199,6 +200,9 @@ class Connection:
         }
 
     def abort(self) -> None:
+        if self.io is not None:
+            self.io.shutdown()
+            return
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
@@ -208,6 +212,7 @@ class Connection:
                 self.sock.settimeout(HANDSHAKE_TIMEOUT)  # a client that never handshakes must not pin a thread
                 self.sock = self.plane.tls_wrap(self.sock)
                 self.sock.settimeout(None)
+            self.io = protocol.FrameSocket(self.sock)
             self._serve()
         except (EOFError, OSError, protocol.FramingError) as exc:
             log.debug("data plane connection ended: %s", exc)
@@ -217,13 +222,17 @@ class Connection:
             self._pool.shutdown(wait=True)
             self._end_session()
             self.plane.forget(self)
-            with contextlib.suppress(OSError):
-                self.sock.close()
+            if self.io is not None:
+                self.io.close()
+            else:
+                with contextlib.suppress(OSError):
+                    self.sock.close()
 
     def _serve(self) -> None:
+        assert self.io is not None
         while True:
             try:
-                request, payload = protocol.recv_frame(self.sock)
+                request, payload = protocol.recv_frame(self.io)
             except DataPlaneError as exc:  # oversized payload, already drained
                 header = exc.extra.pop("header", {})
                 self._send(protocol.failure(_request_id(header), exc))
@@ -286,7 +295,8 @@ class Connection:
     def _send(self, header: dict[str, Any], payload: bytes | bytearray = b"") -> None:
         try:
             with self._send_lock:
-                protocol.send_frame(self.sock, header, payload)
+                assert self.io is not None
+                protocol.send_frame(self.io, header, payload)
         except OSError as exc:
             log.debug("data plane reply %s not sent: %s", header.get("id"), exc)
 

@@ -7,6 +7,7 @@ are effectively synchronous.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -131,8 +132,11 @@ class SimDisk:
             for pending in pieces:
                 pending.result()
         except DataPlaneError as exc:
+            # The rest were sent already: wait for their answers (cancelling them would make the client's
+            # reader thread fail on a cancelled future and leave the connection without a reader).
             for pending in pieces:
-                pending.cancel()
+                with contextlib.suppress(DataPlaneError):
+                    pending.result()
             raise map_dataplane_error(exc, self.behaviour, "VixDiskLib_Write") from exc
 
     def allocated(self, start: int, count: int, chunk: int) -> list[Block]:

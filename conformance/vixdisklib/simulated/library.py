@@ -61,6 +61,10 @@ class CleanupError(VixError):
         self.cleaned = cleaned
         self.remaining = remaining
 
+    def __reduce__(self) -> tuple[type[CleanupError], tuple[int, int, str]]:  # type: ignore[override]
+        """Keep the counts when the error crosses a process boundary (VixError's own would pass its args)."""
+        return (type(self), (self.cleaned, self.remaining, self.text))
+
 
 @dataclass
 class SimConnection:

@@ -1,0 +1,45 @@
+"""Expectations are data: each test's release-note marker plus the selected build and vSphere version decide
+whether it must pass, is a known issue (strict expected failure) or is not applicable (skipped)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.catalog import CatalogError, load_catalog
+
+EXPECTATION = pytest.StashKey[dict[str, str]]()
+
+
+def marker_ids(item: pytest.Item) -> list[str]:
+    return [str(m.args[0]) for m in item.iter_markers("release_note") if m.args]
+
+
+def apply(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from conformance.plugin.reporting import SETTINGS
+
+    settings = config.stash[SETTINGS]
+    catalog = load_catalog()
+    for item in items:
+        for mark in item.iter_markers("release_note"):
+            if not mark.args:
+                raise pytest.UsageError(f"{item.nodeid}: release_note needs an id, e.g. @release_note('R5')")
+            item_id = str(mark.args[0])
+            try:
+                catalog.get(item_id)
+                verdict = catalog.expectation(
+                    item_id,
+                    settings.build,
+                    settings.vsphere,
+                    workaround=mark.kwargs.get("workaround"),
+                    platform=mark.kwargs.get("platform", "linux"),
+                )
+            except CatalogError as exc:
+                raise pytest.UsageError(f"{item.nodeid}: {exc}") from exc
+            item.stash[EXPECTATION] = {"id": item_id, "outcome": verdict.outcome, "reason": verdict.reason}
+            item.user_properties.append(("release_note", item_id))
+            item.user_properties.append(("expectation", verdict.outcome))
+            if verdict.outcome == "not_applicable":
+                item.add_marker(pytest.mark.skip(reason=f"{item_id} not applicable: {verdict.reason}"))
+            elif verdict.outcome == "known_issue":
+                item.add_marker(pytest.mark.xfail(reason=f"{item_id} known issue: {verdict.reason}", strict=True))
+            break

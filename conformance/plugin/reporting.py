@@ -1,0 +1,155 @@
+"""Every conformance run writes reports/<run-id>/: JUnit XML, allure-results (with environment.properties)
+and summary.json. Under xdist the controller collects the results; workers only run tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.plugin.settings import RunSettings
+
+SETTINGS = pytest.StashKey[RunSettings]()
+RESULTS = pytest.StashKey[dict[str, dict[str, Any]]]()
+RUN_DIR = pytest.StashKey[Path]()
+STARTED = pytest.StashKey[float]()
+TARGET_INFO = pytest.StashKey[dict[str, Any]]()
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def configure(config: pytest.Config, settings: RunSettings) -> None:
+    config.stash[RESULTS] = {}
+    config.stash[STARTED] = time.time()
+    if settings.reports is None:
+        return
+    run_dir = settings.reports / settings.run_id
+    (run_dir / "allure-results").mkdir(parents=True, exist_ok=True)
+    if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
+        config.option.allure_report_dir = str(run_dir / "allure-results")  # workers write their own results
+    if is_worker(config):
+        return
+    config.stash[RUN_DIR] = run_dir
+    if not getattr(config.option, "xmlpath", None):
+        config.option.xmlpath = str(run_dir / "junit.xml")
+    config.pluginmanager.register(_ControllerHooks(config), "vddk-conformance-controller")
+
+
+def select_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--shard K/N keeps a deterministic slice (by a hash of the node id) so shards never overlap."""
+    settings = config.stash[SETTINGS]
+    if settings.shard is None:
+        return
+    index, total = settings.shard
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        bucket = int(hashlib.sha256(item.nodeid.encode()).hexdigest(), 16) % total
+        (keep if bucket == index - 1 else drop).append(item)
+    items[:] = keep
+    config.hook.pytest_deselected(items=drop)
+
+
+def outcome_of(report: pytest.TestReport) -> str | None:
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        if hasattr(report, "wasxfail"):
+            return "xfailed" if report.skipped else "xpassed"
+        if report.when == "setup" and report.failed:
+            return "error"
+        return str(report.outcome)
+    if report.when == "teardown" and report.failed:
+        return "error"
+    return None
+
+
+class _ControllerHooks:
+    """Collects outcomes from (possibly remote) test reports and writes the run's summary."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        settings = node.config.stash[SETTINGS]
+        node.workerinput["vddk_run_id"] = settings.run_id
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        config = self._config
+        outcome = outcome_of(report)
+        if outcome is None:
+            return
+        results = config.stash[RESULTS]
+        props: dict[str, Any] = dict(report.user_properties)
+        entry = results.setdefault(report.nodeid, {"nodeid": report.nodeid, "duration": 0.0})
+        entry["duration"] += report.duration
+        if entry.get("outcome") not in ("failed", "error") or outcome == "error":
+            entry["outcome"] = outcome
+        entry["release_note"] = props.get("release_note")
+        entry["expectation"] = props.get("expectation")
+        if "metrics" in props:
+            entry["metrics"] = props["metrics"]
+        if "target" in props:
+            config.stash[TARGET_INFO] = dict(props["target"])
+        if report.skipped and not hasattr(report, "wasxfail"):
+            entry["reason"] = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        elif hasattr(report, "wasxfail"):
+            entry["reason"] = report.wasxfail
+        elif report.failed:
+            entry["reason"] = report.longreprtext.strip().splitlines()[-1][:500] if report.longreprtext else ""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        write_summary(session.config, exitstatus)
+
+
+def write_summary(config: pytest.Config, exitstatus: int) -> None:
+    run_dir = config.stash.get(RUN_DIR, None)
+    if run_dir is None:
+        return
+    settings = config.stash[SETTINGS]
+    results = sorted(config.stash[RESULTS].values(), key=lambda r: r["nodeid"])
+    totals: dict[str, int] = {}
+    items: dict[str, dict[str, int]] = {}
+    for result in results:
+        totals[result["outcome"]] = totals.get(result["outcome"], 0) + 1
+        if result.get("release_note"):
+            per = items.setdefault(result["release_note"], {})
+            per[result["outcome"]] = per.get(result["outcome"], 0) + 1
+    target = config.stash.get(TARGET_INFO, {})
+    summary = {
+        "run_id": settings.run_id,
+        "vddk_build": settings.build,
+        "sim_behaviour": settings.sim_behaviour,
+        "vsphere": settings.vsphere,
+        "backup_app": settings.backup_app or "reference",
+        "matrix": settings.matrix,
+        "shard": f"{settings.shard[0]}/{settings.shard[1]}" if settings.shard else None,
+        "target": target,
+        "started": config.stash[STARTED],
+        "finished": time.time(),
+        "exit_status": int(exitstatus),
+        "totals": totals,
+        "release_notes": items,
+        "tests": results,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    environment = {
+        "vddk.build": settings.build,
+        "vddk.behaviour": settings.sim_behaviour,
+        "vsphere": settings.vsphere,
+        "target": target.get("name", settings.target),
+        "transports": ",".join(target.get("transports", [])),
+        "backup.app": settings.backup_app or "reference",
+        "python": platform.python_version(),
+        "run.id": settings.run_id,
+    }
+    (run_dir / "allure-results" / "environment.properties").write_text(
+        "".join(f"{k}={v}\n" for k, v in environment.items())
+    )

@@ -1,0 +1,1 @@
+"""Backup, restore and cleanup sequences behind a pluggable backup-application interface."""

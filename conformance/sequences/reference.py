@@ -1,0 +1,266 @@
+"""The reference backup application: the call sequence VMware documents, done the way the rules require.
+
+Backup: CBT on, PrepareForAccess, snapshot (no memory, quiesced), ConnectEx on the snapshot, Open every
+disk read-only on one thread (which also runs QueryAllocatedBlocks, C1), read on worker threads created
+after InitEx (R1), record each disk's changeId. Incremental: QueryChangedDiskAreas from the previous
+changeId. Cleanup: Close, Disconnect, VixDiskLib_Cleanup, remove the snapshot, EndAccess, then verify.
+Restore: write every extent of the backup (and zeros where the target holds data the backup does not),
+then read the disk back through a fresh snapshot and compare content digests.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from conformance.sequences.context import SequenceContext
+from conformance.sequences.images import BLOCK, ContentDigest, SparseImage
+from conformance.sequences.model import Backup, DiskBackup, Restore
+from conformance.sequences.verify import CleanupIncompleteError, verify_clean
+from conformance.vixdisklib.api import Connection, Disk
+from conformance.vixdisklib.types import SECTOR_SIZE, OpenFlags
+from conformance.vsphere.session import DiskRef, disks_of
+from conformance.vsphere.tasks import wait_until
+
+#: transient VIX errors worth one more try (a dropped NFC connection)
+TRANSIENT = {14011, 14010, 36}
+
+
+class ReferenceBackupApp:
+    name = "reference"
+
+    # --- backup ---
+
+    def backup(self, ctx: SequenceContext, vm_name: str, transports: str, previous: Backup | None = None) -> Backup:
+        started = time.monotonic()
+        vsphere, lib, resources = ctx.vsphere, ctx.lib, ctx.resources
+        vm = vsphere.vm(vm_name)
+        vsphere.enable_cbt(vm)
+        params = ctx.target.connect_params(vm._moId)
+        mark = resources.mark()
+        lib.prepare_for_access(params, ctx.identity)
+        resources.add("access", f"{vm_name} svMotion disabled", lambda: lib.end_access(params, ctx.identity))
+        name = resources.name(f"backup-{vm_name}")
+        snapshot = vsphere.create_snapshot(vm, name, "vddk-conformance backup")
+        resources.add("snapshot", name, lambda: self._remove_snapshot(ctx, snapshot, name))
+        connection = lib.connect_ex(params, True, snapshot._moId, transports)
+        resources.add("connection", name, lambda: self._disconnect(ctx, connection))
+        backup = Backup(vm_name, vm._moId, "incremental" if previous else "full", name, snapshot._moId, parent=previous)
+        backup.job_mark = mark  # type: ignore[attr-defined]
+        disks = disks_of(snapshot)
+        handles = []
+        for disk in disks:  # open, query and close all on this thread (C1)
+            handle = lib.open(connection, disk.file_name, OpenFlags.READ_ONLY)
+            resources.add("disk-handle", disk.file_name, _closer(lib, handle))
+            handles.append((disk, handle))
+        plans = [(disk, handle, self._extents(ctx, vm, snapshot, disk, handle, previous)) for disk, handle in handles]
+        with ThreadPoolExecutor(max_workers=max(1, len(plans)), thread_name_prefix="backup-reader") as pool:
+            futures = [
+                pool.submit(self._read_disk, ctx, backup, disk, handle, extents, previous)
+                for disk, handle, extents in plans
+            ]
+            backup.disks = [f.result() for f in futures]
+        for _, handle in handles:
+            lib.close(handle)
+        backup.seconds = time.monotonic() - started
+        return backup
+
+    def _extents(
+        self, ctx: SequenceContext, vm: Any, snapshot: Any, disk: DiskRef, handle: Disk, previous: Backup | None
+    ) -> list[tuple[int, int]]:
+        """Byte extents to read: changed areas since the previous backup, else the allocated blocks."""
+        if previous is not None:
+            old = previous.disk(disk.key)
+            areas, offset = [], 0
+            while offset < disk.capacity:
+                page = vm.QueryChangedDiskAreas(snapshot, disk.key, offset, old.change_id)
+                areas += [(int(a.start), int(a.length)) for a in page.changedArea]
+                offset = int(page.startOffset) + int(page.length)
+            return areas
+        info = ctx.lib.get_info(handle)
+        blocks = ctx.lib.allocated_blocks(handle, info.capacity, ctx.chunk_sectors)
+        return [(b.offset * SECTOR_SIZE, b.length * SECTOR_SIZE) for b in blocks]
+
+    def _read_disk(
+        self,
+        ctx: SequenceContext,
+        backup: Backup,
+        disk: DiskRef,
+        handle: Disk,
+        extents: list[tuple[int, int]],
+        previous: Backup | None,
+    ) -> DiskBackup:
+        folder = ctx.repository / backup.vm_name / backup.snapshot_name
+        target = folder / f"disk-{disk.key}.img"
+        image = previous.disk(disk.key) if previous else None
+        out = SparseImage(image.image, disk.capacity).copy_to(target) if image else SparseImage(target, disk.capacity)
+        total = 0
+        with target.open("r+b") as sink:
+            for offset, length in extents:
+                for piece in range(offset, offset + length, ctx.io_size):
+                    size = min(ctx.io_size, offset + length - piece)
+                    data = self._retrying(
+                        lambda p=piece, s=size: ctx.lib.read(handle, p // SECTOR_SIZE, s // SECTOR_SIZE)
+                    )
+                    sink.seek(piece)
+                    sink.write(data)
+                    total += size
+        return DiskBackup(
+            disk.key,
+            disk.file_name,
+            disk.capacity,
+            disk.change_id,
+            target,
+            out.digest(),
+            ctx.lib.get_transport_mode(handle),
+            total,
+            len(extents),
+        )
+
+    @staticmethod
+    def _retrying(call: Any) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            if getattr(exc, "code", None) in TRANSIENT:
+                return call()
+            raise
+
+    # --- cleanup ---
+
+    def _disconnect(self, ctx: SequenceContext, connection: Connection) -> None:
+        ctx.lib.disconnect(connection)
+        ctx.lib.cleanup(connection.params)  # release HotAdd disks before the snapshot goes
+
+    def _remove_snapshot(self, ctx: SequenceContext, snapshot: Any, name: str) -> None:
+        ctx.lib.recorder.note("vsphere.RemoveSnapshot", snapshot=name)
+        ctx.vsphere.remove_snapshot(snapshot, name)
+
+    def cleanup(self, ctx: SequenceContext, backup: Backup) -> None:
+        ctx.resources.unwind(getattr(backup, "job_mark", 0))
+        problems = verify_clean(ctx, backup.vm_name)
+        if problems:
+            raise CleanupIncompleteError(problems)
+
+    # --- restore ---
+
+    def restore(
+        self, ctx: SequenceContext, backup: Backup, transports: str, vm_name: str | None = None, thin: bool = True
+    ) -> Restore:
+        started = time.monotonic()
+        vsphere, resources = ctx.vsphere, ctx.resources
+        mark = resources.mark()
+        if vm_name is None:
+            vm = vsphere.vm(backup.vm_name)
+            vsphere.power_off(vm)
+        else:
+            datastore = backup.disks[0].path[1:].split("]", 1)[0]
+            vm = vsphere.create_vm(vm_name, datastore, [(d.capacity, thin) for d in backup.disks])
+            resources.add("vm", vm_name, lambda: vsphere.destroy_vm(vm))
+        targets = disks_of(vm)
+        if len(targets) < len(backup.disks):
+            raise RestoreError(f"{vm.name} has {len(targets)} disks, the backup {len(backup.disks)}")
+        if "hotadd" in transports.split(":"):  # HotAdd and SAN write with a snapshot in place (restore point)
+            point = resources.name(f"restore-point-{vm.name}")
+            snapshot = vsphere.create_snapshot(vm, point, quiesce=False)
+            resources.add("snapshot", point, lambda: self._remove_snapshot(ctx, snapshot, point))
+            targets = disks_of(vm)
+        params = ctx.target.connect_params(vm._moId)
+        connection = ctx.lib.connect_ex(params, False, None, transports)
+        resources.add("connection", f"restore {vm.name}", lambda: self._disconnect(ctx, connection))
+        written, transport = 0, ""
+        for source, target in zip(backup.disks, targets, strict=False):
+            handle = ctx.lib.open(connection, target.file_name, 0)
+            try:
+                transport = ctx.lib.get_transport_mode(handle)
+                written += self._write_disk(ctx, source, handle, target)
+            finally:
+                ctx.lib.close(handle)
+        resources.unwind(mark if vm_name is None else mark + 1)
+        if vm_name is None:
+            vsphere.power_on(vm)
+        digests = self.read_back(ctx, vm.name, transports)
+        expected = {t.key: s.digest for s, t in zip(backup.disks, targets, strict=False)}
+        return Restore(vm.name, transport, digests, expected, time.monotonic() - started, written)
+
+    def _write_disk(self, ctx: SequenceContext, source: DiskBackup, handle: Disk, target: DiskRef) -> int:
+        image = SparseImage(source.image, source.capacity)
+        extents = image.extents()
+        info = ctx.lib.get_info(handle)
+        present = ctx.lib.allocated_blocks(handle, info.capacity, ctx.chunk_sectors)
+        covered = {
+            o // BLOCK for offset, length in extents for o in range(offset // BLOCK * BLOCK, offset + length, BLOCK)
+        }
+        written = 0
+        with source.image.open("rb") as data:
+            for offset, length in extents:
+                for piece in range(offset, offset + length, ctx.io_size):
+                    size = min(ctx.io_size, offset + length - piece)
+                    data.seek(piece)
+                    chunk = data.read(size)
+                    ctx.lib.write(
+                        handle, piece // SECTOR_SIZE, chunk.ljust(-(-size // SECTOR_SIZE) * SECTOR_SIZE, b"\0")
+                    )
+                    written += size
+        zero = bytes(BLOCK)
+        for block in present:  # data on the target that the backup does not have: zero it
+            for position in range(block.offset * SECTOR_SIZE, (block.offset + block.length) * SECTOR_SIZE, BLOCK):
+                if position // BLOCK not in covered and position + BLOCK <= target.capacity:
+                    ctx.lib.write(handle, position // SECTOR_SIZE, zero)
+                    written += BLOCK
+        return written
+
+    def read_back(self, ctx: SequenceContext, vm_name: str, transports: str) -> dict[int, str]:
+        """Content digests of the VM's disks now, read through a fresh snapshot (then removed)."""
+        vsphere, lib, resources = ctx.vsphere, ctx.lib, ctx.resources
+        vm = vsphere.vm(vm_name)
+        mark = resources.mark()
+        name = resources.name(f"verify-{vm_name}")
+        snapshot = vsphere.create_snapshot(vm, name, quiesce=False)
+        resources.add("snapshot", name, lambda: self._remove_snapshot(ctx, snapshot, name))
+        connection = lib.connect_ex(ctx.target.connect_params(vm._moId), True, snapshot._moId, transports)
+        resources.add("connection", name, lambda: self._disconnect(ctx, connection))
+        digests: dict[int, str] = {}
+        try:
+            for disk in disks_of(snapshot):
+                with lib.opened(connection, disk.file_name, OpenFlags.READ_ONLY) as handle:
+                    digest = ContentDigest()
+                    info = lib.get_info(handle)
+                    for block in lib.allocated_blocks(handle, info.capacity, ctx.chunk_sectors):
+                        start, end = block.offset * SECTOR_SIZE, (block.offset + block.length) * SECTOR_SIZE
+                        for piece in range(start // BLOCK * BLOCK, end, ctx.io_size):
+                            size = min(ctx.io_size, end - piece, disk.capacity - piece)
+                            digest.feed(piece, lib.read(handle, piece // SECTOR_SIZE, -(-size // SECTOR_SIZE)))
+                    digests[disk.key] = digest.hexdigest()
+        finally:
+            resources.unwind(mark)
+        return digests
+
+
+def _closer(lib: Any, handle: Disk) -> Any:
+    def close() -> None:
+        if not handle.closed:
+            lib.close(handle)
+
+    return close
+
+
+class RestoreError(RuntimeError):
+    """The restore could not be carried out; the message says why."""
+
+
+def wait_for_no_maintenance(ctx: SequenceContext, vm_name: str, timeout: float = 600.0) -> None:
+    """Wait (bounded) until the VM's host is neither entering nor in maintenance mode (R2 workaround)."""
+
+    def probe() -> bool | None:
+        host = ctx.vsphere.vm(vm_name).runtime.host
+        entering = any(
+            t.info.state in ("queued", "running")
+            and t.info.name is not None
+            and t.info.name.info.name == "EnterMaintenanceMode"
+            for t in host.recentTask
+        )
+        return True if not entering and not host.runtime.inMaintenanceMode else None
+
+    wait_until(f"host of {vm_name} to leave maintenance mode", probe, timeout)

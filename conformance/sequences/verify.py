@@ -1,0 +1,50 @@
+"""After cleanup nothing may be left: no snapshot of the run, no delta disk, no hot-added disk, no temp state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from conformance.resources import PREFIX
+from conformance.vsphere.session import disks_of
+
+if TYPE_CHECKING:
+    from conformance.sequences.context import SequenceContext
+
+
+class CleanupIncompleteError(AssertionError):
+    """Something the run created is still there; `problems` lists each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("cleanup left: " + "; ".join(problems))
+
+
+def verify_clean(ctx: SequenceContext, vm_name: str) -> list[str]:
+    vsphere = ctx.vsphere
+    problems: list[str] = []
+    vm = vsphere.vm(vm_name)
+    run_snapshots = [s.name for s in vsphere.snapshots(vm) if s.name.startswith(f"{PREFIX}-{ctx.resources.run_id}")]
+    if run_snapshots:
+        problems.append(f"{vm_name} still has snapshot(s) {', '.join(run_snapshots)}")
+    if not vsphere.snapshots(vm):
+        deltas = [d.file_name for d in disks_of(vm) if d.has_parent]
+        if deltas:
+            problems.append(f"{vm_name} has delta disk(s) without a snapshot: {', '.join(deltas)}")
+    if vm.runtime.consolidationNeeded:
+        problems.append(f"{vm_name} needs disk consolidation")
+    if ctx.proxy_vm:
+        proxy = vsphere.vm(ctx.proxy_vm)
+        foreign = [
+            d.file_name for d in disks_of(proxy) if not d.file_name.split("] ", 1)[-1].startswith(f"{proxy.name}/")
+        ]
+        if foreign:
+            problems.append(f"proxy {proxy.name} still has hot-added disk(s) {', '.join(foreign)}")
+    if ctx.tmp_directory is not None and ctx.tmp_directory.exists():
+        left = sorted(
+            str(p.relative_to(ctx.tmp_directory))
+            for p in ctx.tmp_directory.rglob("*")
+            if p.is_file() and p.suffix != ".log"
+        )
+        if left:
+            problems.append(f"tmpDirectory {ctx.tmp_directory} still holds {', '.join(left[:5])}")
+    return problems

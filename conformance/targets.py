@@ -1,0 +1,153 @@
+"""Targets: what a run drives (the embedded simulator or a lab vCenter), and what each one supports.
+
+Tests never ask "is this simulated?"; they ask the target for a capability (`target.supports(...)`), and
+skip with the target's own reason when it lacks one.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conformance.vixdisklib.types import ConnectParams, UidCredentials
+from conformance.vsphere.connection import Endpoint
+from conformance.vsphere.guest import GuestCredentials
+
+#: capability names a test may require
+FAULT_INJECTION = "fault-injection"  # latency, free space, maintenance timing on demand
+PHYSICAL_PROXY = "physical-proxy"  # a SAN-attached backup server
+MAINTENANCE_MODE = "maintenance-mode"  # the run may put a host into maintenance mode
+GUEST_OPERATIONS = "guest-operations"  # workloads can run inside target VMs
+CREATE_VMS = "create-vms"  # the run may create (and delete) VMs for restores and clones
+
+
+@dataclass
+class Target:
+    """Where a run goes and what it may do there."""
+
+    name: str
+    endpoint: Endpoint
+    user: str
+    password: str = field(repr=False)
+    datacenter: str = "dc1"
+    vsphere: str = "7.0U3"
+    proxies: dict[str, str] = field(default_factory=dict)  # guest OS label -> proxy VM name
+    default_proxy: str | None = None
+    physical_proxy: str | None = None
+    datastores: dict[str, list[str]] = field(default_factory=dict)  # summary.type -> names
+    target_vms: dict[str, str] = field(default_factory=dict)  # datastore type -> target VM name
+    transports: tuple[str, ...] = ("nbd", "nbdssl", "hotadd", "san")
+    capabilities: frozenset[str] = frozenset()
+    guest: GuestCredentials = field(default_factory=lambda: GuestCredentials("root", "unused"))
+    cafile: Path | None = None
+    controls: Any = None  # fault-injection controller when the target has that capability
+
+    def supports(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def missing(self, *capabilities: str) -> list[str]:
+        return [c for c in capabilities if c not in self.capabilities]
+
+    def datastore_of_type(self, ds_type: str) -> str | None:
+        names = self.datastores.get(ds_type, [])
+        return names[0] if names else None
+
+    def connect_params(self, vm_moref: str | None = None) -> ConnectParams:
+        params = ConnectParams(
+            server_name=self.endpoint.host,
+            port=self.endpoint.port,
+            credentials=UidCredentials(self.user, self.password),
+            thumbprint=self.endpoint.thumbprint,
+        )
+        return params.with_vm(vm_moref) if vm_moref else params
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying context for HTTPS transfers (guest files, file service) to this target."""
+        return ssl.create_default_context(cafile=str(self.cafile) if self.cafile else None)
+
+    def describe(self) -> dict[str, Any]:
+        """What reports may show: no password."""
+        return {
+            "name": self.name,
+            "server": f"{self.endpoint.host}:{self.endpoint.port}",
+            "thumbprint": self.endpoint.thumbprint,
+            "user": self.user,
+            "vsphere": self.vsphere,
+            "datacenter": self.datacenter,
+            "transports": list(self.transports),
+            "capabilities": sorted(self.capabilities),
+        }
+
+
+class SimulatorControls:
+    """Fault hooks of an embedded simulator, offered to tests through the FAULT_INJECTION capability."""
+
+    def __init__(self, simulator: Any) -> None:
+        self._simulator = simulator
+
+    def set(self, **hooks: Any) -> None:
+        self._simulator.faults.update(**hooks)
+
+    def datastore_free_space(self, name: str, free_bytes: int | None) -> None:
+        self._simulator.set_datastore_free_space(name, free_bytes)
+
+    def reset(self) -> None:
+        self._simulator.faults.update(
+            soap_latency=0.0, disk_latency=0.0, maintenance_entering_seconds=1.0, drop_connections=0
+        )
+        for ds in self._simulator.ctx.datastores():
+            self._simulator.set_datastore_free_space(ds.name, None)
+
+
+def simulator_target(simulator: Any) -> Target:
+    """A Target for a running embedded simulator, its inventory read back through the vSphere API."""
+    from conformance.vsphere.session import VsphereSession
+
+    endpoint = Endpoint(simulator.host, simulator.port, simulator.thumbprint)
+    session = VsphereSession(endpoint, simulator.user, simulator.password, simulator.inventory.datacenter)
+    try:
+        datastores = session.datastores_by_type()
+        proxies: dict[str, str] = {}
+        targets: dict[str, str] = {}
+        ds_types = {name: t for t, names in datastores.items() for name in names}
+        for spec in simulator.inventory.vms:
+            if spec.role == "proxy":
+                proxies[spec.guest_detail or spec.guest_full_name] = spec.name
+            elif not spec.guest_id.startswith("windows"):
+                targets.setdefault(ds_types[spec.datastore], spec.name)
+    finally:
+        session.close()
+    physical = simulator.inventory.physical_proxies
+    return Target(
+        name=f"sim (vSphere {simulator.profile.name})",
+        endpoint=endpoint,
+        user=simulator.user,
+        password=simulator.password,
+        datacenter=simulator.inventory.datacenter,
+        vsphere=simulator.profile.name,
+        proxies=proxies,
+        default_proxy=next(iter(proxies.values()), None),
+        physical_proxy=physical[0].name if physical else None,
+        datastores=datastores,
+        target_vms=targets,
+        capabilities=frozenset(
+            {FAULT_INJECTION, MAINTENANCE_MODE, GUEST_OPERATIONS, CREATE_VMS}
+            | ({PHYSICAL_PROXY} if physical else set())
+        ),
+        guest=GuestCredentials("root", "simulated-guest"),
+        cafile=simulator.cert_file,
+        controls=SimulatorControls(simulator),
+    )
+
+
+@contextmanager
+def embedded_simulator(vsphere: str = "7.0U3") -> Iterator[Target]:
+    """Start a simulator on 127.0.0.1, yield its Target, stop it (and remove its state) afterwards."""
+    from conformance.sim.instance import Simulator
+
+    with Simulator(vsphere=vsphere) as simulator:
+        yield simulator_target(simulator)
