@@ -191,7 +191,7 @@ def test_transport_lists_fall_back_in_order(
     make_lib: MakeLib, vmfs_backup: Backup, snapshots: Callable[[str], Backup], vm_name: str, modes: str, chosen: str
 ) -> None:
     lib = make_lib()
-    backup = snapshots(vm_name)
+    backup = snapshots(vm_name)  # target-vmfs's is vmfs_backup's (requested first, so it holds PATTERNS)
     with opened_backup(lib, backup, modes) as disk:
         assert lib.get_transport_mode(disk) == chosen
         lib.read(disk, 0, 1)
