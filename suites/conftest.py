@@ -8,6 +8,8 @@ from conformance.transports import DATASTORE_TYPES, TRANSPORTS, reach
 from conformance.workloads import DEFAULT_PATTERNS
 
 DEFAULT_PATTERN = "random"
+#: thick disks are allocated in full on the datastore: no thick copy of the 64 GiB pattern
+NO_THICK = ("large-sparse",)
 
 
 def roundtrip_cases(matrix: str) -> list[tuple[str, str, str]]:
@@ -17,13 +19,18 @@ def roundtrip_cases(matrix: str) -> list[tuple[str, str, str]]:
     if matrix == "full":
         return [(t, d, p) for t, d in pairs for p in DEFAULT_PATTERNS]
     cases = [(t, d, DEFAULT_PATTERN) for t, d in pairs]
-    cases += [("nbdssl", "VMFS", p) for p in DEFAULT_PATTERNS if p != DEFAULT_PATTERN]
+    cases += [("nbdssl", "VMFS", p) for p in (*DEFAULT_PATTERNS, "large-sparse") if p != DEFAULT_PATTERN]
     return cases
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if {"transport", "datastore_type", "pattern_name"} <= set(metafunc.fixturenames):
-        cases = roundtrip_cases(metafunc.config.option.matrix)
-        metafunc.parametrize(
-            ("transport", "datastore_type", "pattern_name"), cases, ids=[f"{t}-{d}-{p}" for t, d, p in cases]
-        )
+    names = ("transport", "datastore_type", "pattern_name")
+    if not set(names) <= set(metafunc.fixturenames):
+        return
+    cases = roundtrip_cases(metafunc.config.option.matrix)
+    if "thin" in metafunc.fixturenames:
+        with_thin = [(*c, thin) for c in cases for thin in (True, False) if thin or c[2] not in NO_THICK]
+        ids = [f"{t}-{d}-{p}-{'thin' if thin else 'thick'}" for t, d, p, thin in with_thin]
+        metafunc.parametrize((*names, "thin"), with_thin, ids=ids)
+    else:
+        metafunc.parametrize(names, cases, ids=[f"{t}-{d}-{p}" for t, d, p in cases])

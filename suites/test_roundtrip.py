@@ -7,6 +7,7 @@ the sequence; the data written by the guest is the reference every read is compa
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,20 +16,42 @@ from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.model import Backup
 from conformance.vsphere.guest import GuestWorkload
-from conformance.workloads import apply, expected_image, pattern
+from conformance.workloads import Write, apply, expected_image, pattern
 
 pytestmark = [pytest.mark.release_note("C4")]
 DATA_DISK = 1  # /dev/sdb: the data disk fresh_vm adds
+CBT_BLOCK = 64 * 1024
 
 
-def prepare(
-    fresh_vm: Callable[..., str], guest: Callable[[str], GuestWorkload], datastore_type: str, pattern_name: str
-) -> tuple[str, list[tuple[int, bytes]]]:
+@dataclass
+class Source:
+    """A fresh VM whose data disk holds a pattern, and how to back it up."""
+
+    vm: str
+    writes: list[Write]
+    transport: str
+    pattern_name: str
+
+
+@pytest.fixture
+def source(
+    fresh_vm: Callable[..., str],
+    guest: Callable[[str], GuestWorkload],
+    transport: str,
+    datastore_type: str,
+    pattern_name: str,
+) -> Source:
     disk_pattern = pattern(pattern_name)
     vm = fresh_vm(datastore_type, disk_pattern.disk_size)
     writes = disk_pattern.writes()
     apply(guest(vm), DATA_DISK, writes)
-    return vm, writes
+    return Source(vm, writes, transport, pattern_name)
+
+
+def backed_up(sequence: SequenceContext, app: BackupApplication, source: Source) -> Backup:
+    backup = app.backup(sequence, source.vm, source.transport)
+    app.cleanup(sequence, backup)
+    return backup
 
 
 def data_disk(backup: Backup) -> int:
@@ -38,22 +61,12 @@ def data_disk(backup: Backup) -> int:
 @pytest.mark.test_id("RT-001")
 @pytest.mark.sequence("backup")
 def test_full_backup_holds_exactly_what_the_guest_wrote(
-    sequence: SequenceContext,
-    backup_app: BackupApplication,
-    fresh_vm: Callable[..., str],
-    guest: Callable[[str], GuestWorkload],
-    transport: str,
-    datastore_type: str,
-    pattern_name: str,
-    tmp_path: Path,
+    sequence: SequenceContext, backup_app: BackupApplication, source: Source, tmp_path: Path
 ) -> None:
-    vm, writes = prepare(fresh_vm, guest, datastore_type, pattern_name)
-    backup = backup_app.backup(sequence, vm, transport)
-    backup_app.cleanup(sequence, backup)
+    backup = backed_up(sequence, backup_app, source)
     disk = backup.disk(data_disk(backup))
-    expected = expected_image(tmp_path / "expected.img", disk.capacity, writes)
-    assert {d.transport for d in backup.disks} == {transport}
-    assert disk.digest == expected.digest()
+    assert {d.transport for d in backup.disks} == {source.transport}
+    assert disk.digest == expected_image(tmp_path / "expected.img", disk.capacity, source.writes).digest()
 
 
 @pytest.mark.test_id("RT-002")
@@ -61,80 +74,50 @@ def test_full_backup_holds_exactly_what_the_guest_wrote(
 def test_incremental_backup_reads_only_changes_and_matches_the_guest(
     sequence: SequenceContext,
     backup_app: BackupApplication,
-    fresh_vm: Callable[..., str],
+    source: Source,
     guest: Callable[[str], GuestWorkload],
-    transport: str,
-    datastore_type: str,
-    pattern_name: str,
     tmp_path: Path,
 ) -> None:
-    vm, writes = prepare(fresh_vm, guest, datastore_type, pattern_name)
-    full = backup_app.backup(sequence, vm, transport)
-    backup_app.cleanup(sequence, full)
-    changes = pattern(pattern_name).changes()
-    apply(guest(vm), DATA_DISK, changes)
-    incremental = backup_app.backup(sequence, vm, transport, previous=full)
+    full = backed_up(sequence, backup_app, source)
+    changes = pattern(source.pattern_name).changes()
+    apply(guest(source.vm), DATA_DISK, changes)
+    incremental = backup_app.backup(sequence, source.vm, source.transport, previous=full)
     backup_app.cleanup(sequence, incremental)
     disk = incremental.disk(data_disk(incremental))
-    expected = expected_image(tmp_path / "expected.img", disk.capacity, writes, changes)
-    assert disk.digest == expected.digest()
-    block = 64 * 1024  # CBT granularity: each write may touch one block more than its length
-    assert disk.bytes_read <= sum((-(-len(data) // block) + 1) * block for _, data in changes)
+    assert disk.digest == expected_image(tmp_path / "expected.img", disk.capacity, source.writes, changes).digest()
+    # CBT granularity: each write may touch one block more than its length
+    assert disk.bytes_read <= sum((-(-len(data) // CBT_BLOCK) + 1) * CBT_BLOCK for _, data in changes)
 
 
 @pytest.mark.test_id("RT-003")
 @pytest.mark.sequence("restore")
 def test_restore_to_the_original_vm_brings_back_the_backup(
-    sequence: SequenceContext,
-    backup_app: BackupApplication,
-    fresh_vm: Callable[..., str],
-    guest: Callable[[str], GuestWorkload],
-    transport: str,
-    datastore_type: str,
-    pattern_name: str,
+    sequence: SequenceContext, backup_app: BackupApplication, source: Source, guest: Callable[[str], GuestWorkload]
 ) -> None:
-    vm, _ = prepare(fresh_vm, guest, datastore_type, pattern_name)
-    backup = backup_app.backup(sequence, vm, transport)
-    backup_app.cleanup(sequence, backup)
-    apply(guest(vm), DATA_DISK, pattern(pattern_name).changes())  # diverge after the backup
-    restore = backup_app.restore(sequence, backup, transport)
-    assert restore.transport == transport
+    backup = backed_up(sequence, backup_app, source)
+    apply(guest(source.vm), DATA_DISK, pattern(source.pattern_name).changes())  # diverge after the backup
+    restore = backup_app.restore(sequence, backup, source.transport)
+    assert restore.transport == source.transport
     assert restore.digests == restore.expected
 
 
 @pytest.mark.test_id("RT-004")
 @pytest.mark.sequence("restore")
-@pytest.mark.parametrize("thin", [True, False], ids=["thin", "thick"])
 def test_restore_to_a_new_vm(
-    sequence: SequenceContext,
-    backup_app: BackupApplication,
-    fresh_vm: Callable[..., str],
-    guest: Callable[[str], GuestWorkload],
-    transport: str,
-    datastore_type: str,
-    pattern_name: str,
-    thin: bool,
+    sequence: SequenceContext, backup_app: BackupApplication, source: Source, thin: bool
 ) -> None:
-    vm, _ = prepare(fresh_vm, guest, datastore_type, pattern_name)
-    backup = backup_app.backup(sequence, vm, transport)
-    backup_app.cleanup(sequence, backup)
-    restore = backup_app.restore(sequence, backup, transport, vm_name=sequence.resources.name("restored"), thin=thin)
+    backup = backed_up(sequence, backup_app, source)
+    restore = backup_app.restore(
+        sequence, backup, source.transport, vm_name=sequence.resources.name("restored"), thin=thin
+    )
     assert restore.digests == restore.expected
 
 
 @pytest.mark.test_id("RT-005")
 @pytest.mark.sequence("cleanup")
 def test_cleanup_leaves_no_snapshot_delta_hot_added_disk_or_temp_state(
-    sequence: SequenceContext,
-    backup_app: BackupApplication,
-    fresh_vm: Callable[..., str],
-    guest: Callable[[str], GuestWorkload],
-    transport: str,
-    datastore_type: str,
-    pattern_name: str,
+    sequence: SequenceContext, backup_app: BackupApplication, source: Source
 ) -> None:
-    vm, _ = prepare(fresh_vm, guest, datastore_type, pattern_name)
-    backup = backup_app.backup(sequence, vm, transport)
-    backup_app.cleanup(sequence, backup)  # raises CleanupIncompleteError naming what is left
-    assert sequence.vsphere.snapshots(sequence.vsphere.vm(vm)) == []
+    backed_up(sequence, backup_app, source)  # cleanup raises CleanupIncompleteError naming what is left
+    assert sequence.vsphere.snapshots(sequence.vsphere.vm(source.vm)) == []
     assert sequence.lib.violations() == []

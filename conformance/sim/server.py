@@ -33,6 +33,19 @@ ANONYMOUS_METHODS = {"RetrieveServiceContent", "Login", "LoginByToken", "Current
 ANONYMOUS_FETCH_TYPES = ("ServiceInstance", "SessionManager")
 
 
+def session_cookie(raw: str | None) -> str | None:
+    """The vmware_soap_session value of a Cookie header (None when absent or malformed)."""
+    if not raw:
+        return None
+    jar = http.cookies.SimpleCookie()
+    try:
+        jar.load(raw)
+    except http.cookies.CookieError:
+        return None
+    morsel = jar.get(COOKIE_NAME)
+    return morsel.value if morsel else None
+
+
 def versions_document(ctx: SimContext) -> bytes:
     versions = ctx.profile.supported_api_versions()
     prior = "".join(f"<version>{v}</version>" for v in versions[1:])
@@ -110,16 +123,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
 
     def _cookie(self) -> str | None:
-        raw = self.headers.get("Cookie")
-        if not raw:
-            return None
-        jar = http.cookies.SimpleCookie()
-        try:
-            jar.load(raw)
-        except http.cookies.CookieError:
-            return None
-        morsel = jar.get(COOKIE_NAME)
-        return morsel.value if morsel else None
+        return session_cookie(self.headers.get("Cookie"))
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

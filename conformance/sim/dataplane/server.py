@@ -8,7 +8,6 @@ pipelined reads overlap their (simulated) storage latency the way NFC requests t
 from __future__ import annotations
 
 import contextlib
-import http.cookies
 import itertools
 import logging
 import secrets
@@ -27,13 +26,13 @@ from pyVmomi import vmodl
 from conformance.sim.dataplane import protocol
 from conformance.sim.dataplane.disks import Access, HandleTable, fault_message, open_disk, proxy_vm_for, window
 from conformance.sim.dataplane.protocol import MAX_PAYLOAD, DataPlaneError, int_field, str_field
+from conformance.sim.server import COOKIE_NAME, session_cookie
 
 if TYPE_CHECKING:
     from conformance.sim.instance import SimContext
 
 log = logging.getLogger("conformance.sim.dataplane")
 
-COOKIE_NAME = "vmware_soap_session"
 #: requests of one connection run at most this many at a time ...
 WORKERS = 16
 #: ... and at most this many are read ahead of the workers (bounds memory when a client floods us)
@@ -61,13 +60,7 @@ def cookie_value(raw: Any) -> str | None:
         return None
     if f"{COOKIE_NAME}=" not in raw:
         return raw.strip()
-    jar = http.cookies.SimpleCookie()
-    try:
-        jar.load(raw)
-    except http.cookies.CookieError:
-        return None
-    morsel = jar.get(COOKIE_NAME)
-    return morsel.value if morsel else None
+    return session_cookie(raw)
 
 
 class DataPlane:
