@@ -18,28 +18,36 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyVmomi import vim  # noqa: E402
+from pyVmomi import vim
 
-from conformance.resources import ResourceTracker, new_run_id  # noqa: E402
-from conformance.sequences.context import SequenceContext  # noqa: E402
-from conformance.sequences.reference import ReferenceBackupApp  # noqa: E402
-from conformance.sim.instance import Simulator  # noqa: E402
-from conformance.targets import simulator_target  # noqa: E402
-from conformance.vixdisklib.api import VixDiskLib  # noqa: E402
-from conformance.vixdisklib.config import render_config  # noqa: E402
-from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib  # noqa: E402
-from conformance.vixdisklib.types import OpenFlags  # noqa: E402
-from conformance.vsphere.guest import GuestWorkload  # noqa: E402
-from conformance.vsphere.session import VsphereSession, disks_of  # noqa: E402
-from conformance.vsphere.tasks import wait_for_task  # noqa: E402
+from conformance.resources import ResourceTracker, new_run_id
+from conformance.sequences.context import SequenceContext
+from conformance.sequences.reference import ReferenceBackupApp
+from conformance.sim.instance import Simulator
+from conformance.targets import simulator_target
+from conformance.vixdisklib.api import VixDiskLib
+from conformance.vixdisklib.config import render_config
+from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
+from conformance.vixdisklib.types import OpenFlags
+from conformance.vsphere.guest import GuestWorkload
+from conformance.vsphere.session import VsphereSession, disks_of
+from conformance.vsphere.tasks import wait_for_task
 
 MiB = 2**20
 
 
 def add_disk(vsphere: VsphereSession, vm: Any, capacity: int) -> None:
-    spec = vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=vim.vm.device.VirtualDisk(
-        key=-1, controllerKey=1000, unitNumber=-1, capacityInBytes=capacity,
-        backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=True)))
+    spec = vim.vm.device.VirtualDeviceSpec(
+        operation="add",
+        fileOperation="create",
+        device=vim.vm.device.VirtualDisk(
+            key=-1,
+            controllerKey=1000,
+            unitNumber=-1,
+            capacityInBytes=capacity,
+            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=True),
+        ),
+    )
     wait_for_task(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[spec])), "add disk")
 
 
@@ -59,8 +67,12 @@ def main() -> int:
         target = simulator_target(sim)
         vsphere = VsphereSession(target.endpoint, target.user, target.password, target.datacenter)
         config = work / "vddk.conf"
-        config.write_text(render_config({"tmpDirectory": str(work / "tmp"), "vixDiskLib.nfcAio.Session.BufSizeIn64KB": 16}))
-        lib = VixDiskLib(SimulatedVixDiskLib("7.0.3", proxy_vm=target.default_proxy, physical_proxy=target.physical_proxy))
+        config.write_text(
+            render_config({"tmpDirectory": str(work / "tmp"), "vixDiskLib.nfcAio.Session.BufSizeIn64KB": 16})
+        )
+        lib = VixDiskLib(
+            SimulatedVixDiskLib("7.0.3", proxy_vm=target.default_proxy, physical_proxy=target.physical_proxy)
+        )
         lib.init_ex(config)
         guest = GuestWorkload(vsphere.content, vsphere.vm("target-vmfs"), target.guest, target.ssl_context())
         vm = vsphere.vm("target-vmfs")
@@ -69,8 +81,10 @@ def main() -> int:
         snapshot = vsphere.create_snapshot(vm, "bench", quiesce=False)
         disk = disks_of(snapshot)[1]
         for transport in ("nbd", "nbdssl"):
-            with lib.connected(target.connect_params(vm._moId), True, snapshot._moId, transport) as conn, \
-                    lib.opened(conn, disk.file_name, OpenFlags.READ_ONLY) as handle:
+            with (
+                lib.connected(target.connect_params(vm._moId), True, snapshot._moId, transport) as conn,
+                lib.opened(conn, disk.file_name, OpenFlags.READ_ONLY) as handle,
+            ):
                 started = time.perf_counter()
                 for sector in range(0, disk.capacity // 512, 2048):
                     lib.read(handle, sector, 2048)
@@ -83,8 +97,10 @@ def main() -> int:
         vsphere.remove_snapshot(snapshot, "bench")
 
         app = ReferenceBackupApp()
-        for label, vm_name, capacity, written in (("64GiB_sparse_1MiB", "target-nfs", 64 * 2**30, MiB),
-                                                  ("64MiB_full", "target-nfs41", 64 * MiB, 64 * MiB)):
+        for label, vm_name, capacity, written in (
+            ("64GiB_sparse_1MiB", "target-nfs", 64 * 2**30, MiB),
+            ("64MiB_full", "target-nfs41", 64 * MiB, 64 * MiB),
+        ):
             bvm = vsphere.vm(vm_name)
             add_disk(vsphere, bvm, capacity)
             g = GuestWorkload(vsphere.content, bvm, target.guest, target.ssl_context())
@@ -93,7 +109,9 @@ def main() -> int:
             else:
                 g.write_disk(1, capacity // 2, os.urandom(written))
             resources = ResourceTracker(new_run_id())
-            ctx = SequenceContext(target, vsphere, lib, resources, work / label, work / "tmp", proxy_vm=target.default_proxy)
+            ctx = SequenceContext(
+                target, vsphere, lib, resources, work / label, work / "tmp", proxy_vm=target.default_proxy
+            )
             started = time.perf_counter()
             backup = app.backup(ctx, vm_name, "nbdssl")
             app.cleanup(ctx, backup)

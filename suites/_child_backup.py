@@ -1,0 +1,138 @@
+"""A separate backup process for the suites (K2, R4): the harness's library built the way the fixtures build it.
+
+Run as a script; everything comes from the environment (the password never appears on a command line):
+VDDK_CHILD_ACTION, VDDK_BUILD, VDDK_PROXY_VM, VDDK_CONFIG (an InitEx configuration file; unset = VDDK's default
+temporary directory), VDDK_SERVER, VDDK_PORT, VDDK_USER, VDDK_PASSWORD, VDDK_THUMBPRINT, and for the disk
+actions VDDK_VM (moref), VDDK_SNAPSHOT (moref), VDDK_DISK ("[ds] dir/disk.vmdk").
+
+Actions:
+- "hotadd-open": ConnectEx on the snapshot, Open over HotAdd, Read one sector, print one JSON line
+  {"transport", "tmp_directory"} and wait to be killed (a backup in progress).
+- "hotadd-closed": the same, then Close the disk before printing; it waits to be killed before Disconnect.
+- "cleanup": Cleanup, print {"cleaned", "remaining"} or {"error", "code", "remaining"}, Exit.
+
+The suites start it with `crashed_backup` (the process is SIGKILLed once it has reported) and `cleanup_process`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from conformance.vixdisklib.api import VixDiskLib
+from conformance.vixdisklib.errors import VixError
+from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
+from conformance.vixdisklib.types import ConnectParams, UidCredentials
+
+SCRIPT = Path(__file__).resolve()
+REPO = SCRIPT.parents[1]
+
+
+def child_env(
+    action: str,
+    params: ConnectParams,
+    build: str,
+    proxy_vm: str | None,
+    config: Path | None = None,
+    tmpdir: Path | None = None,
+    **disk: str,
+) -> dict[str, str]:
+    """The environment of a child: connection details (password included) never go on its command line."""
+    creds = params.credentials
+    assert isinstance(creds, UidCredentials) and params.server_name and params.thumbprint
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VDDK_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)  # where VDDK's default (per-process) temporary directory goes
+    env.update(
+        VDDK_CHILD_ACTION=action,
+        VDDK_BUILD=build,
+        VDDK_PROXY_VM=proxy_vm or "",
+        VDDK_SERVER=params.server_name,
+        VDDK_PORT=str(params.port),
+        VDDK_USER=creds.user,
+        VDDK_PASSWORD=creds.password,
+        VDDK_THUMBPRINT=params.thumbprint,
+        **{f"VDDK_{k.upper()}": v for k, v in disk.items()},
+    )
+    if config is not None:
+        env["VDDK_CONFIG"] = str(config)
+    return env
+
+
+def crashed_backup(env: dict[str, str], timeout: float = 60.0) -> dict[str, Any]:
+    """Start a child with a disk action, read its report, SIGKILL it; the report."""
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            process.wait(timeout)
+            raise RuntimeError(f"the backup process ended early: {process.stderr.read()[-2000:]}")  # type: ignore[union-attr]
+        report: dict[str, Any] = json.loads(line)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=timeout)  # reaped: its pid is no longer a live owner
+    assert process.returncode == -signal.SIGKILL, process.returncode
+    return report
+
+
+def cleanup_process(env: dict[str, str], timeout: float = 60.0) -> dict[str, Any]:
+    """A new OS process that calls Cleanup; what it printed."""
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout, check=True
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def main() -> None:
+    env = os.environ
+    action = env["VDDK_CHILD_ACTION"]
+    params = ConnectParams(
+        server_name=env["VDDK_SERVER"],
+        port=int(env["VDDK_PORT"]),
+        credentials=UidCredentials(env["VDDK_USER"], env["VDDK_PASSWORD"]),
+        thumbprint=env["VDDK_THUMBPRINT"],
+    )
+    backend = SimulatedVixDiskLib(env["VDDK_BUILD"], proxy_vm=env.get("VDDK_PROXY_VM") or None)
+    lib = VixDiskLib(backend)
+    lib.init_ex(Path(env["VDDK_CONFIG"]) if env.get("VDDK_CONFIG") else None)
+    if action in ("hotadd-open", "hotadd-closed"):
+        connection = lib.connect_ex(params.with_vm(env["VDDK_VM"]), True, env["VDDK_SNAPSHOT"], "hotadd")
+        disk = lib.open(connection, env["VDDK_DISK"])
+        lib.read(disk, 0, 1)
+        transport = lib.get_transport_mode(disk)
+        if action == "hotadd-closed":
+            lib.close(disk)
+        print(json.dumps({"transport": transport, "tmp_directory": str(backend.tmp_directory)}), flush=True)
+        while True:  # until SIGKILL
+            time.sleep(60)
+    elif action == "cleanup":
+        try:
+            cleaned, remaining = lib.cleanup(params)
+        except VixError as exc:
+            print(json.dumps({"error": str(exc), "code": exc.code, "remaining": getattr(exc, "remaining", None)}))
+        else:
+            print(json.dumps({"cleaned": cleaned, "remaining": remaining}))
+        lib.exit()
+    else:
+        raise SystemExit(f"unknown VDDK_CHILD_ACTION {action!r}")
+
+
+if __name__ == "__main__":
+    main()
