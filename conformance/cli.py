@@ -109,6 +109,19 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     return code
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from conformance.compare import CompareError, compare
+
+    try:
+        result = compare(Path(args.run_a), Path(args.run_b))
+    except CompareError as exc:
+        raise CliError(str(exc)) from exc
+    print(result.table())
+    if args.json:
+        Path(args.json).write_text(result.to_json())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vddk-conformance", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers (default auto, 0 = none)")
     run.add_argument("--suites", help="suites folder (default: the repository's suites/)")
     run.set_defaults(handler=_run)
+
+    compare = commands.add_parser("compare", help="which tests and release-note items changed between two runs")
+    compare.add_argument("run_a", help="report directory of the first run (reports/<run-id>)")
+    compare.add_argument("run_b", help="report directory of the second run")
+    compare.add_argument("--json", help="also write the comparison as JSON to this file")
+    compare.set_defaults(handler=_compare)
     return parser
 
 

@@ -1,0 +1,114 @@
+"""Compare two runs (report directories): which tests and release-note items changed outcome.
+
+A test moves into one of: fixed (failed or known issue → passed), regressed (passed → failed or known
+issue), newly known (→ expected failure), newly not applicable (→ skipped), or other changes. Items are
+summarised the same way from their tests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+GOOD = {"passed"}
+BAD = {"failed", "error", "xpassed"}
+KNOWN = {"xfailed"}
+SKIPPED = {"skipped"}
+
+
+class CompareError(ValueError):
+    """A run directory that cannot be compared; the message names it and what is missing."""
+
+
+@dataclass
+class Change:
+    nodeid: str
+    release_note: str | None
+    before: str
+    after: str
+    kind: str
+
+
+@dataclass
+class Comparison:
+    run_a: str
+    run_b: str
+    changes: list[Change] = field(default_factory=list)
+    only_in_a: list[str] = field(default_factory=list)
+    only_in_b: list[str] = field(default_factory=list)
+
+    def items(self) -> dict[str, list[str]]:
+        """Release-note id -> kinds of change among its tests."""
+        out: dict[str, set[str]] = {}
+        for change in self.changes:
+            if change.release_note:
+                out.setdefault(change.release_note, set()).add(change.kind)
+        return {item: sorted(kinds) for item, kinds in sorted(out.items())}
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "run_a": self.run_a,
+                "run_b": self.run_b,
+                "items": self.items(),
+                "changes": [asdict(c) for c in self.changes],
+                "only_in_a": self.only_in_a,
+                "only_in_b": self.only_in_b,
+            },
+            indent=2,
+        )
+
+    def table(self) -> str:
+        lines = [f"{'item':6} {'change':22} {'before':9} {'after':9} test", "-" * 78]
+        for c in sorted(self.changes, key=lambda c: (c.release_note or "", c.kind, c.nodeid)):
+            lines.append(f"{c.release_note or '-':6} {c.kind:22} {c.before:9} {c.after:9} {c.nodeid}")
+        lines.append("")
+        lines.append("items changed: " + (", ".join(f"{k} ({'/'.join(v)})" for k, v in self.items().items()) or "none"))
+        return "\n".join(lines)
+
+
+def classify(before: str, after: str) -> str:
+    if before == after:
+        return "same"
+    if after in GOOD and before in BAD | KNOWN:
+        return "fixed"
+    if before in GOOD and after in BAD:
+        return "regressed"
+    if after in KNOWN:
+        return "newly known issue"
+    if after in SKIPPED:
+        return "newly not applicable"
+    if before in SKIPPED and after in GOOD:
+        return "newly applicable"
+    return "changed"
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise CompareError(f"{run_dir}: no summary.json (is it a reports/<run-id>/ directory?)")
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CompareError(f"{path}: not valid JSON ({exc})") from exc
+    if "tests" not in data:
+        raise CompareError(f"{path}: has no 'tests' list")
+    return data
+
+
+def compare(run_a: Path, run_b: Path) -> Comparison:
+    a, b = load_summary(run_a), load_summary(run_b)
+    tests_a = {t["nodeid"]: t for t in a["tests"]}
+    tests_b = {t["nodeid"]: t for t in b["tests"]}
+    result = Comparison(str(run_a), str(run_b))
+    for nodeid in sorted(tests_a.keys() & tests_b.keys()):
+        before, after = tests_a[nodeid]["outcome"], tests_b[nodeid]["outcome"]
+        kind = classify(before, after)
+        if kind != "same":
+            item = tests_b[nodeid].get("release_note") or tests_a[nodeid].get("release_note")
+            result.changes.append(Change(nodeid, item, before, after, kind))
+    result.only_in_a = sorted(tests_a.keys() - tests_b.keys())
+    result.only_in_b = sorted(tests_b.keys() - tests_a.keys())
+    return result
