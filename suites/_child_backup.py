@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.errors import VixError
-from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
+from conformance.vixdisklib.factory import make_library
 from conformance.vixdisklib.types import ConnectParams, UidCredentials
 
 SCRIPT = Path(__file__).resolve()
@@ -109,8 +108,7 @@ def main() -> None:
         credentials=UidCredentials(env["VDDK_USER"], env["VDDK_PASSWORD"]),
         thumbprint=env["VDDK_THUMBPRINT"],
     )
-    backend = SimulatedVixDiskLib(env["VDDK_BUILD"], proxy_vm=env.get("VDDK_PROXY_VM") or None)
-    lib = VixDiskLib(backend)
+    lib = make_library(env["VDDK_BUILD"], proxy_vm=env.get("VDDK_PROXY_VM") or None)
     lib.init_ex(Path(env["VDDK_CONFIG"]) if env.get("VDDK_CONFIG") else None)
     if action in ("hotadd-open", "hotadd-closed"):
         connection = lib.connect_ex(params.with_vm(env["VDDK_VM"]), True, env["VDDK_SNAPSHOT"], "hotadd")
@@ -119,7 +117,10 @@ def main() -> None:
         transport = lib.get_transport_mode(disk)
         if action == "hotadd-closed":
             lib.close(disk)
-        print(json.dumps({"transport": transport, "tmp_directory": str(backend.tmp_directory)}), flush=True)
+        print(
+            json.dumps({"transport": transport, "tmp_directory": str(getattr(lib.backend, "tmp_directory", ""))}),
+            flush=True,
+        )
         while True:  # until SIGKILL
             time.sleep(60)
     elif action == "cleanup":

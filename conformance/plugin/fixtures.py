@@ -18,7 +18,7 @@ from conformance.sequences.context import SequenceContext
 from conformance.targets import CREATE_VMS, FAULT_INJECTION, GUEST_OPERATIONS, Target, simulator_target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import render_config
-from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
+from conformance.vixdisklib.factory import make_library
 from conformance.vsphere.guest import GuestWorkload
 from conformance.vsphere.session import VsphereSession
 from conformance.vsphere.tasks import wait_for_task
@@ -86,10 +86,9 @@ def vddk_config_file(vddk_tmp_directory: Path, tmp_path_factory: pytest.TempPath
 
 
 def _library(settings: RunSettings, target: Target, proxy_vm: str | None = None) -> VixDiskLib:
-    backend = SimulatedVixDiskLib(
+    return make_library(
         settings.sim_behaviour, proxy_vm=proxy_vm or target.default_proxy, physical_proxy=target.physical_proxy
     )
-    return VixDiskLib(backend)
 
 
 @pytest.fixture(scope="session")
