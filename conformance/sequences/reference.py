@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pyVmomi import vim
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
 from conformance.sequences.context import SequenceContext
@@ -27,6 +28,9 @@ from conformance.vsphere.tasks import wait_until
 
 #: transient VIX errors worth one more try (a dropped NFC connection)
 TRANSIENT = {14011, 14010, 36}
+#: seconds a backup waits for its VM's host to leave maintenance mode, and a cleanup to be allowed to remove
+#: its snapshot (R2)
+MAINTENANCE_WAIT = 600.0
 
 
 class ReferenceBackupApp:
@@ -39,6 +43,7 @@ class ReferenceBackupApp:
         vsphere, lib, resources = ctx.vsphere, ctx.lib, ctx.resources
         vm = vsphere.vm(vm_name)
         vsphere.enable_cbt(vm)
+        wait_for_no_maintenance(ctx, vm_name, MAINTENANCE_WAIT)  # R2: a host signalling EMM refuses snapshots
         params = ctx.target.connect_params(vm._moId)
         mark = resources.mark()
         lib.prepare_for_access(params, ctx.identity)
@@ -138,8 +143,19 @@ class ReferenceBackupApp:
         ctx.lib.cleanup(connection.params)  # release HotAdd disks before the snapshot goes
 
     def _remove_snapshot(self, ctx: SequenceContext, snapshot: Any, name: str) -> None:
-        ctx.lib.recorder.note("vsphere.RemoveSnapshot", snapshot=name)
-        ctx.vsphere.remove_snapshot(snapshot, name)
+        """Remove the snapshot; while its VM's host is entering or in maintenance mode (R2) the server refuses
+        with InvalidHostState: retry (bounded) until it allows it (the VM migrated off or the host left)."""
+
+        def attempt() -> bool | None:
+            ctx.lib.recorder.note("vsphere.RemoveSnapshot", snapshot=name)
+            try:
+                ctx.vsphere.remove_snapshot(snapshot, name)
+            except vim.fault.InvalidHostState as exc:
+                ctx.notes.append(f"RemoveSnapshot {name} refused, host in maintenance: {getattr(exc, 'msg', exc)}")
+                return None
+            return True
+
+        wait_until(f"the host to allow removing snapshot {name}", attempt, MAINTENANCE_WAIT)
 
     def cleanup(self, ctx: SequenceContext, backup: Backup) -> None:
         ctx.resources.unwind(getattr(backup, "job_mark", 0))
