@@ -18,7 +18,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyVmomi import vim
 
 from conformance.resources import ResourceTracker, new_run_id
 from conformance.sequences.context import SequenceContext
@@ -31,24 +30,12 @@ from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
 from conformance.vixdisklib.types import OpenFlags
 from conformance.vsphere.guest import GuestWorkload
 from conformance.vsphere.session import VsphereSession, disks_of
-from conformance.vsphere.tasks import wait_for_task
 
 MiB = 2**20
 
 
 def add_disk(vsphere: VsphereSession, vm: Any, capacity: int) -> None:
-    spec = vim.vm.device.VirtualDeviceSpec(
-        operation="add",
-        fileOperation="create",
-        device=vim.vm.device.VirtualDisk(
-            key=-1,
-            controllerKey=1000,
-            unitNumber=-1,
-            capacityInBytes=capacity,
-            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=True),
-        ),
-    )
-    wait_for_task(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[spec])), "add disk")
+    vsphere.add_disk(vm, capacity)
 
 
 def fill(guest: GuestWorkload, disk_index: int, size: int) -> None:

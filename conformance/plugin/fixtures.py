@@ -172,18 +172,7 @@ def fresh_vm(vddk_target: Target, vsphere: VsphereSession, resources: ResourceTr
         spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(datastore=vsphere.datastore(datastore)), powerOn=False)
         vm = wait_for_task(source.CloneVM_Task(source.parent, name, spec), f"clone {source_name} to {name}")
         resources.add("vm", name, lambda: vsphere.destroy_vm(vm))
-        disk = vim.vm.device.VirtualDeviceSpec(
-            operation="add",
-            fileOperation="create",
-            device=vim.vm.device.VirtualDisk(
-                key=-1,
-                controllerKey=1000,
-                unitNumber=-1,
-                capacityInBytes=data_disk,
-                backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=thin),
-            ),
-        )
-        wait_for_task(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[disk])), f"add data disk to {name}")
+        vsphere.add_disk(vm, data_disk, thin)
         vsphere.power_on(vm)
         return name
 

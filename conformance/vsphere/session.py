@@ -128,6 +128,19 @@ class VsphereSession:
             stack.extend(node.childSnapshotList)
         return out
 
+    def add_disk(self, vm: Any, capacity: int, thin: bool = True) -> None:
+        """Add a new empty disk to the VM (on its home datastore)."""
+        device = vim.vm.device.VirtualDisk(
+            key=-1,
+            controllerKey=1000,
+            unitNumber=-1,
+            capacityInBytes=capacity,
+            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=thin),
+        )
+        change = vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=device)
+        name = vm.name
+        wait_for_task(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[change])), f"add a disk to {name}")
+
     def power_off(self, vm: Any) -> None:
         if vm.runtime.powerState != "poweredOff":
             wait_for_task(vm.PowerOffVM_Task(), f"power off {vm.name}")
