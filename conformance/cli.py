@@ -122,6 +122,27 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preflight(args: argparse.Namespace) -> int:
+    """One line per problem; exit 1 when there is a problem (warnings alone exit 0)."""
+    from conformance.preflight import preflight
+
+    if args.config and not Path(args.config).is_file():
+        raise CliError(f"--config {args.config}: no such file")
+    lines = preflight(
+        args.vddk_build,
+        args.vsphere,
+        proxy_os=args.proxy_os,
+        config=Path(args.config) if args.config else None,
+        transports=args.transports,
+    )
+    for line in lines:
+        print(line)
+    problems = [line for line in lines if not line.startswith("warning:")]
+    if not lines:
+        print(f"preflight: VDDK {args.vddk_build} with vSphere {args.vsphere}: no problem found")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vddk-conformance", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_b", help="report directory of the second run")
     compare.add_argument("--json", help="also write the comparison as JSON to this file")
     compare.set_defaults(handler=_compare)
+
+    pre = commands.add_parser("preflight", help="check a VDDK build, vSphere version, proxy OS and InitEx config")
+    pre.add_argument("--vddk-build", default="7.0.3")
+    pre.add_argument("--vsphere", default="7.0U3")
+    pre.add_argument("--proxy-os", help='the HotAdd proxy\'s OS, e.g. "Red Hat Enterprise Linux 8.3"')
+    pre.add_argument("--config", help="the InitEx configuration file to check")
+    pre.add_argument("--transports", help="transport list the run uses, e.g. hotadd:nbdssl")
+    pre.set_defaults(handler=_preflight)
     return parser
 
 

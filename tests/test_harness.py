@@ -174,3 +174,19 @@ def test_run_command_rejects_an_unknown_build_in_one_line(tmp_path: Path) -> Non
     )
     assert result.returncode != 0
     assert "--vddk-build" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "text"),
+    [
+        ([], 0, "no problem found"),
+        (["--vddk-build", "6.5.0", "--vsphere", "M8"], 1, "unsupported: VDDK 6.5.0 with VMC M8"),
+        (["--proxy-os", "CentOS 8.3", "--vddk-build", "7.0.2"], 1, "HotAdd proxy OS not supported"),
+    ],
+)
+def test_preflight_command_prints_one_line_per_problem(args: list[str], code: int, text: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", "preflight", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == code and text in result.stdout
+    assert "Traceback" not in result.stderr
