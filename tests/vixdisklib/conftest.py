@@ -23,6 +23,7 @@ from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
 from conformance.vixdisklib.types import ConnectParams, UidCredentials
 from conformance.vsphere.connection import Endpoint, connect, disconnect
 from conformance.vsphere.guest import GuestCredentials, GuestWorkload
+from tests.sim.conftest import find
 
 PROXY_VM = "proxy-rhel83"
 PHYSICAL_PROXY = "san-proxy-01"
@@ -90,18 +91,6 @@ def make_lib(vddk_config: Path) -> Iterator[MakeLib]:
 def write_config(path: Path, values: dict[str, str | int]) -> Path:
     path.write_text(render_config(values))
     return path
-
-
-def find(content: Any, kind: Any, name: str) -> Any:
-    """An inventory object by type and name, through a ContainerView."""
-    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
-    try:
-        for obj in view.view:
-            if obj.name == name:
-                return obj
-    finally:
-        view.DestroyView()
-    raise LookupError(f"no {kind.__name__} named {name}")
 
 
 def wait(task: Any) -> Any:
