@@ -1,0 +1,270 @@
+"""The ctypes backend: VMware's libvixDiskLib.so.N (or a test double of it) behind the VixDiskLibBackend
+protocol, one C call per method, failures raised as VixError with the library's own error text.
+
+Loading follows nbdkit's VDDK plugin (see loader.py); struct layouts follow the library's major version
+(abi.py). ctypes releases the GIL around every C call, so reads on different handles run in parallel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conformance.vixdisklib.backend import CompletionCallback
+from conformance.vixdisklib.errors import VixCode, VixError, error_text
+from conformance.vixdisklib.native import params as cparams
+from conformance.vixdisklib.native.abi import VIX_ASYNC, VIX_OK, BlockList, blocks_of, info_struct
+from conformance.vixdisklib.native.abi import connect_params_struct as params_layout
+from conformance.vixdisklib.native.callbacks import COMPLETIONS, LOG, ON_COMPLETE, PANIC, WARNING, redact
+from conformance.vixdisklib.native.loader import find_mntapi, load
+from conformance.vixdisklib.types import SECTOR_SIZE, AdapterType, Block, ConnectParams, DiskInfo, Geometry
+
+log = logging.getLogger("conformance.vixdisklib.native")
+
+
+class NativeCleanupError(VixError):
+    """VixDiskLib_Cleanup failed: carries numCleanedUp and numRemaining like the C API."""
+
+    def __init__(self, code: int, cleaned: int, remaining: int, detail: str) -> None:
+        super().__init__(code, "VixDiskLib_Cleanup", detail)
+        self.cleaned = cleaned
+        self.remaining = remaining
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.raw, self.cleaned, self.remaining, self.text))
+
+
+@dataclass
+class NativeConnection:
+    raw: int
+    params: cparams.CParams
+
+
+@dataclass
+class NativeHandle:
+    raw: int
+    path: str
+    closed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("utf-8", "replace") if value is not None else None
+
+
+class NativeVixDiskLib:
+    """A VixDiskLibBackend over libvixDiskLib.so.N found under `libdir` (major N, or the newest found)."""
+
+    name = "native"
+
+    def __init__(self, build: str, libdir: Path, major: int | None = None) -> None:
+        self.build = build
+        self.libdir = Path(libdir)
+        self.loaded = load(self.libdir, major)
+        self.major = self.loaded.major
+        self.path = self.loaded.path
+        self.symbols = self.loaded.symbols
+        self.info_type = info_struct(self.major)
+        self.params_type = params_layout(self.major, self.symbols.has("VixDiskLib_AllocateConnectParams"))
+        #: one line per feature off because the library lacks an optional symbol
+        self.features_off = self.symbols.feature_off()
+        #: libvixMntapi.so.N of the same kit, if present (bind it with native.mntapi.NativeMntApi)
+        self.mntapi_path = find_mntapi(self.libdir, self.major)
+
+    def __repr__(self) -> str:
+        return f"NativeVixDiskLib({str(self.path)!r}, build={self.build!r})"
+
+    def _fn(self, name: str) -> Any:
+        return self.symbols[name]
+
+    def _check(self, rc: int, call: str) -> None:
+        if rc != VIX_OK:
+            raise VixError(rc, call, self.get_error_text(rc))
+
+    # --- library ---
+
+    def init_ex(self, major: int, minor: int, lib_dir: Path | None, config_file: Path | None) -> None:
+        """InitEx with our log callbacks; libDir defaults to the kit folder (as nbdkit passes its libdir), so
+        the library finds its own plugins and message catalogs there."""
+        lib_dir = lib_dir or self.libdir
+        rc = self._fn("VixDiskLib_InitEx")(
+            major,
+            minor,
+            LOG,
+            WARNING,
+            PANIC,
+            str(lib_dir).encode(),
+            str(config_file).encode() if config_file else None,
+        )
+        self._check(rc, "VixDiskLib_InitEx")
+        log.info("%s initialised (VixDiskLib %d.%d requested)", self.path, major, minor)
+
+    def exit(self) -> None:
+        self._fn("VixDiskLib_Exit")()
+
+    def list_transport_modes(self) -> str:
+        return _text(self._fn("VixDiskLib_ListTransportModes")()) or ""
+
+    def get_error_text(self, code: int) -> str:
+        """The library's own text for `code` (our table's only if the library returns NULL)."""
+        pointer = self._fn("VixDiskLib_GetErrorText")(code, None)
+        if not pointer:
+            return error_text(code)
+        try:
+            return redact(ctypes.string_at(pointer).decode("utf-8", "replace"))
+        finally:
+            self._fn("VixDiskLib_FreeErrorText")(pointer)
+
+    # --- connections ---
+
+    def connect_ex(
+        self, params: ConnectParams, read_only: bool, snapshot_ref: str | None, transport_modes: str | None
+    ) -> NativeConnection:
+        c = cparams.build(self.symbols, self.params_type, params)
+        out = ctypes.c_void_p()
+        try:
+            rc = self._fn("VixDiskLib_ConnectEx")(
+                c.address,
+                b"\x01" if read_only else b"\x00",
+                snapshot_ref.encode() if snapshot_ref else None,
+                transport_modes.encode() if transport_modes else None,
+                ctypes.byref(out),
+            )
+            self._check(rc, "VixDiskLib_ConnectEx")
+        except BaseException:
+            cparams.release(self.symbols, c)
+            raise
+        return NativeConnection(out.value or 0, c)
+
+    def disconnect(self, connection: NativeConnection) -> None:
+        try:
+            self._check(self._fn("VixDiskLib_Disconnect")(connection.raw), "VixDiskLib_Disconnect")
+        finally:
+            cparams.release(self.symbols, connection.params)
+
+    def _with_params(self, params: ConnectParams, call: Any) -> Any:
+        c = cparams.build(self.symbols, self.params_type, params)
+        try:
+            return call(c.address)
+        finally:
+            cparams.release(self.symbols, c)
+
+    def prepare_for_access(self, params: ConnectParams, identity: str) -> None:
+        rc = self._with_params(params, lambda p: self._fn("VixDiskLib_PrepareForAccess")(p, identity.encode()))
+        self._check(rc, "VixDiskLib_PrepareForAccess")
+
+    def end_access(self, params: ConnectParams, identity: str) -> None:
+        rc = self._with_params(params, lambda p: self._fn("VixDiskLib_EndAccess")(p, identity.encode()))
+        self._check(rc, "VixDiskLib_EndAccess")
+
+    def cleanup(self, params: ConnectParams) -> tuple[int, int]:
+        cleaned, remaining = ctypes.c_uint32(), ctypes.c_uint32()
+        rc = self._with_params(
+            params, lambda p: self._fn("VixDiskLib_Cleanup")(p, ctypes.byref(cleaned), ctypes.byref(remaining))
+        )
+        if rc != VIX_OK:
+            text = f"{self.get_error_text(rc)} ({cleaned.value} cleaned up, {remaining.value} remaining)"
+            raise NativeCleanupError(rc, cleaned.value, remaining.value, text)
+        return cleaned.value, remaining.value
+
+    # --- disks ---
+
+    def open(self, connection: NativeConnection, path: str, flags: int) -> NativeHandle:
+        out = ctypes.c_void_p()
+        rc = self._fn("VixDiskLib_Open")(connection.raw, path.encode("utf-8"), flags, ctypes.byref(out))
+        self._check(rc, "VixDiskLib_Open")
+        if not out.value:
+            raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"the library returned VIX_OK but no handle for {path}")
+        return NativeHandle(out.value, path)
+
+    def close(self, handle: NativeHandle) -> None:
+        with handle._lock:
+            if handle.closed:
+                return
+            self._check(self._fn("VixDiskLib_Close")(handle.raw), "VixDiskLib_Close")
+            handle.closed = True
+
+    def get_info(self, handle: NativeHandle) -> DiskInfo:
+        out = ctypes.c_void_p()
+        self._check(self._fn("VixDiskLib_GetInfo")(handle.raw, ctypes.byref(out)), "VixDiskLib_GetInfo")
+        try:
+            info = self.info_type.from_address(out.value or 0)
+            sizes = (int(info.logicalSectorSize), int(info.physicalSectorSize)) if self.major >= 7 else (None, None)
+            try:
+                adapter = AdapterType(int(info.adapterType))
+            except ValueError:
+                adapter = AdapterType.UNKNOWN
+            return DiskInfo(
+                capacity=int(info.capacity),
+                bios_geometry=Geometry(info.biosGeo.cylinders, info.biosGeo.heads, info.biosGeo.sectors),
+                phys_geometry=Geometry(info.physGeo.cylinders, info.physGeo.heads, info.physGeo.sectors),
+                adapter_type=adapter,
+                num_links=int(info.numLinks),
+                parent_file_name_hint=_text(info.parentFileNameHint),
+                uuid=_text(info.uuid),
+                logical_sector_size=sizes[0],
+                physical_sector_size=sizes[1],
+            )
+        finally:
+            self._fn("VixDiskLib_FreeInfo")(out)
+
+    def get_transport_mode(self, handle: NativeHandle) -> str:
+        return _text(self._fn("VixDiskLib_GetTransportMode")(handle.raw)) or ""
+
+    def read(self, handle: NativeHandle, start_sector: int, num_sectors: int) -> bytes:
+        buffer = ctypes.create_string_buffer(num_sectors * SECTOR_SIZE)
+        rc = self._fn("VixDiskLib_Read")(handle.raw, start_sector, num_sectors, buffer)
+        self._check(rc, "VixDiskLib_Read")
+        return buffer.raw
+
+    def write(self, handle: NativeHandle, start_sector: int, data: bytes) -> None:
+        payload = bytes(data)
+        rc = self._fn("VixDiskLib_Write")(handle.raw, start_sector, len(payload) // SECTOR_SIZE, payload)
+        self._check(rc, "VixDiskLib_Write")
+
+    def read_async(
+        self, handle: NativeHandle, start_sector: int, num_sectors: int, buffer: bytearray, callback: CompletionCallback
+    ) -> None:
+        size = num_sectors * SECTOR_SIZE
+        if len(buffer) < size:
+            raise VixError(VixCode.INVALID_ARG, "VixDiskLib_ReadAsync", f"buffer of {len(buffer)} bytes < {size}")
+        target = (ctypes.c_char * size).from_buffer(buffer)  # the library writes straight into `buffer`
+        self._submit("VixDiskLib_ReadAsync", handle, start_sector, num_sectors, target, callback)
+
+    def write_async(self, handle: NativeHandle, start_sector: int, data: bytes, callback: CompletionCallback) -> None:
+        source = ctypes.create_string_buffer(bytes(data), len(data))
+        self._submit("VixDiskLib_WriteAsync", handle, start_sector, len(data) // SECTOR_SIZE, source, callback)
+
+    def _submit(self, call: str, handle: NativeHandle, start: int, count: int, buffer: Any, callback: Any) -> None:
+        token = COMPLETIONS.add(callback, buffer)  # before the call: the callback may come first
+        rc = self._fn(call)(handle.raw, start, count, buffer, ON_COMPLETE, token)
+        if rc != VIX_ASYNC:
+            COMPLETIONS.discard(token)
+            self._check(rc, call)  # VIX_OK without queueing would be a library bug; treat as done
+
+    def wait(self, handle: NativeHandle) -> None:
+        self._check(self._fn("VixDiskLib_Wait")(handle.raw), "VixDiskLib_Wait")
+
+    def flush(self, handle: NativeHandle) -> None:
+        self._check(self._fn("VixDiskLib_Flush")(handle.raw), "VixDiskLib_Flush")
+
+    def query_allocated_blocks(
+        self, handle: NativeHandle, start_sector: int, num_sectors: int, chunk_size: int
+    ) -> list[Block]:
+        call = "VixDiskLib_QueryAllocatedBlocks"
+        if not (self.symbols.has(call) and self.symbols.has("VixDiskLib_FreeBlockList")):
+            raise VixError(VixCode.NOT_SUPPORTED, call, f"{call} is not in {self.path.name} (it needs VDDK 6.7)")
+        out = ctypes.c_void_p()
+        self._check(self._fn(call)(handle.raw, start_sector, num_sectors, chunk_size, ctypes.byref(out)), call)
+        try:
+            pairs = blocks_of(ctypes.cast(out, ctypes.POINTER(BlockList))) if out.value else []
+        finally:
+            self._fn("VixDiskLib_FreeBlockList")(out)
+        return [Block(offset, length) for offset, length in pairs]
+
+    def attach(self, parent: NativeHandle, child: NativeHandle) -> None:
+        self._check(self._fn("VixDiskLib_Attach")(parent.raw, child.raw), "VixDiskLib_Attach")
