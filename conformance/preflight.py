@@ -29,7 +29,7 @@ from conformance.vixdisklib.config import (
 )
 from conformance.vixdisklib.simulated.behaviour import behaviour_of
 
-__all__ = ["WARNING", "ConfigLike", "compatibility_problems", "config_problems", "preflight"]
+__all__ = ["WARNING", "ConfigLike", "compatibility_problems", "config_problems", "preflight", "target_preflight"]
 
 WARNING = "warning: "
 #: VMC milestones after this one need NoNfcSession=1 (K6)
@@ -126,4 +126,144 @@ def preflight(
     if config is not None and server is not None:
         hotadd = "hotadd" in transports.split(":") if transports is not None else proxy_os is not None
         lines += config_problems(config, vddk, server, hotadd=hotadd)
+    return [" ".join(line.split()) for line in lines]
+
+
+# --- a lab target: everything the run needs from the server, checked before the run ---
+
+
+def _detect_profile(about: object) -> str | None:
+    """The vSphere profile whose build (or else API version) the server reports."""
+    from conformance.sim.profiles import all_profiles
+
+    build = str(getattr(about, "build", "") or "")
+    api = str(getattr(about, "apiVersion", "") or "")
+    profiles = list(all_profiles().values())
+    match = next((p for p in profiles if p.build == build and not p.vmc), None)
+    match = match or next((p for p in profiles if p.api_version == api and not p.vmc), None)
+    return match.name if match else None
+
+
+def _presented_thumbprint(host: str, port: int, length: int, timeout: float) -> str:
+    import hashlib
+    import socket
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only to tell the user what the server presents
+    with socket.create_connection((host, port), timeout=timeout) as raw, context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True) or b""
+    digest = hashlib.new("sha1" if length == 40 else "sha256", der).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def _libdir_problems(where: str, libdir: Path) -> list[str]:
+    if not libdir.is_dir():
+        return [f"{where}: vddk.libdir {libdir} is not a folder (fix: point it at the VDDK distribution folder)"]
+    found = [p for d in (libdir, libdir / "lib64") for p in sorted(d.glob("libvixDiskLib.so.*")) if d.is_dir()]
+    if not found:
+        return [
+            f"{where}: vddk.libdir {libdir} holds no libvixDiskLib.so.N (nor lib64/ below it) "
+            "(fix: point it at the unpacked vmware-vix-disklib-distrib folder)"
+        ]
+    return []
+
+
+def target_preflight(path: str | Path, build: str | None = None, timeout: float = 15.0) -> list[str]:
+    """Every problem of a target file and its server, one line each: file, password, reachability, thumbprint,
+    login, versions (the VDDK build against the server's release), datacenter, allow-listed VMs, proxy,
+    datastores and their types, the VDDK libdir for the native backend. Empty when the target is ready."""
+    import socket
+
+    from conformance.target_file import TargetFileError, load_target_file
+    from conformance.vsphere.connection import Endpoint, PinMismatchError, VsphereConnectError
+    from conformance.vsphere.session import InventoryLookupError, VsphereSession
+
+    try:
+        spec = load_target_file(path)
+    except TargetFileError as exc:
+        return [str(exc)]
+    where = str(spec.path)
+    lines: list[str] = []
+    if spec.backend == "native" and spec.libdir is not None:
+        lines += _libdir_problems(where, spec.libdir)
+    vddk_name = spec.build or build
+    if spec.proxy_os is not None and vddk_name is not None:
+        try:
+            lines += check_proxy(spec.proxy_os, VddkBuild.parse(vddk_name))
+        except VersionError as exc:
+            lines.append(f"VDDK build: {exc}")
+    try:
+        password = spec.password.read()
+    except TargetFileError as exc:
+        return [*lines, str(exc)]
+    address = f"{spec.host}:{spec.port}"
+    try:
+        socket.create_connection((spec.host, spec.port), timeout=timeout).close()
+    except OSError as exc:
+        problem = f"cannot reach {address}: {exc.strerror or exc}"
+        return [*lines, f"{where}: server: {problem} (fix: check server.host and server.port)"]
+    endpoint = Endpoint(spec.host, spec.port, spec.thumbprint)
+    try:
+        session = VsphereSession(endpoint, spec.user, password, spec.datacenter)
+    except PinMismatchError:
+        length = len(endpoint.normalized_thumbprint())
+        try:
+            presented = _presented_thumbprint(spec.host, spec.port, length, timeout)
+        except OSError:
+            presented = "unknown"
+        return [
+            *lines,
+            f"{where}: server.thumbprint: {address} presents a certificate with thumbprint {presented}, not "
+            f"{spec.thumbprint} (fix: verify the server's certificate out of band, then update server.thumbprint)",
+        ]
+    except VsphereConnectError as exc:
+        return [*lines, f"{where}: credentials: {exc}"]
+    except OSError as exc:
+        return [*lines, f"{where}: server: {address}: {exc} (fix: check that it is a vCenter or ESXi SDK endpoint)"]
+    try:
+        about = session.content.about
+        detected = _detect_profile(about)
+        if detected is None:
+            lines.append(
+                f"{where}: server: {address} reports {about.fullName}, which no known vSphere release matches "
+                "(fix: set server.vsphere to the closest release)"
+            )
+        elif spec.vsphere is not None and spec.vsphere != detected:
+            lines.append(
+                f"{where}: server.vsphere: the file says {spec.vsphere}, the server is {detected} ({about.fullName}) "
+                f'(fix: write vsphere = "{detected}")'
+            )
+        server_version = spec.vsphere or detected
+        if vddk_name is not None and server_version is not None:
+            try:
+                lines += compatibility_problems(VddkBuild.parse(vddk_name), VsphereVersion.parse(server_version))
+            except VersionError as exc:
+                lines.append(f"versions: {exc}")
+        try:
+            session.datacenter  # noqa: B018 - the lookup is the check
+        except InventoryLookupError:
+            return [
+                *lines,
+                f"{where}: server.datacenter: no datacenter {spec.datacenter!r} on {address} (fix: use its exact name)",
+            ]
+        present = {vm.name for vm in session.vms()}
+        for vm_name in spec.allow_vms:
+            if vm_name not in present:
+                lines.append(f"{where}: vms.allow: no VM {vm_name!r} in {spec.datacenter} (fix: correct or remove it)")
+        if spec.proxy is not None and spec.proxy not in present:
+            lines.append(f"{where}: vms.proxy: no VM {spec.proxy!r} in {spec.datacenter} (fix: name the proxy VM)")
+        actual = {name: t for t, names in session.datastores_by_type().items() for name in names}
+        for ds_type, names in spec.datastores.items():
+            for ds_name in names:
+                if ds_name not in actual:
+                    lines.append(f"{where}: datastores.{ds_type}: no datastore {ds_name!r} (fix: correct or remove it)")
+                elif actual[ds_name] != ds_type:
+                    lines.append(
+                        f"{where}: datastores.{ds_type}: {ds_name!r} is of type {actual[ds_name]} "
+                        f"(fix: list it under {actual[ds_name]})"
+                    )
+    finally:
+        session.close()
     return [" ".join(line.split()) for line in lines]

@@ -6,17 +6,22 @@ out and collects every failure instead of stopping at (or hiding) the first one.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 import re
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 
 log = logging.getLogger("conformance.resources")
 PREFIX = "vddkc"
+_NAME_COUNTER = itertools.count(1)  # process-wide (per xdist worker; the worker id is in the name too)
 
 
 def new_run_id() -> str:
@@ -58,18 +63,19 @@ class ResourceTracker:
         self.run_id = run_id
         self._stack: list[Resource] = []
         self._lock = threading.Lock()
-        self._counter = 0
 
     def name(self, purpose: str) -> str:
-        with self._lock:
-            self._counter += 1
-            return resource_name(self.run_id, f"{purpose}-{self._counter}")
+        """A run-named name, unique in this process: a leftover of an earlier test (a failed teardown) never
+        makes a later test's create fail with DuplicateName."""
+        checkpoint()  # about to create something: a pending stop request stops the run here
+        return resource_name(self.run_id, f"{purpose}-{next(_NAME_COUNTER)}")
 
     def add(self, kind: str, name: str, undo: Callable[[], None]) -> Resource:
         resource = Resource(kind, name, undo)
         with self._lock:
             self._stack.append(resource)
         log.debug("created %s %s", kind, name)
+        checkpoint()  # the undo is registered: stopping here leaks nothing
         return resource
 
     def release(self, resource: Resource) -> None:
@@ -88,22 +94,35 @@ class ResourceTracker:
             return len(self._stack)
 
     def unwind(self, to: int = 0) -> None:
-        """Undo every resource created after mark `to`, LIFO; raise TeardownError listing all failures."""
+        """Undo every resource created after mark `to`, LIFO; raise TeardownError listing all failures.
+
+        A stop signal (SIGTERM, Ctrl-C) arriving meanwhile is deferred until everything is undone; an interrupt
+        that still reaches an undo is re-raised after the others ran (never folded into a TeardownError, so
+        the run stops instead of going on to the next test).
+        """
         errors: list[tuple[Resource, BaseException]] = []
-        while True:
-            with self._lock:
-                if len(self._stack) <= to:
-                    break
-                resource = self._stack.pop()
-            if resource.done:
-                continue
-            resource.done = True
-            try:
-                resource.undo()
-                log.debug("removed %s %s", resource.kind, resource.name)
-            except BaseException as exc:
-                log.error("cleaning up %s %s failed: %s", resource.kind, resource.name, exc, exc_info=exc)
-                errors.append((resource, exc))
+        interrupt: BaseException | None = None
+        with deferred_stop():
+            while True:
+                with self._lock:
+                    if len(self._stack) <= to:
+                        break
+                    resource = self._stack.pop()
+                if resource.done:
+                    continue
+                resource.done = True
+                try:
+                    resource.undo()
+                    log.debug("removed %s %s", resource.kind, resource.name)
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    log.error("cleaning up %s %s was interrupted; cleaning up the rest", resource.kind, resource.name)
+                    interrupt = interrupt or exc
+                    errors.append((resource, exc))
+                except BaseException as exc:
+                    log.error("cleaning up %s %s failed: %s", resource.kind, resource.name, exc, exc_info=exc)
+                    errors.append((resource, exc))
+        if interrupt is not None:
+            raise interrupt
         if errors:
             raise TeardownError(errors)
 
@@ -113,3 +132,97 @@ class ResourceTracker:
     def pending(self) -> list[Resource]:
         with self._lock:
             return [r for r in self._stack if not r.done]
+
+
+# --- stopping a run on SIGTERM or Ctrl-C with every teardown still run ---
+#
+# Why: a run killed with SIGTERM (CI time-outs, systemd) died without tearing down, leaving snapshots and
+# clones on the target. Turning the signal into KeyboardInterrupt alone is not enough: when it lands inside
+# a cleanup, the cleanup swallows it and the run goes on; and when it lands between "the server created it"
+# and "its undo is registered", the object leaks. So the first signal only records the request; the run
+# stops at the next safe point (a resource registered or named: `checkpoint`, the end of a clean-up, the end
+# of the test), or, when none comes within STOP_GRACE seconds (a long read), where it is. Inside clean-ups
+# (`deferred_stop`) it never stops; a second signal stops at once outside them. pytest is told to stop after
+# the current test (`stop_requested`), and its teardowns run inside deferred sections.
+
+_stop = threading.Event()
+_stop_reason: list[str] = []
+_depth = 0
+_depth_lock = threading.Lock()
+_immediate: list[bool] = [False]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: seconds the run may take to reach a safe point after the first signal before it is interrupted anyway
+STOP_GRACE = 5.0
+
+
+def stop_requested() -> str | None:
+    """Why the run was asked to stop ("SIGTERM", "SIGINT"), or None."""
+    return _stop_reason[0] if _stop.is_set() and _stop_reason else None
+
+
+def request_stop(reason: str) -> None:
+    if not _stop.is_set():
+        _stop_reason.append(reason)
+        _stop.set()
+
+
+def reset_stop() -> None:
+    """Forget a stop request (tests of the mechanism)."""
+    _stop.clear()
+    _stop_reason.clear()
+
+
+def _cleaning() -> bool:
+    with _depth_lock:
+        return _depth > 0
+
+
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
+    name = signal.Signals(signum).name
+    first = not _stop.is_set()
+    request_stop(name)
+    if _cleaning():
+        log.warning("%s received while cleaning up: the run stops once the clean-up is done", name)
+        return
+    if first and not _immediate[0]:
+        log.warning("%s received: the run stops at the next safe point (within %.0f s)", name, STOP_GRACE)
+        timer = threading.Timer(STOP_GRACE, os.kill, (os.getpid(), signum))  # then the second signal stops it
+        timer.daemon = True
+        timer.start()
+        return
+    raise KeyboardInterrupt(f"stopped by {stop_requested()}")
+
+
+def checkpoint() -> None:
+    """A safe point: nothing is half-created here, so a pending stop request interrupts the run now."""
+    reason = stop_requested()
+    if reason and not _cleaning() and threading.current_thread() is threading.main_thread():
+        raise KeyboardInterrupt(f"stopped by {reason}")
+
+
+def install_stop_handlers(immediate: bool = False) -> bool:
+    """SIGTERM and SIGINT request a stop (main thread only); False when they cannot be installed here.
+    `immediate`: the process holds no resources (an xdist controller), so the first signal stops it at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    _immediate[0] = immediate
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _on_stop_signal)
+    return True
+
+
+@contextlib.contextmanager
+def deferred_stop(raise_after: bool = True) -> Iterator[None]:
+    """A section that a stop signal does not interrupt (clean-ups). With `raise_after`, leaving the outermost
+    such section while a stop is pending raises KeyboardInterrupt, so the interrupted code stops there."""
+    global _depth
+    with _depth_lock:
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _depth_lock:
+            _depth -= 1
+            outermost = _depth == 0
+    if raise_after and outermost and stop_requested() and threading.current_thread() is threading.main_thread():
+        raise KeyboardInterrupt(f"stopped by {stop_requested()} (after clean-up)")

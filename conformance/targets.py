@@ -23,6 +23,7 @@ PHYSICAL_PROXY = "physical-proxy"  # a SAN-attached backup server
 MAINTENANCE_MODE = "maintenance-mode"  # the run may put a host into maintenance mode
 GUEST_OPERATIONS = "guest-operations"  # workloads can run inside target VMs
 CREATE_VMS = "create-vms"  # the run may create (and delete) VMs for restores and clones
+LIBRARY_BUILDS = "library-builds"  # the run may load VDDK builds other than its own (K3's upgrade workaround)
 
 
 @dataclass
@@ -45,6 +46,17 @@ class Target:
     guest: GuestCredentials = field(default_factory=lambda: GuestCredentials("root", "unused"))
     cafile: Path | None = None
     controls: Any = None  # fault-injection controller when the target has that capability
+    #: the VMs the run may snapshot, restore into, revert, clone or delete (besides those it created itself)
+    allow_vms: frozenset[str] = frozenset()
+    backend: str = "simulated"  # VixDiskLib backend: "simulated" or "native" (ctypes, with `libdir`)
+    libdir: Path | None = None
+    source: Path | None = None  # the target file, when there is one
+    lock_dir: Path | None = None  # where VM lock files go (None: the shared default, see conformance.locks)
+
+    @property
+    def lock_key(self) -> str:
+        """What identifies the server for cross-process VM locks (two runs on one lab share its locks)."""
+        return f"{self.endpoint.host}:{self.endpoint.port}"
 
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities
@@ -66,8 +78,16 @@ class Target:
         return params.with_vm(vm_moref) if vm_moref else params
 
     def ssl_context(self) -> ssl.SSLContext:
-        """A verifying context for HTTPS transfers (guest files, file service) to this target."""
-        return ssl.create_default_context(cafile=str(self.cafile) if self.cafile else None)
+        """A verifying context for HTTPS transfers (guest files, file service) to this target: its CA file, or
+        else the server's own certificate, fetched over a connection checked against the pinned thumbprint."""
+        if self.cafile is not None:
+            return ssl.create_default_context(cafile=str(self.cafile))
+        from conformance.vsphere.connection import pinned_certificate_pem
+
+        context = ssl.create_default_context(cadata=pinned_certificate_pem(self.endpoint))
+        context.check_hostname = False  # the thumbprint identifies the server, not its name
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # trust the pinned certificate itself
+        return context
 
     def describe(self) -> dict[str, Any]:
         """What reports may show: no password."""
@@ -80,6 +100,9 @@ class Target:
             "datacenter": self.datacenter,
             "transports": list(self.transports),
             "capabilities": sorted(self.capabilities),
+            "allow_vms": sorted(self.allow_vms),
+            "backend": self.backend,
+            "target_file": str(self.source) if self.source else None,
         }
 
 
@@ -135,12 +158,49 @@ def simulator_target(simulator: Any) -> Target:
         datastores=datastores,
         target_vms=targets,
         capabilities=frozenset(
-            {FAULT_INJECTION, MAINTENANCE_MODE, GUEST_OPERATIONS, CREATE_VMS}
+            {FAULT_INJECTION, MAINTENANCE_MODE, GUEST_OPERATIONS, CREATE_VMS, LIBRARY_BUILDS}
             | ({PHYSICAL_PROXY} if physical else set())
         ),
         guest=GuestCredentials("root", "simulated-guest"),
         cafile=simulator.cert_file,
         controls=SimulatorControls(simulator),
+        allow_vms=frozenset(spec.name for spec in simulator.inventory.vms),  # the simulator is the run's own
+        lock_dir=simulator.state_dir / "locks",  # only this process uses it; gone with the simulator
+    )
+
+
+def file_target(path: str | Path) -> Target:
+    """A Target from a target file; reads the passwords (TargetFileError, one line, when one is missing)."""
+    from conformance.target_file import load_target_file
+
+    spec = load_target_file(path)
+    password = spec.password.read()
+    guest = (
+        GuestCredentials(spec.guest_user or "root", spec.guest_password.read())
+        if spec.guest_password is not None
+        else GuestCredentials("root", "unused")
+    )
+    proxies = {spec.proxy_os or "proxy": spec.proxy} if spec.proxy else {}
+    capabilities = set(spec.capabilities) | ({PHYSICAL_PROXY} if spec.physical_proxy else set())
+    return Target(
+        name=spec.name,
+        endpoint=Endpoint(spec.host, spec.port, spec.thumbprint),
+        user=spec.user,
+        password=password,
+        datacenter=spec.datacenter,
+        vsphere=spec.vsphere or "7.0U3",
+        proxies=proxies,
+        default_proxy=spec.proxy,
+        physical_proxy=spec.physical_proxy,
+        datastores=spec.datastores,
+        target_vms=dict(spec.sources),
+        transports=spec.transports,
+        capabilities=frozenset(capabilities),
+        guest=guest,
+        allow_vms=frozenset(spec.allow_vms),
+        backend=spec.backend,
+        libdir=spec.libdir,
+        source=spec.path,
     )
 
 

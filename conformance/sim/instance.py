@@ -22,6 +22,7 @@ from conformance.sim.inventory import InventorySpec, build_inventory, default_in
 from conformance.sim.profiles import VsphereProfile, get_profile
 from conformance.sim.registry import ObjectRegistry, declared_type, typed
 from conformance.sim.soap import SoapCall
+from conformance.sim.storage.vmdk import close_all_under
 
 log = logging.getLogger("conformance.sim")
 
@@ -301,6 +302,10 @@ class Simulator:
         from conformance.sim.server import SimHTTPServer, serve_in_thread
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self._own_state_dir:  # lets `vddk-conformance sweep` remove the folder once this process is gone
+            from conformance.sweep import OWNER_FILE, owner_record
+
+            (self.state_dir / OWNER_FILE).write_text(owner_record())
         try:
             self.ctx = SimContext(self.profile, self.state_dir, self.user, self.password)
             build_inventory(self.ctx, self.inventory)
@@ -325,6 +330,7 @@ class Simulator:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        close_all_under(self.state_dir)  # the disks' extents stay open until closed, even once deleted
         if self._own_state_dir and self.state_dir.exists():
             shutil.rmtree(self.state_dir, ignore_errors=True)
 

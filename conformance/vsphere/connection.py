@@ -59,6 +59,17 @@ def _pinned_https(endpoint: Endpoint, timeout: float) -> http.client.HTTPSConnec
     return conn
 
 
+def pinned_certificate_pem(endpoint: Endpoint, timeout: float = 30.0) -> str:
+    """The server's certificate (PEM), taken only after it matched the pinned thumbprint."""
+    conn = _pinned_https(endpoint, timeout)
+    try:
+        der = conn.sock.getpeercert(binary_form=True)
+    finally:
+        conn.close()
+    assert der is not None
+    return ssl.DER_cert_to_PEM_cert(der)
+
+
 def negotiate_version(endpoint: Endpoint, timeout: float = 30.0) -> str:
     """The newest vim25 API version both the server (vimServiceVersions.xml) and pyVmomi know."""
     conn = _pinned_https(endpoint, timeout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +23,7 @@ class GuestOperationError(RuntimeError):
 @dataclass
 class GuestCredentials:
     user: str
-    password: str
+    password: str = field(repr=False)  # never in reports or tracebacks
 
     def auth(self) -> Any:
         return vim.vm.guest.NamePasswordAuthentication(username=self.user, password=self.password)

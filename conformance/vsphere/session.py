@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyVmomi import vim
 
 from conformance.vsphere.connection import Endpoint, connect, disconnect
 from conformance.vsphere.tasks import wait_for_task
+
+if TYPE_CHECKING:
+    from conformance.locks import VmLock, VmLocks
+    from conformance.safety import SafetyGuard
+
+#: custom attribute that marks what a run created with its run id (the sweeper reads it)
+RUN_FIELD = "vddk-conformance.run"
+#: the same mark in a VM's annotation (notes) and a snapshot's description, for objects without custom fields
+RUN_TAG = "vddk-conformance.run="
 
 
 class InventoryLookupError(LookupError):
@@ -50,13 +61,34 @@ def disks_of(owner: Any) -> list[DiskRef]:
 
 
 class VsphereSession:
-    """A logged-in session plus lookups by name."""
+    """A logged-in session plus lookups by name.
 
-    def __init__(self, endpoint: Endpoint, user: str, password: str, datacenter: str) -> None:
+    With a `guard`, every destructive step (snapshot, revert, reconfigure, power off, clone, delete) is checked
+    against the target's allow-list and the objects the run created; with `locks`, shared VMs are locked
+    across processes around clones and (through `vm_lock`/`hold_vm`) around whole sequences; with `run_id`,
+    everything created carries the run id (custom attribute, annotation, snapshot description).
+    Without them (tools, benchmarks on their own simulator) nothing is checked.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        user: str,
+        password: str,
+        datacenter: str,
+        *,
+        guard: SafetyGuard | None = None,
+        locks: VmLocks | None = None,
+        run_id: str | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.si = connect(endpoint, user, password)
         self.content = self.si.RetrieveContent()
         self.datacenter_name = datacenter
+        self.guard = guard
+        self.locks = locks
+        self.run_id = run_id
+        self._run_field_key: int | None = None
 
     def close(self) -> None:
         disconnect(self.si)
@@ -104,18 +136,78 @@ class VsphereSession:
                 return entity.resourcePool
         raise InventoryLookupError("no compute resource (cluster or host) in the datacenter")
 
+    # --- safety, locks, run marks ---
+
+    def check(self, action: str, vm_name: str) -> None:
+        """UnsafeOperationError unless the guard allows `action` on the VM (no guard: allowed)."""
+        if self.guard is not None:
+            self.guard.check(action, vm_name)
+
+    def hold_vm(self, vm_name: str) -> VmLock | None:
+        """The acquired cross-process lock of a shared VM (None for the run's own VMs or without locks)."""
+        if self.locks is None or (self.guard is not None and not self.guard.is_shared(vm_name)):
+            return None
+        return self.locks.lock(vm_name).acquire()
+
+    @contextlib.contextmanager
+    def vm_lock(self, vm_name: str | None) -> Iterator[None]:
+        """Hold a shared VM's lock for the block (nothing for None, own VMs, or without locks)."""
+        lock = self.hold_vm(vm_name) if vm_name is not None else None
+        try:
+            yield
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run_field(self) -> int | None:
+        manager = self.content.customFieldsManager
+        if manager is None:
+            return None
+        if self._run_field_key is None:
+            existing = next((f for f in manager.field or [] if f.name == RUN_FIELD), None)
+            if existing is None:
+                try:
+                    existing = manager.AddCustomFieldDef(name=RUN_FIELD, moType=vim.VirtualMachine)
+                except vim.fault.DuplicateName:  # another worker added it meanwhile
+                    existing = next(f for f in manager.field if f.name == RUN_FIELD)
+            self._run_field_key = int(existing.key)
+        return self._run_field_key
+
+    def mark_created(self, vm: Any, name: str) -> None:
+        """Record a VM the run created (the guard lets the run change and delete it) and mark it with the run id."""
+        if self.guard is not None:
+            self.guard.created(name)
+        if self.run_id is None:
+            return
+        key = self._run_field()
+        if key is not None:
+            self.content.customFieldsManager.SetField(entity=vm, key=key, value=self.run_id)
+
+    def _tagged(self, description: str) -> str:
+        return f"{description} [{RUN_TAG}{self.run_id}]".strip() if self.run_id else description
+
     # --- operations ---
 
     def enable_cbt(self, vm: Any) -> None:
+        self.check("enable CBT on", vm.name)
         if not vm.config.changeTrackingEnabled:
             wait_for_task(vm.ReconfigVM_Task(vim.vm.ConfigSpec(changeTrackingEnabled=True)), f"enable CBT on {vm.name}")
 
     def create_snapshot(self, vm: Any, name: str, description: str = "", quiesce: bool = True) -> Any:
-        task = vm.CreateSnapshot_Task(name=name, description=description, memory=False, quiesce=quiesce)
-        return wait_for_task(task, f"snapshot {name} of {vm.name}")
+        vm_name = vm.name
+        self.check("snapshot", vm_name)
+        task = vm.CreateSnapshot_Task(name=name, description=self._tagged(description), memory=False, quiesce=quiesce)
+        return wait_for_task(task, f"snapshot {name} of {vm_name}")
 
     def remove_snapshot(self, snapshot: Any, what: str) -> None:
+        if self.guard is not None:
+            self.check("remove a snapshot of", snapshot.vm.name)
         wait_for_task(snapshot.RemoveSnapshot_Task(removeChildren=False, consolidate=True), f"remove snapshot {what}")
+
+    def revert_snapshot(self, snapshot: Any, what: str) -> None:
+        """Revert the VM to the snapshot (its current state is lost: guarded)."""
+        self.check("revert", snapshot.vm.name)
+        wait_for_task(snapshot.RevertToSnapshot_Task(), f"revert to snapshot {what}")
 
     def snapshots(self, vm: Any) -> list[Any]:
         """Every snapshot tree node of the VM (flattened)."""
@@ -139,10 +231,12 @@ class VsphereSession:
         )
         change = vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=device)
         name = vm.name
+        self.check("add a disk to", name)
         wait_for_task(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[change])), f"add a disk to {name}")
 
     def power_off(self, vm: Any) -> None:
         if vm.runtime.powerState != "poweredOff":
+            self.check("power off", vm.name)
             wait_for_task(vm.PowerOffVM_Task(), f"power off {vm.name}")
 
     def power_on(self, vm: Any) -> None:
@@ -150,9 +244,29 @@ class VsphereSession:
             wait_for_task(vm.PowerOnVM_Task(), f"power on {vm.name}")
 
     def destroy_vm(self, vm: Any) -> None:
-        self.power_off(vm)
         name = vm.name  # read before the task starts: afterwards the VM may already be gone
+        self.check("delete", name)
+        self.power_off(vm)
         wait_for_task(vm.Destroy_Task(), f"destroy {name}")
+        if self.guard is not None:
+            self.guard.forget(name)
+
+    def clone_vm(
+        self, source: Any, name: str, datastore: str | None = None, power_on: bool = False, snapshot: Any = None
+    ) -> Any:
+        """A clone of `source` named `name`: full, or linked over `snapshot` (its disks are deltas over the
+        snapshot's). The source is locked while it is cloned; the clone is marked with the run id."""
+        source_name = source.name
+        self.check("clone", source_name)
+        relocate = vim.vm.RelocateSpec(datastore=self.datastore(datastore)) if datastore else vim.vm.RelocateSpec()
+        if snapshot is not None:
+            relocate.diskMoveType = "createNewChildDiskBacking"
+        config = vim.vm.ConfigSpec(annotation=f"{RUN_TAG}{self.run_id}") if self.run_id else None
+        spec = vim.vm.CloneSpec(location=relocate, powerOn=power_on, config=config, snapshot=snapshot)
+        with self.vm_lock(source_name):
+            vm = wait_for_task(source.CloneVM_Task(source.parent, name, spec), f"clone {source_name} to {name}")
+        self.mark_created(vm, name)
+        return vm
 
     def create_vm(
         self, name: str, datastore: str, disks: list[tuple[int, bool]], guest_id: str = "otherGuest64"
@@ -181,5 +295,8 @@ class VsphereSession:
             deviceChange=changes,
             numCPUs=1,
             memoryMB=1024,
+            annotation=f"{RUN_TAG}{self.run_id}" if self.run_id else None,
         )
-        return wait_for_task(self.datacenter.vmFolder.CreateVM_Task(spec, self.pool()), f"create VM {name}")
+        vm = wait_for_task(self.datacenter.vmFolder.CreateVM_Task(spec, self.pool()), f"create VM {name}")
+        self.mark_created(vm, name)
+        return vm

@@ -1,0 +1,339 @@
+"""The leak sweeper: find and remove what interrupted runs left on a target, and dead simulators' state here.
+
+Why: a run killed with SIGKILL (OOM killer, a lost CI runner) cannot clean up. Everything a run creates is
+named `vddkc-<run id>-<worker>-...` (and VMs also carry the run id as a custom attribute and annotation),
+so the sweeper can find the leftovers by name and remove them in an order the server accepts: disks
+hot-added to proxies first (they pin snapshots), then run snapshots on surviving VMs, then run clones, then
+FCD snapshots and run FCDs. It only ever removes run-named objects, and hot-added disks only when their files
+belong to an allow-listed or run-created VM, so a shared lab's own snapshots and hot-adds are left alone.
+`--older-than` keeps the leftovers of runs that may still be going.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from conformance.resources import PREFIX
+
+__all__ = ["Leftover", "SweepError", "find_leftovers", "sweep_command", "sweep_sim_dirs", "sweep_target"]
+
+#: the owner file a simulator writes into a state folder it created (see conformance.sim.instance)
+OWNER_FILE = "owner.pid"
+SIM_DIR_PREFIX = "vsphere-sim-"
+_STAMP = re.compile(rf"^{PREFIX}-(\d{{8}}-\d{{6}})-")
+
+
+class SweepError(ValueError):
+    """The sweep cannot start (bad target file, unreachable server); one line."""
+
+
+@dataclass
+class Leftover:
+    kind: str  # "hot-added disk", "snapshot", "clone", "FCD snapshot", "FCD", "simulator state"
+    name: str
+    where: str
+    age: float | None  # seconds, when known
+    remove: Callable[[], None]
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name} ({self.where})"
+
+
+def _run_prefix(run_id: str | None) -> str:
+    return f"{PREFIX}-{run_id}-" if run_id else f"{PREFIX}-"
+
+
+def _age(name: str, created: Any) -> float | None:
+    """Seconds since the object was created (its time stamp, else the run id's), None when unknown."""
+    now = time.time()
+    if isinstance(created, datetime.datetime):
+        stamp = created if created.tzinfo else created.replace(tzinfo=datetime.UTC)
+        return now - stamp.timestamp()
+    match = _STAMP.match(name)
+    if match:
+        try:
+            return now - time.mktime(time.strptime(match.group(1), "%Y%m%d-%H%M%S"))
+        except ValueError:
+            return None
+    return None
+
+
+def _dir_of(ds_path: str) -> str:
+    """'[ds] folder/file.vmdk' -> '[ds] folder'."""
+    return ds_path.rsplit("/", 1)[0] if "/" in ds_path else ds_path
+
+
+def _wait(task: Any, what: str) -> None:
+    from conformance.vsphere.tasks import wait_for_task
+
+    wait_for_task(task, what, timeout=300)
+
+
+def _task(what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Start a vSphere task and wait for it (bound with functools.partial into a Leftover's remove)."""
+    _wait(method(*args, **kwargs), what)
+
+
+def find_leftovers(session: Any, proxies: list[str], allow_vms: set[str], run_id: str | None = None) -> list[Leftover]:
+    """Everything of interrupted runs on the server, in removal order."""
+    from pyVmomi import vim
+
+    prefix = _run_prefix(run_id)
+    vms = session.vms()
+    home_of = {}
+    for vm in vms:
+        vmx = getattr(getattr(vm.config, "files", None), "vmPathName", None) if vm.config else None
+        if vmx:
+            home_of[_dir_of(vmx)] = vm.name
+    run_vm = {vm.name for vm in vms if vm.name.startswith(prefix)}
+    found: list[Leftover] = []
+
+    # 1. disks hot-added to proxies whose files belong to another (allow-listed or run-created) VM
+    for vm in vms:
+        if vm.name not in proxies or vm.config is None:
+            continue
+        own = _dir_of(vm.config.files.vmPathName)
+        for device in vm.config.hardware.device:
+            if not isinstance(device, vim.vm.device.VirtualDisk):
+                continue
+            file_name = str(getattr(device.backing, "fileName", "") or "")
+            folder = _dir_of(file_name)
+            owner = home_of.get(folder)
+            if folder == own or owner is None:
+                continue
+            if owner not in run_vm and not (run_id is None and owner in allow_vms):
+                continue
+            found.append(
+                Leftover(
+                    "hot-added disk",
+                    file_name,
+                    f"on proxy {vm.name}, belongs to {owner}",
+                    _age(owner, None),
+                    partial(
+                        _task,
+                        f"hot-remove {file_name} from {vm.name}",
+                        vm.ReconfigVM_Task,
+                        vim.vm.ConfigSpec(
+                            deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="remove", device=device)]
+                        ),
+                    ),
+                )
+            )
+
+    # 2. run snapshots on VMs that stay (a clone's snapshots go with the clone)
+    for vm in vms:
+        if vm.name in run_vm:
+            continue
+        for node in session.snapshots(vm):
+            if node.name.startswith(prefix):
+                found.append(
+                    Leftover(
+                        "snapshot",
+                        node.name,
+                        f"of {vm.name}",
+                        _age(node.name, node.createTime),
+                        partial(
+                            _task,
+                            f"remove snapshot {node.name}",
+                            node.snapshot.RemoveSnapshot_Task,
+                            removeChildren=False,
+                            consolidate=True,
+                        ),
+                    )
+                )
+
+    # 3. clones and restored VMs the runs created
+    for vm in vms:
+        if vm.name in run_vm:
+            created = getattr(vm.config, "createDate", None) if vm.config else None
+
+            def destroy(vm: Any = vm) -> None:
+                if vm.runtime.powerState != "poweredOff":
+                    _wait(vm.PowerOffVM_Task(), f"power off {vm.name}")
+                _wait(vm.Destroy_Task(), f"destroy {vm.name}")
+
+            found.append(Leftover("clone", vm.name, "VM", _age(vm.name, created), destroy))
+
+    # 4. FCD snapshots and FCDs the runs created
+    manager = session.content.vStorageObjectManager
+    if manager is not None:
+        for ds in session._all(vim.Datastore):
+            try:
+                ids = manager.ListVStorageObject(ds) or []
+            except vim.fault.NotFound:
+                continue
+            for disk_id in ids:
+                try:
+                    fcd = manager.RetrieveVStorageObject(disk_id, ds)
+                    snaps = manager.RetrieveSnapshotInfo(disk_id, ds).snapshots or []
+                except vim.fault.NotFound:
+                    continue
+                fcd_name = str(fcd.config.name)
+                mine = fcd_name.startswith(prefix)
+                for snap in snaps:
+                    if mine or str(snap.description).startswith(prefix):
+                        found.append(
+                            Leftover(
+                                "FCD snapshot",
+                                str(snap.description),
+                                f"of FCD {fcd_name} on {ds.name}",
+                                _age(str(snap.description), getattr(snap, "createTime", None)),
+                                partial(
+                                    _task,
+                                    f"delete FCD snapshot {snap.description}",
+                                    manager.DeleteSnapshot_Task,
+                                    disk_id,
+                                    ds,
+                                    snap.id,
+                                ),
+                            )
+                        )
+                if mine:
+                    found.append(
+                        Leftover(
+                            "FCD",
+                            fcd_name,
+                            f"on {ds.name}",
+                            _age(fcd_name, getattr(fcd.config, "createTime", None)),
+                            partial(_task, f"delete FCD {fcd_name}", manager.DeleteVStorageObject_Task, disk_id, ds),
+                        )
+                    )
+    return found
+
+
+def sweep_target(
+    session: Any,
+    proxies: list[str],
+    allow_vms: set[str],
+    *,
+    run_id: str | None = None,
+    older_than: float | None = None,
+    dry_run: bool = False,
+) -> tuple[list[str], list[str]]:
+    """Remove the leftovers (older than `older_than` minutes when given): (lines of what went, failures)."""
+    removed: list[str] = []
+    failed: list[str] = []
+    for leftover in find_leftovers(session, proxies, allow_vms, run_id):
+        if older_than is not None and (leftover.age is None or leftover.age < older_than * 60):
+            continue
+        if dry_run:
+            removed.append(f"would remove {leftover.describe()}")
+            continue
+        try:
+            leftover.remove()
+        except Exception as exc:
+            failed.append(f"could not remove {leftover.describe()}: {getattr(exc, 'msg', None) or exc}")
+            continue
+        removed.append(f"removed {leftover.describe()}")
+    return removed, failed
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if started is None:
+        return True
+    return _start_time(pid) == started  # the pid may have been reused by another process
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_record() -> str:
+    """What a simulator writes into OWNER_FILE: its pid and process start time."""
+    pid = os.getpid()
+    return f"{pid} {_start_time(pid) or ''}".strip() + "\n"
+
+
+def sweep_sim_dirs(root: Path | None = None, *, older_than: float | None = None, dry_run: bool = False) -> list[str]:
+    """Remove `vsphere-sim-*` state folders whose owner process is dead (folders without an owner file are
+    left alone unless older than `older_than` minutes)."""
+    root = root or Path(tempfile.gettempdir())
+    lines: list[str] = []
+    for folder in sorted(root.glob(f"{SIM_DIR_PREFIX}*")):
+        if not folder.is_dir():
+            continue
+        owner = folder / OWNER_FILE
+        try:
+            fields = owner.read_text().split()
+        except OSError:
+            fields = []
+        if fields:
+            try:
+                if _alive(int(fields[0]), fields[1] if len(fields) > 1 else None):
+                    continue
+            except ValueError:
+                pass
+            why = f"owner pid {fields[0]} is gone"
+        else:
+            age = time.time() - folder.stat().st_mtime
+            if older_than is None or age < older_than * 60:
+                continue
+            why = f"no owner file, untouched for {age / 60:.0f} min"
+        if dry_run:
+            lines.append(f"would remove simulator state {folder} ({why})")
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        lines.append(f"removed simulator state {folder} ({why})")
+    return lines
+
+
+def sweep_command(
+    target: str | None, *, run_id: str | None = None, older_than: float | None = None, dry_run: bool = False
+) -> int:
+    """`vddk-conformance sweep`: print one line per removed leftover; exit 1 when something could not go."""
+    failed: list[str] = []
+    lines: list[str] = []
+    if target is not None:
+        from conformance.target_file import TargetFileError, load_target_file
+        from conformance.vsphere.connection import PinMismatchError, VsphereConnectError
+        from conformance.vsphere.session import VsphereSession
+
+        try:
+            spec = load_target_file(target)
+            password = spec.password.read()
+        except TargetFileError as exc:
+            raise SweepError(str(exc)) from None
+        from conformance.vsphere.connection import Endpoint
+
+        try:
+            session = VsphereSession(
+                Endpoint(spec.host, spec.port, spec.thumbprint), spec.user, password, spec.datacenter
+            )
+        except (PinMismatchError, VsphereConnectError) as exc:
+            raise SweepError(f"{spec.path}: {exc}") from None
+        except OSError as exc:
+            raise SweepError(f"{spec.path}: cannot reach {spec.host}:{spec.port}: {exc}") from None
+        try:
+            proxies = [p for p in (spec.proxy,) if p]
+            removed, failed = sweep_target(
+                session, proxies, set(spec.allow_vms), run_id=run_id, older_than=older_than, dry_run=dry_run
+            )
+            lines += removed
+        finally:
+            session.close()
+    lines += sweep_sim_dirs(older_than=older_than, dry_run=dry_run)
+    for line in lines + failed:
+        print(line, flush=True)
+    if not lines and not failed:
+        print("sweep: nothing left behind")
+    return 1 if failed else 0

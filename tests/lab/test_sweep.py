@@ -1,0 +1,244 @@
+"""The leak sweeper: runs killed with SIGKILL at random points against one served simulator leave snapshots,
+clones, hot-added disks; `vddk-conformance sweep TARGET` removes all of it. Also dead simulators' state."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conformance.sweep import OWNER_FILE, find_leftovers, sweep_sim_dirs
+from conformance.vsphere.connection import Endpoint
+from conformance.vsphere.session import VsphereSession, disks_of
+from tests.lab.conftest import CLI, SimServer, run_cli, write_target
+
+KILLED_RUNS = 24
+PARALLEL = 3
+#: small workloads that create every kind of leftover: clones, snapshots, hot-adds, restored VMs
+WORKLOADS = [
+    "roundtrip and full_backup and hotadd-VMFS-random",
+    "roundtrip and restore_to_a_new_vm and hotadd-VMFS-random-thin",
+    "roundtrip and restore_to_the_original and nbdssl-VMFS-random",
+    "roundtrip and incremental and hotadd-NFS-random",
+]
+
+
+def session_for(server: SimServer) -> VsphereSession:
+    info = server.info
+    return VsphereSession(
+        Endpoint(info["host"], int(info["port"]), info["thumbprint"]), info["user"], server.password, "dc1"
+    )
+
+
+def what_is_left(session: VsphereSession) -> list[str]:
+    """Independent of the sweeper: run-named VMs, snapshots and FCDs, and disks of one VM attached to another."""
+    from pyVmomi import vim
+
+    left: list[str] = []
+    for vm in session.vms():
+        if vm.name.startswith("vddkc-"):
+            left.append(f"VM {vm.name}")
+        left += [f"snapshot {s.name} of {vm.name}" for s in session.snapshots(vm) if s.name.startswith("vddkc-")]
+        home = vm.config.files.vmPathName.rsplit("/", 1)[0]
+        left += [f"disk {d.file_name} on {vm.name}" for d in disks_of(vm) if not d.file_name.startswith(home + "/")]
+    manager = session.content.vStorageObjectManager
+    for ds in session._all(vim.Datastore):
+        for disk_id in manager.ListVStorageObject(ds) or []:
+            name = manager.RetrieveVStorageObject(disk_id, ds).config.name
+            if name.startswith("vddkc-"):
+                left.append(f"FCD {name}")
+    return left
+
+
+def start_run(target: Path, env: dict[str, str], tmp: Path, index: int, workload: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            *CLI,
+            "run",
+            "--target",
+            str(target),
+            "--reports",
+            str(tmp / "reports"),
+            "--run-id",
+            f"k{index:02d}",
+            "-n",
+            "0",
+            "-k",
+            workload,
+            "--basetemp",
+            str(tmp / f"base-{index}"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_runs_killed_at_random_points_leave_nothing_after_a_sweep(tmp_path: Path, sim_server: SimServer) -> None:
+    target = write_target(tmp_path / "lab.toml", sim_server.info)
+    env = sim_server.env
+    started = time.monotonic()
+    calibration = start_run(target, env, tmp_path, 99, WORKLOADS[0])
+    assert calibration.wait(timeout=120) == 0
+    full = time.monotonic() - started  # one uncontended run, start to end
+    rng = random.Random(int(os.environ.get("VDDKC_SWEEP_SEED", "0")) or None)
+    killed = finished = launched = 0
+    while killed < KILLED_RUNS and launched < 2 * KILLED_RUNS:
+        batch = []
+        for _ in range(PARALLEL):
+            # kill anywhere from start-up to the end of a (contended) run
+            workload = WORKLOADS[launched % len(WORKLOADS)]
+            batch.append((start_run(target, env, tmp_path, launched, workload), rng.uniform(0.6, full * 1.3)))
+            launched += 1
+        t0 = time.monotonic()
+        for process, at in sorted(batch, key=lambda b: b[1]):
+            time.sleep(max(0.0, at - (time.monotonic() - t0)))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                killed += 1
+            else:
+                finished += 1
+            process.wait()
+    session = session_for(sim_server)
+    try:
+        before = what_is_left(session)
+        leftovers = find_leftovers(session, ["proxy-rhel83"], set(), None)
+    finally:
+        session.close()
+    assert killed >= KILLED_RUNS, (killed, finished)
+    assert before, "no run was killed while it held anything: the test proves nothing (kill times too early?)"
+    result = run_cli("sweep", str(target), env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    removed = [
+        line for line in result.stdout.splitlines() if line.startswith("removed ") and "simulator state" not in line
+    ]
+    session = session_for(sim_server)
+    try:
+        after = what_is_left(session)
+    finally:
+        session.close()
+    print(
+        f"\nsweep: {killed} runs killed ({finished} finished first), {len(before)} leftovers seen, "
+        f"{len(leftovers)} found by the sweeper, {len(removed)} removed in {time.monotonic() - started:.0f} s"
+    )
+    for line in result.stdout.splitlines():
+        print("  " + line)
+    assert after == [], after
+    assert len(removed) == len(leftovers)
+    assert run_cli("sweep", str(target), env=env, timeout=120).stdout.strip() in ("sweep: nothing left behind", "")
+
+
+def test_a_dead_simulators_state_folder_is_swept_and_a_live_ones_is_kept(tmp_path: Path) -> None:
+    dead = tmp_path / "vsphere-sim-dead"
+    live = tmp_path / "vsphere-sim-live"
+    unknown = tmp_path / "vsphere-sim-unknown"
+    for folder in (dead, live, unknown):
+        folder.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    (dead / OWNER_FILE).write_text(f"{child.pid}\n")
+    (live / OWNER_FILE).write_text(f"{os.getpid()}\n")
+    assert sweep_sim_dirs(tmp_path, dry_run=True) == [
+        f"would remove simulator state {dead} (owner pid {child.pid} is gone)"
+    ]
+    assert dead.exists()
+    assert sweep_sim_dirs(tmp_path) == [f"removed simulator state {dead} (owner pid {child.pid} is gone)"]
+    assert not dead.exists() and live.exists() and unknown.exists()
+
+
+def test_a_killed_sim_serve_leaves_a_folder_the_sweeper_removes() -> None:
+    process = subprocess.Popen([*CLI, "sim", "serve"], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    import json
+
+    state = Path(json.loads(process.stdout.readline())["state_dir"])
+    process.stdout.close()
+    assert (state / OWNER_FILE).read_text().split()[0] == str(process.pid)
+    lines = sweep_sim_dirs(state.parent, dry_run=True)
+    assert not any(str(state) in line for line in lines)  # alive: kept
+    process.kill()
+    process.wait()
+    assert state.exists()
+    result = run_cli("sweep", timeout=60)
+    assert f"removed simulator state {state} (owner pid {process.pid} is gone)" in result.stdout
+    assert not state.exists()
+
+
+def test_sweep_keeps_other_runs_and_recent_leftovers_and_never_touches_unmarked_objects() -> None:
+    from conformance.sim.instance import Simulator
+    from conformance.sweep import sweep_target
+
+    with Simulator() as sim:
+        endpoint = Endpoint(sim.host, sim.port, sim.thumbprint)
+        session = VsphereSession(endpoint, sim.user, sim.password, "dc1")
+        try:
+            vm = session.vm("target-vmfs")
+            for name in ("vddkc-runA-gw0-backup-1", "vddkc-runB-gw0-backup-1", "nightly-backup"):
+                session.create_snapshot(vm, name, quiesce=False)
+            removed, failed = sweep_target(session, [], {"target-vmfs"}, run_id="runA", dry_run=True)
+            assert removed == ["would remove snapshot vddkc-runA-gw0-backup-1 (of target-vmfs)"] and failed == []
+            removed, failed = sweep_target(session, [], set(), older_than=60)
+            assert removed == [] and failed == []  # just created: a run may still be using them
+            removed, failed = sweep_target(session, [], set(), run_id="runA")
+            assert removed == ["removed snapshot vddkc-runA-gw0-backup-1 (of target-vmfs)"]
+            removed, failed = sweep_target(session, [], set())
+            assert removed == ["removed snapshot vddkc-runB-gw0-backup-1 (of target-vmfs)"]
+            assert [s.name for s in session.snapshots(vm)] == ["nightly-backup"]
+        finally:
+            session.close()
+
+
+def test_sweep_with_a_bad_target_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "lab.toml"
+    bad.write_text('[server]\nhost = "h"\n')
+    result = run_cli("sweep", str(bad), timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and str(bad) in result.stderr
+
+
+def test_sweep_removes_run_fcds_and_run_fcd_snapshots_only() -> None:
+    from pyVmomi import vim
+
+    from conformance.sim.instance import Simulator
+    from conformance.sweep import sweep_target
+    from conformance.vsphere.tasks import wait_for_task
+
+    with Simulator() as sim:
+        session = VsphereSession(Endpoint(sim.host, sim.port, sim.thumbprint), sim.user, sim.password, "dc1")
+        try:
+            manager = session.content.vStorageObjectManager
+            ds = session.datastore("vmfs-01")
+
+            def fcd(name: str) -> object:
+                spec = vim.vslm.CreateSpec(
+                    name=name,
+                    capacityInMB=4,
+                    backingSpec=vim.vslm.CreateSpec.DiskFileBackingSpec(datastore=ds, provisioningType="thin"),
+                )
+                return wait_for_task(manager.CreateDisk_Task(spec), f"create FCD {name}").config.id
+
+            run_fcd, lab_fcd = fcd("vddkc-runF-gw0-fcd-1"), fcd("lab-disk")
+            for disk_id, description in (
+                (run_fcd, "vddkc-runF-gw0-s1"),
+                (lab_fcd, "vddkc-runF-gw0-s2"),
+                (lab_fcd, "keep"),
+            ):
+                wait_for_task(manager.VStorageObjectCreateSnapshot_Task(disk_id, ds, description), description)
+            removed, failed = sweep_target(session, [], set())
+            assert failed == [] and sorted(removed) == [
+                "removed FCD snapshot vddkc-runF-gw0-s1 (of FCD vddkc-runF-gw0-fcd-1 on vmfs-01)",
+                "removed FCD snapshot vddkc-runF-gw0-s2 (of FCD lab-disk on vmfs-01)",
+                "removed FCD vddkc-runF-gw0-fcd-1 (on vmfs-01)",
+            ]
+            names = [manager.RetrieveVStorageObject(i, ds).config.name for i in manager.ListVStorageObject(ds)]
+            assert names == ["lab-disk"]
+            assert [s.description for s in manager.RetrieveSnapshotInfo(lab_fcd, ds).snapshots] == ["keep"]
+        finally:
+            session.close()
