@@ -1,5 +1,6 @@
-"""Every conformance run writes reports/<run-id>/: JUnit XML, allure-results (with environment.properties)
-and summary.json. Under xdist the controller collects the results; workers only run tests."""
+"""Every conformance run writes reports/<run-id>/: JUnit XML, allure-results (with environment.properties and
+categories.json) and summary.json. Under xdist the controller collects the results; workers only run tests, and
+each process completes its own Allure results (labels, run parameters, call-trace and InitEx attachments)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from typing import Any
 import pytest
 
 from conformance.plugin.settings import RunSettings
+from conformance.reports import attachments, labels
+from conformance.reports.categories import write_categories
 
 SETTINGS = pytest.StashKey[RunSettings]()
 RESULTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 RUN_DIR = pytest.StashKey[Path]()
 STARTED = pytest.StashKey[float]()
 TARGET_INFO = pytest.StashKey[dict[str, Any]]()
+TRACE_MARKS = pytest.StashKey[dict[int, int]]()
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -28,6 +32,7 @@ def is_worker(config: pytest.Config) -> bool:
 def configure(config: pytest.Config, settings: RunSettings) -> None:
     config.stash[RESULTS] = {}
     config.stash[STARTED] = time.time()
+    config.pluginmanager.register(_AllureHooks(config, settings), "vddk-conformance-allure")
     if settings.reports is None:
         return
     run_dir = settings.reports / settings.run_id
@@ -67,6 +72,69 @@ def outcome_of(report: pytest.TestReport) -> str | None:
     if report.when == "teardown" and report.failed:
         return "error"
     return None
+
+
+class _AllureHooks:
+    """Completes each Allure test result in the process that runs the test (a no-op without allure-pytest).
+
+    Run parameters go in before setup (Allure derives the history id from parameters at teardown); labels and the
+    release-note link are completed at teardown, after the ``vddk_labels`` fixture had its chance, so that tests
+    skipped at setup get them too; the call trace and InitEx configuration are attached after the call."""
+
+    def __init__(self, config: pytest.Config, settings: RunSettings) -> None:
+        self._config = config
+        self._settings = settings
+
+    def _result(self) -> Any:
+        listener = self._config.pluginmanager.getplugin("allure_listener")
+        return listener.allure_logger.get_test(None) if listener is not None else None
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Any:
+        result = self._result()
+        if result is not None:
+            labels.add_parameters(result, labels.run_parameters(self._settings.build, self._settings.vsphere))
+        yield
+        if result is not None:
+            item.stash[TRACE_MARKS] = attachments.marks(attachments.libraries(_fixture_values(item)))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        outcome = yield
+        result = self._result()
+        if result is None:
+            return
+        report = outcome.get_result()
+        if call.when == "teardown":
+            note = item.get_closest_marker("release_note")
+            story = item.get_closest_marker("sequence")
+            labels.complete(result, labels.wanted(
+                str(note.args[0]) if note is not None and note.args else None,
+                workaround=note.kwargs.get("workaround") if note is not None else None,
+                sequence=str(story.args[0]) if story is not None and story.args else None,
+            ))  # fmt: skip
+        elif call.when == "call" or report.failed:
+            _attach(item)
+
+
+def _fixture_values(item: pytest.Item) -> list[Any]:
+    return list(getattr(item, "funcargs", {}).values())
+
+
+def _attach(item: pytest.Item) -> None:
+    """The test's own VixDiskLib calls and the InitEx configurations in use, secrets scrubbed."""
+    import allure
+
+    values = _fixture_values(item)
+    target = getattr(item, "funcargs", {}).get("vddk_target")
+    secrets = [str(getattr(target, "password", "") or "")]
+    libs = attachments.libraries(values)
+    trace = attachments.call_trace(libs, item.stash.get(TRACE_MARKS, {}), secrets)
+    if trace:
+        allure.attach(trace, name="VixDiskLib call trace", attachment_type=allure.attachment_type.JSON)
+    for path in attachments.init_configs(libs):
+        text = attachments.sanitize_config(path.read_text(encoding="utf-8", errors="replace"), secrets)
+        allure.attach(text, name=f"InitEx configuration ({path.name})", attachment_type=allure.attachment_type.TEXT)
 
 
 class _ControllerHooks:
@@ -127,6 +195,9 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
         "run_id": settings.run_id,
         "vddk_build": settings.build,
         "sim_behaviour": settings.sim_behaviour,
+        "sim_vsphere": settings.sim_vsphere or settings.vsphere,
+        "selected_release_notes": list(settings.release_notes),
+        "assumed_fixed": list(settings.assume_fixed),
         "vsphere": settings.vsphere,
         "backup_app": settings.backup_app or "reference",
         "matrix": settings.matrix,
@@ -143,6 +214,7 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
     environment = {
         "vddk.build": settings.build,
         "vddk.behaviour": settings.sim_behaviour,
+        "vsphere.behaviour": settings.sim_vsphere or settings.vsphere,
         "vsphere": settings.vsphere,
         "target": target.get("name", settings.target),
         "transports": ",".join(target.get("transports", [])),
@@ -153,3 +225,4 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
     (run_dir / "allure-results" / "environment.properties").write_text(
         "".join(f"{k}={v}\n" for k, v in environment.items())
     )
+    write_categories(run_dir / "allure-results")

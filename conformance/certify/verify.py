@@ -1,0 +1,270 @@
+"""verify-bundle: is a certification bundle intact, and does it show what its profile requires?
+
+Checks, in order: the manifest (every file listed, present and unchanged, nothing extra), the profile (the
+bundle's copy is the published one), the environment (the profile's VDDK build, a vSphere version in its range,
+a whole run rather than one shard), then every test of the profile: it ran, no case failed, at least one case
+passed or ended as a known issue the profile allows. Required tests decide the verdict; advisory ones are shown.
+
+Why it never extracts to disk: members are read into memory, so a crafted bundle (absolute or ``..`` paths,
+links) cannot write anywhere; such members are reported as problems. The manifest proves integrity, not origin:
+the bundle is not signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from conformance.certify import CertifyError
+from conformance.certify.bundle import CERTIFICATION, MANIFEST
+from conformance.certify.profile import Profile, RequiredTest, load_profile, parse_profile
+from conformance.versions import VersionError
+
+__all__ = ["TestResult", "Verdict", "check_manifest", "judge_tests", "read_bundle", "verify_bundle"]
+
+_MANIFEST_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+BAD = ("failed", "error", "xpassed")
+MAX_PROBLEMS = 12
+
+
+@dataclass
+class TestResult:
+    """The verdict on one test id of the profile."""
+
+    test: RequiredTest
+    counts: dict[str, int]
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+@dataclass
+class Verdict:
+    """Everything verify-bundle found; ``render`` is the one-screen text."""
+
+    bundle: str
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    profile: Profile | None = None
+    certification: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    files: int = 0
+    results: list[TestResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def render(self) -> str:
+        product = self.certification.get("product") or {}
+        env = self.environment
+        required = [r for r in self.results if r.test.required]
+        advisory = [r for r in self.results if not r.test.required]
+        known = sum(1 for r in required if r.ok and r.counts.get("xfailed"))
+        totals = self.summary.get("totals") or {}
+        profile = self.profile
+        lines = [
+            f"verify-bundle: {'PASS' if self.passed else 'FAIL'}  {self.bundle}",
+            f"profile      {profile.key} ({profile.status}): {profile.title}" if profile else "profile      unknown",
+            f"product      {product.get('name', '?')} {product.get('version', '?')} by {product.get('vendor', '?')}"
+            f" (backup application: {env.get('backup_app') or product.get('backup_app') or '?'})",
+            f"environment  VDDK {env.get('vddk_build', '?')}, vSphere {env.get('vsphere', '?')} build "
+            f"{env.get('vsphere_build', '?')}, proxy OS {env.get('proxy_os', '?')}",
+            f"             transports {','.join(env.get('transports') or []) or '?'}; target {env.get('target', '?')}",
+            f"run          {self.certification.get('run_id', '?')}: "
+            + (", ".join(f"{n} {o}" for o, n in sorted(totals.items())) or "no test cases"),
+            f"required     {sum(r.ok for r in required)}/{len(required)} ok"
+            + (f" ({known} ended as a known issue the profile allows)" if known else ""),
+            f"advisory     {sum(r.ok for r in advisory)}/{len(advisory)} ok (not counted)",
+            f"manifest     {self.files} files"
+            + ("" if any("MANIFEST" in p or "sha256" in p for p in self.problems) else ", every sha256 matches"),
+        ]
+        if self.problems:
+            lines.append(f"problems     {len(self.problems)}")
+            lines += [f"  - {p}" for p in self.problems[:MAX_PROBLEMS]]
+            if len(self.problems) > MAX_PROBLEMS:
+                lines.append(f"  ... and {len(self.problems) - MAX_PROBLEMS} more")
+        else:
+            lines.append("problems     none")
+        notes = self.warnings + [f"advisory {r.problem}" for r in advisory if r.problem]
+        lines += [f"  note: {w}" for w in notes[:5]]
+        if len(notes) > 5:
+            lines.append(f"  note: ... and {len(notes) - 5} more")
+        return "\n".join(lines)
+
+
+def read_bundle(path: Path) -> tuple[dict[str, bytes], list[str]]:
+    """Member name -> bytes, and problems with unsafe or duplicate members. CertifyError when not a .tar.gz."""
+    path = Path(path)
+    if not path.is_file():
+        raise CertifyError(f"{path}: no such file")
+    files: dict[str, bytes] = {}
+    problems: list[str] = []
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                pure = PurePosixPath(name)
+                if member.isdir():
+                    continue
+                if not member.isfile() or pure.is_absolute() or ".." in pure.parts:
+                    problems.append(f"{member.name}: unsafe member (a link, device, absolute or '..' path)")
+                    continue
+                if name in files:
+                    problems.append(f"{name}: appears twice in the bundle")
+                    continue
+                handle = tar.extractfile(member)
+                files[name] = handle.read() if handle else b""
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise CertifyError(f"{path}: not a readable .tar.gz bundle ({exc})") from None
+    return files, problems
+
+
+def check_manifest(files: dict[str, bytes]) -> list[str]:
+    """One problem per missing, changed or unlisted file (each named)."""
+    if MANIFEST not in files:
+        return [f"{MANIFEST}: missing from the bundle; nothing can be checked"]
+    problems: list[str] = []
+    listed: dict[str, str] = {}
+    for number, line in enumerate(files[MANIFEST].decode("utf-8", "replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = _MANIFEST_LINE.match(line)
+        if match is None:
+            problems.append(f"{MANIFEST}: line {number} is not '<sha256>  <path>'")
+            continue
+        listed[match.group(2)] = match.group(1)
+    for name, digest in sorted(listed.items()):
+        if name not in files:
+            problems.append(f"{name}: listed in {MANIFEST} but missing from the bundle")
+        elif hashlib.sha256(files[name]).hexdigest() != digest:
+            problems.append(f"{name}: changed (its sha256 differs from {MANIFEST})")
+    for name in sorted(set(files) - set(listed) - {MANIFEST}):
+        problems.append(f"{name}: not listed in {MANIFEST} (extra file)")
+    return problems
+
+
+def judge_tests(profile: Profile, test_map: dict[str, str], tests: list[dict[str, Any]]) -> list[TestResult]:
+    """The verdict on each test id of the profile from the run's cases."""
+    cases: dict[str, list[dict[str, Any]]] = {}
+    for case in tests:
+        test_id = test_map.get(str(case.get("nodeid")))
+        if test_id:
+            cases.setdefault(test_id, []).append(case)
+    results: list[TestResult] = []
+    for test in profile.tests:
+        mine = cases.get(test.id, [])
+        counts: dict[str, int] = {}
+        for case in mine:
+            counts[str(case.get("outcome"))] = counts.get(str(case.get("outcome")), 0) + 1
+        result = TestResult(test, counts)
+        bad = [c for c in mine if c.get("outcome") in BAD]
+        if not mine:
+            result.problem = f"{test.id}: did not run"
+        elif bad:
+            first = bad[0]
+            reason = str(first.get("reason") or "").strip()
+            result.problem = (
+                f"{test.id}: {len(bad)} of {len(mine)} case(s) {first.get('outcome')}: {first.get('nodeid')}"
+                + (f" ({reason[:120]})" if reason else "")
+            )
+        elif counts.get("xfailed") and not test.known_issue_allowed:
+            known = next(c for c in mine if c.get("outcome") == "xfailed")
+            note = known.get("release_note") or "?"
+            result.problem = f"{test.id}: ended as known issue {note}, which the profile does not allow"
+        elif not counts.get("passed") and not counts.get("xfailed"):
+            reason = str(mine[0].get("reason") or "").strip()
+            result.problem = f"{test.id}: every case was skipped" + (f" ({reason[:120]})" if reason else "")
+        results.append(result)
+    return results
+
+
+def _json(files: dict[str, bytes], name: str, problems: list[str]) -> dict[str, Any]:
+    if name not in files:
+        problems.append(f"{name}: missing from the bundle")
+        return {}
+    try:
+        data = json.loads(files[name])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problems.append(f"{name}: not valid JSON ({exc})")
+        return {}
+    if not isinstance(data, dict):
+        problems.append(f"{name}: not a JSON object")
+        return {}
+    return data
+
+
+def _check_environment(verdict: Verdict, profile: Profile) -> None:
+    summary = verdict.summary
+    if summary.get("vddk_build") != profile.vddk_build:
+        verdict.problems.append(
+            f"summary.json: VDDK build {summary.get('vddk_build')!r}, the profile certifies {profile.vddk_build}"
+        )
+    vsphere = str(summary.get("vsphere") or "")
+    try:
+        covered = profile.covers_vsphere(vsphere)
+    except VersionError:
+        covered = False
+    if not covered:
+        verdict.problems.append(
+            f"summary.json: vSphere {vsphere!r} is outside the profile's {profile.vsphere_min} to {profile.vsphere_max}"
+        )
+    if summary.get("shard"):
+        verdict.problems.append(f"summary.json: the run is shard {summary['shard']}, not a whole run")
+    if summary.get("exit_status") not in (0, 1):
+        verdict.problems.append(
+            f"summary.json: the run ended abnormally (pytest exit status {summary.get('exit_status')})"
+        )
+
+
+def verify_bundle(path: Path, profile_path: Path | None = None) -> Verdict:
+    """Check a bundle; CertifyError only for unreadable input or an unknown profile (exit 2)."""
+    files, unsafe = read_bundle(path)
+    verdict = Verdict(bundle=str(path), files=len(files))
+    verdict.problems += unsafe
+    verdict.problems += check_manifest(files)
+    verdict.certification = _json(files, CERTIFICATION, verdict.problems)
+    verdict.summary = _json(files, "summary.json", verdict.problems)
+    verdict.environment = _json(files, "environment.json", verdict.problems)
+    key = str(verdict.certification.get("profile") or "")
+    if profile_path is not None:
+        profile = load_profile(str(profile_path))
+        if key and key != profile.key:
+            verdict.problems.append(f"{CERTIFICATION}: made against profile {key}, verified against {profile.key}")
+    elif key:
+        profile = load_profile(key)
+    else:
+        if not verdict.certification:
+            return verdict
+        raise CertifyError(f"{path}: {CERTIFICATION} names no profile: pass --profile FILE")
+    verdict.profile = profile
+    bundled = files.get("profile.toml")
+    if bundled is None:
+        verdict.problems.append("profile.toml: missing from the bundle")
+    elif bundled.decode("utf-8", "replace") != profile.text:
+        try:
+            parse_profile(bundled.decode("utf-8", "replace"), "profile.toml")
+        except CertifyError as exc:
+            verdict.problems.append(str(exc))
+        verdict.problems.append(f"profile.toml: differs from the published profile {profile.key}")
+    if profile.status != "approved":
+        verdict.warnings.append(f"profile {profile.key} is {profile.status}, not approved")
+    if verdict.summary:
+        _check_environment(verdict, profile)
+    test_map = verdict.certification.get("tests")
+    if not isinstance(test_map, dict):
+        verdict.problems.append(f"{CERTIFICATION}: has no 'tests' map (node id -> test id)")
+        test_map = {}
+    tests = verdict.summary.get("tests")
+    verdict.results = judge_tests(profile, test_map, tests if isinstance(tests, list) else [])
+    verdict.problems += [r.problem for r in verdict.results if r.test.required and r.problem]
+    return verdict

@@ -1,0 +1,144 @@
+"""Certification profiles: the published one is consistent with the suites and the catalog; broken files are one
+line naming the key."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.catalog import load_catalog
+from conformance.certify import CertifyError
+from conformance.certify.profile import available_profiles, load_profile, parse_profile
+from conformance.sim.profiles import get_profile
+from conformance.versions import VsphereVersion
+from tests.certify.conftest import SMALL_PROFILE
+
+SUITES = Path(__file__).resolve().parents[2] / "suites"
+
+
+def suite_test_ids() -> set[str]:
+    return {m for path in SUITES.glob("test_*.py") for m in re.findall(r'test_id\("([^"]+)"\)', path.read_text())}
+
+
+def _release_note(call: ast.expr) -> dict[str, Any] | None:
+    """{"item": "K2", "workaround": ..., ...} of a ``pytest.mark.release_note(...)`` expression."""
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "release_note"):
+        return None
+    if not call.args or not isinstance(call.args[0], ast.Constant):
+        return None
+    marks: dict[str, Any] = {"item": call.args[0].value}
+    marks.update({k.arg: k.value.value for k in call.keywords if k.arg and isinstance(k.value, ast.Constant)})
+    return marks
+
+
+def suite_release_notes() -> dict[str, dict[str, Any]]:
+    """test id -> its release_note marker (the function's own, else the module's pytestmark)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in SUITES.glob("test_*.py"):
+        tree = ast.parse(path.read_text())
+        module_mark = None
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets):
+                values = node.value.elts if isinstance(node.value, ast.List) else [node.value]
+                module_mark = next((m for m in map(_release_note, values) if m), None)
+        for func in ast.walk(tree):
+            if isinstance(func, ast.FunctionDef):
+                test_ids = [
+                    d.args[0].value
+                    for d in func.decorator_list
+                    if isinstance(d, ast.Call)
+                    and getattr(d.func, "attr", "") == "test_id"
+                    and isinstance(d.args[0], ast.Constant)
+                ]
+                own = next((m for m in map(_release_note, func.decorator_list) if m), None)
+                for test_id in test_ids:
+                    if own or module_mark:
+                        found[str(test_id)] = own or module_mark or {}
+    return found
+
+
+def test_the_published_profile_loads_under_its_file_name() -> None:
+    assert "vddk-7.0.3-v1" in available_profiles()
+    profile = load_profile("vddk-7.0.3-v1")
+    assert profile.key == "vddk-7.0.3-v1" and profile.status == "approved" and profile.vddk_build == "7.0.3"
+    assert sum(t.required for t in profile.tests) >= 20
+    assert load_profile(None).key == "vddk-7.0.3-v1"  # the newest approved one is the default
+
+
+@pytest.mark.parametrize("key", available_profiles())
+def test_every_profile_test_id_exists_in_the_suites(key: str) -> None:
+    missing = sorted(set(load_profile(key).test_ids()) - suite_test_ids())
+    assert not missing, f"{key} names test ids no suite carries: {missing}"
+
+
+@pytest.mark.parametrize("key", available_profiles())
+def test_known_issues_are_allowed_exactly_where_the_catalog_can_expect_one(key: str) -> None:
+    """An allowed known issue must be possible for the build on some server in range, and the converse."""
+    profile = load_profile(key)
+    catalog = load_catalog()
+    low, high = VsphereVersion.parse(profile.vsphere_min).release, VsphereVersion.parse(profile.vsphere_max).release
+    servers = [
+        v
+        for v in ("6.5", "6.7", "6.7U3", "7.0", "7.0U1", "7.0U2", "7.0U3", "8.0")
+        if low <= VsphereVersion.parse(get_profile(v).name).release <= high
+    ]
+    marks = suite_release_notes()
+    for test in profile.tests:
+        mark = marks.get(test.id)
+        if mark is None:
+            assert not test.known_issue_allowed, f"{test.id}: no release-note marker, so no known issue to allow"
+            continue
+        possible = any(
+            catalog.expectation(
+                mark["item"],
+                profile.vddk_build,
+                v,
+                workaround=mark.get("workaround"),
+                platform=mark.get("platform", "linux"),
+                control=mark.get("control"),
+            ).outcome
+            == "known_issue"
+            for v in servers
+        )
+        assert test.known_issue_allowed == possible, f"{test.id}: known_issue allowed={test.known_issue_allowed}"
+
+
+def test_a_profile_file_is_loaded_by_path(tmp_path: Path) -> None:
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL_PROFILE)
+    profile = load_profile(str(path))
+    assert profile.key == "test-small-v1" and profile.test_ids() == ("RT-001", "K2-001", "K4-001", "R5-001")
+    assert profile.covers_vsphere("7.0U3") and profile.covers_vsphere("M16") and not profile.covers_vsphere("6.7")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("version = 1", 'version = "1"', "[profile]: 'version' must be a whole number"),
+        ('status = "approved"', 'status = "final"', "'status' 'final' must be one of draft, approved"),
+        ('vsphere_min = "7.0"', 'vsphere_min = "9.9"', "[profile]:"),
+        ('vsphere_max = "8.0"', 'vsphere_max = "6.7"', "vsphere_min 7.0 is newer than vsphere_max 6.7"),
+        ('id = "K4-001"', 'id = "RT-001"', "test RT-001: listed twice"),
+        ('id = "K4-001"', 'id = "k4_1"', "test k4_1: 'id' is not a test id"),
+        ('known_issue = "allowed"', 'known_issue = "yes"', "test K2-001: 'known_issue' 'yes' must be one of"),
+        ('status = "advisory"', 'statuss = "advisory"', "unknown key 'statuss'"),
+        ('title = "small test profile"\n', "", "[profile]: missing 'title'"),
+    ],
+)
+def test_broken_profiles_are_one_line_naming_the_key(old: str, new: str, message: str) -> None:
+    assert old in SMALL_PROFILE
+    with pytest.raises(CertifyError) as caught:
+        parse_profile(SMALL_PROFILE.replace(old, new, 1), "small.toml")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert str(caught.value).startswith("small.toml:")
+
+
+def test_an_unknown_profile_lists_the_published_ones() -> None:
+    with pytest.raises(
+        CertifyError, match=re.escape("unknown certification profile 'vddk-9-v1': use one of vddk-7.0.3-v1")
+    ):
+        load_profile("vddk-9-v1")

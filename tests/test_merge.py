@@ -1,0 +1,280 @@
+"""vddk-conformance merge: shard report directories become one run; anything that would lose or mix data is
+refused in one line."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.merge import MergeError, merge_runs, missing_shards, recount, worst_exit_status
+
+ENV = "vddk.build=7.0.3\nvddk.behaviour=7.0.3\nvsphere=7.0U3\ntarget=sim\nbackup.app=reference\nrun.id={run_id}\n"
+
+
+def shard_dir(
+    root: Path,
+    name: str,
+    cases: list[tuple[str, str, str]],
+    shard: str | None = "1/2",
+    exit_status: int = 0,
+    started: float = 10.0,
+    finished: float = 20.0,
+    **over: Any,
+) -> Path:
+    """A run directory as one shard writes it: summary.json, junit.xml, allure-results."""
+    run_dir = root / name
+    (run_dir / "allure-results").mkdir(parents=True)
+    tests = [
+        {"nodeid": n, "duration": 0.5, "outcome": o, "release_note": r, "expectation": "pass"} for n, o, r in cases
+    ]
+    totals, items = recount(tests)
+    summary = {
+        "run_id": name,
+        "vddk_build": "7.0.3",
+        "sim_behaviour": "7.0.3",
+        "vsphere": "7.0U3",
+        "backup_app": "reference",
+        "matrix": "default",
+        "shard": shard,
+        "target": {"name": "sim"},
+        "started": started,
+        "finished": finished,
+        "exit_status": exit_status,
+        "totals": totals,
+        "release_notes": items,
+        "tests": tests,
+    }
+    summary.update(over)
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    cases_xml = "".join(
+        f'<testcase classname="s" name="{n}" time="0.5">'
+        + {"failed": "<failure/>", "error": "<error/>", "skipped": "<skipped/>", "xfailed": "<skipped/>"}.get(o, "")
+        + "</testcase>"
+        for n, o, _ in cases
+    )
+    (run_dir / "junit.xml").write_text(
+        f'<?xml version="1.0"?><testsuites name="pytest tests"><testsuite name="pytest" tests="999" failures="9" '
+        f'hostname="{name}-host" time="1.5">{cases_xml}</testsuite></testsuites>'
+    )
+    (run_dir / "allure-results" / "environment.properties").write_text(ENV.format(run_id=name))
+    for n, _, _ in cases:
+        uuid = abs(hash((name, n)))
+        (run_dir / "allure-results" / f"{uuid}-result.json").write_text(json.dumps({"name": n}))
+    (run_dir / "allure-results" / f"{name}-attachment.txt").write_text("trace")
+    return run_dir
+
+
+A = [("s/t.py::a", "passed", "C4"), ("s/t.py::c", "failed", "R5")]
+B = [("s/t.py::b", "xfailed", "K2"), ("s/t.py::d", "passed", "C4")]
+
+
+def test_two_shards_merge_into_one_run(tmp_path: Path) -> None:
+    one = shard_dir(tmp_path, "r1", A, "1/2", exit_status=1, started=10.0, finished=30.0)
+    two = shard_dir(tmp_path, "r2", B, "2/2", exit_status=0, started=5.0, finished=20.0)
+    out = tmp_path / "merged"
+    merge_runs([one, two], out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert [t["nodeid"] for t in summary["tests"]] == ["s/t.py::a", "s/t.py::b", "s/t.py::c", "s/t.py::d"]
+    assert summary["totals"] == {"passed": 2, "failed": 1, "xfailed": 1}
+    assert summary["release_notes"] == {"C4": {"passed": 2}, "R5": {"failed": 1}, "K2": {"xfailed": 1}}
+    assert (summary["started"], summary["finished"], summary["exit_status"]) == (5.0, 30.0, 1)
+    assert summary["shard"] is None and summary["run_id"] == "merged" and summary["vddk_build"] == "7.0.3"
+    assert [(m["run_id"], m["shard"], m["tests"]) for m in summary["merged_from"]] == [
+        ("r1", "1/2", 2),
+        ("r2", "2/2", 2),
+    ]
+
+    root = ET.parse(out / "junit.xml").getroot()
+    assert root.tag == "testsuites" and len(root.findall("testsuite")) == 2
+    assert {k: root.get(k) for k in ("tests", "failures", "errors", "skipped")} == {
+        "tests": "4",
+        "failures": "1",
+        "errors": "0",
+        "skipped": "1",
+    }
+    assert [s.get("tests") for s in root.findall("testsuite")] == ["2", "2"]  # recounted, not copied
+    assert [s.get("hostname") for s in root.findall("testsuite")] == ["r1-host", "r2-host"]
+
+    allure = out / "allure-results"
+    results = sorted(p.name for p in allure.glob("*-result.json"))
+    assert len(results) == 4 and (allure / "r1-attachment.txt").exists() and (allure / "r2-attachment.txt").exists()
+    env = (allure / "environment.properties").read_text()
+    assert "vddk.build=7.0.3" in env and "run.id=merged" in env
+
+
+def test_other_files_of_every_shard_are_kept(tmp_path: Path) -> None:
+    one = shard_dir(tmp_path, "r1", A)
+    two = shard_dir(tmp_path, "r2", B, "2/2")
+    (one / "traces").mkdir()
+    (one / "traces" / "gw0.jsonl").write_text("one")
+    (two / "traces").mkdir()
+    (two / "traces" / "gw1.jsonl").write_text("two")
+    merge_runs([one, two], tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m" / "traces").iterdir()) == ["gw0.jsonl", "gw1.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"vsphere": "7.0U2"}, "cannot merge: vsphere differs: '7.0U3' in {one}, '7.0U2' in {two}"),
+        ({"vddk_build": "7.0.2"}, "cannot merge: vddk_build differs: '7.0.3' in {one}, '7.0.2' in {two}"),
+        ({"sim_behaviour": "7.0.2"}, "cannot merge: sim_behaviour differs"),
+    ],
+)
+def test_shards_of_different_runs_are_refused_naming_the_key(
+    tmp_path: Path, over: dict[str, Any], message: str
+) -> None:
+    one = shard_dir(tmp_path, "r1", A)
+    two = shard_dir(tmp_path, "r2", B, "2/2", **over)
+    with pytest.raises(MergeError) as caught:
+        merge_runs([one, two], tmp_path / "m")
+    assert message.format(one=one, two=two) in str(caught.value)
+    assert not (tmp_path / "m").exists()
+
+
+def test_environment_properties_must_agree(tmp_path: Path) -> None:
+    one = shard_dir(tmp_path, "r1", A)
+    two = shard_dir(tmp_path, "r2", B, "2/2")
+    env = two / "allure-results" / "environment.properties"
+    env.write_text(env.read_text().replace("vddk.behaviour=7.0.3", "vddk.behaviour=7.0.2"))
+    with pytest.raises(MergeError, match=r"environment.properties vddk.behaviour differs: '7.0.3' in .*r1, '7.0.2'"):
+        merge_runs([one, two], tmp_path / "m")
+
+
+def test_overlapping_shards_are_refused_naming_the_test(tmp_path: Path) -> None:
+    one = shard_dir(tmp_path, "r1", A)
+    two = shard_dir(tmp_path, "r2", [*B, A[0]], "2/2")
+    with pytest.raises(MergeError, match=re.escape(f"test s/t.py::a ran in both {one} and {two}")):
+        merge_runs([one, two], tmp_path / "m")
+
+
+def test_a_file_that_differs_between_shards_is_refused(tmp_path: Path) -> None:
+    one = shard_dir(tmp_path, "r1", A)
+    two = shard_dir(tmp_path, "r2", B, "2/2")
+    (one / "allure-results" / "categories.json").write_text("[1]")
+    (two / "allure-results" / "categories.json").write_text("[2]")
+    with pytest.raises(MergeError, match=r"allure-results/categories\.json differs between"):
+        merge_runs([one, two], tmp_path / "m")
+    (two / "allure-results" / "categories.json").write_text("[1]")  # the same file twice is kept once
+    merge_runs([one, two], tmp_path / "m")
+    assert (tmp_path / "m" / "allure-results" / "categories.json").read_text() == "[1]"
+
+
+def test_inputs_and_output_are_checked(tmp_path: Path) -> None:
+    one = shard_dir(tmp_path, "r1", A)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(MergeError, match="exists and is not an empty folder"):
+        merge_runs([one], tmp_path / "full")
+    with pytest.raises(MergeError, match="is given twice"):
+        merge_runs([one, one], tmp_path / "m")
+    with pytest.raises(MergeError, match=r"no summary\.json"):
+        merge_runs([one, tmp_path / "full"], tmp_path / "m")
+    with pytest.raises(MergeError, match="is inside the input"):
+        merge_runs([one], one / "merged")
+
+
+@pytest.mark.parametrize(
+    ("codes", "worst"), [([0, 0], 0), ([0, 1], 1), ([5, 0], 0), ([5, 5], 5), ([1, 3, 2], 3), ([2, 1], 2)]
+)
+def test_exit_status_is_the_worst(codes: list[int], worst: int) -> None:
+    assert worst_exit_status(codes) == worst
+
+
+def test_missing_shards_are_named() -> None:
+    assert missing_shards(["1/3", "3/3"]) == ["2/3"]
+    assert missing_shards(["1/2", "2/2"]) == [] and missing_shards([None]) == []
+
+
+def test_merge_command_errors_are_one_line(tmp_path: Path) -> None:
+    one = shard_dir(tmp_path, "r1", A)
+    two = shard_dir(tmp_path, "r2", B, "2/2", vsphere="8.0")
+    result = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", "merge", str(one), str(two), "--out", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"vddk-conformance: error: cannot merge: vsphere differs: '7.0U3' in {one}, '8.0' in {two}"
+    ]
+
+
+def _run(reports: Path, run_id: str, *extra: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conformance.cli",
+            "run",
+            "--reports",
+            str(reports),
+            "--run-id",
+            run_id,
+            "-n",
+            "0",
+            "-k",
+            SELECTION,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
+    return dict(json.loads((reports / run_id / "summary.json").read_text()))
+
+
+#: a few fast tests across files and outcomes (passes and an expected failure)
+SELECTION = "preflight_reports or phone_home_value or default_tmp_directory or support_check"
+
+
+def _comparable(summary: dict[str, Any]) -> dict[str, Any]:
+    tests = [{k: v for k, v in t.items() if k != "duration"} for t in summary["tests"]]
+    return {
+        "tests": tests,
+        "totals": summary["totals"],
+        "release_notes": summary["release_notes"],
+        "vddk_build": summary["vddk_build"],
+        "vsphere": summary["vsphere"],
+    }
+
+
+@pytest.mark.slow
+def test_a_run_split_in_two_and_merged_equals_the_unsplit_run(tmp_path: Path) -> None:
+    whole = _run(tmp_path, "whole")
+    first = _run(tmp_path, "s1", "--shard", "1/2")
+    second = _run(tmp_path, "s2", "--shard", "2/2")
+    assert first["tests"] and second["tests"], "the selection must put tests in both shards"
+    assert "xfailed" in whole["totals"] and len(whole["tests"]) >= 10
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conformance.cli",
+            "merge",
+            str(tmp_path / "s1"),
+            str(tmp_path / "s2"),
+            "--out",
+            str(tmp_path / "merged"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert _comparable(merged) == _comparable(whole)
+    assert merged["exit_status"] == whole["exit_status"] and merged["shard"] is None
+    junit = ET.parse(tmp_path / "merged" / "junit.xml").getroot()
+    assert junit.get("tests") == str(len(whole["tests"]))
+    results = list((tmp_path / "merged" / "allure-results").glob("*-result.json"))
+    assert len(results) == len(list((tmp_path / "whole" / "allure-results").glob("*-result.json")))
