@@ -25,7 +25,9 @@ A conformance test always asserts the fixed, correct behaviour. ``expectation()`
      passes: a supported pair must back up and restore, an unsupported one must be refused by the preflight.
    * known: the reproducer is ``known_issue`` when the build is in ``affected_builds`` and the server in
      ``affected_vsphere`` (default: every server), otherwise ``pass``. A workaround test passes in both cases:
-     it must avoid the issue where it is present and must never hurt where it is not.
+     it must avoid the issue where it is present and must never hurt where it is not. A control case
+     (``[[item.controls]]``, e.g. K1 on VMFS) is a case the notes place outside the issue: rules 1-3 apply, then
+     it must pass.
 """
 
 from __future__ import annotations
@@ -61,9 +63,9 @@ _SCOPES = ("all", "on-prem", "vmc")
 _REQUIRED = ("id", "section", "title", "kind", "summary", "anchor")
 _OPTIONAL = ("note", "affected_behaviour", "applies_from", "platforms", "other_platforms")
 _FIX_KEYS = ("fixed_in", "fixed_in_vsphere", "documentation_only", "support_policy")
+_KNOWN_KEYS = ("affected_builds", "affected_vsphere", "workarounds", "controls")
 _KIND_KEYS: dict[str, tuple[str, ...]] = {"feature": ("introduced_in", "min_vsphere"), "compatibility": _FIX_KEYS,
-                                          "resolved": _FIX_KEYS,
-                                          "known": ("affected_builds", "affected_vsphere", "workarounds")}  # fmt: skip
+                                          "resolved": _FIX_KEYS, "known": _KNOWN_KEYS}  # fmt: skip
 _KIND_REQUIRED: dict[str, tuple[str, ...]] = {"feature": ("introduced_in",), "known": ("affected_builds",)}
 _WORKAROUND_KEYS = ("id", "title", "scope", "note")
 _TEXT = ("section", "title", "summary", "anchor", "note", "affected_behaviour")
@@ -108,6 +110,8 @@ class ReleaseNoteItem:
     affected_builds: tuple[VddkBuild, ...] = ()
     affected_vsphere: tuple[VsphereVersion, ...] = ()
     workarounds: tuple[Workaround, ...] = ()
+    #: cases the notes place outside the issue (K1 on VMFS): their tests must pass on every build
+    controls: tuple[Workaround, ...] = ()
 
     @property
     def link_text(self) -> str:
@@ -128,6 +132,14 @@ class ReleaseNoteItem:
             raise CatalogError(f"{self.id} ({self.kind}) has no workarounds: pass workaround=None")
         known = ", ".join(w.id for w in self.workarounds)
         raise CatalogError(f"{self.id} has no workaround {workaround_id!r}: use one of {known}")
+
+    def control(self, control_id: str) -> Workaround:
+        """The control case with that id, or a CatalogError listing this item's control cases."""
+        for candidate in self.controls:
+            if candidate.id == control_id:
+                return candidate
+        known = ", ".join(c.id for c in self.controls) or "none"
+        raise CatalogError(f"{self.id} has no control case {control_id!r}: use one of {known}")
 
 
 @dataclass(frozen=True)
@@ -208,7 +220,8 @@ class Catalog:
         return isinstance(item_id, str) and item_id.strip().upper() in self._items
 
     def expectation(self, item_id: str, vddk_build: str | VddkBuild, vsphere: str | VsphereVersion, *,
-                    workaround: str | Workaround | None = None, platform: str = "linux") -> Expectation:  # fmt: skip
+                    workaround: str | Workaround | None = None, platform: str = "linux",
+                    control: str | None = None) -> Expectation:  # fmt: skip
         """Decide pass / known_issue / not_applicable for one selection (rules in the module docstring)."""
         item = self.get(item_id)
         build, server = VddkBuild.parse(vddk_build), VsphereVersion.parse(vsphere)
@@ -216,7 +229,14 @@ class Catalog:
             raise CatalogError(f"unknown platform {platform!r}: use one of {', '.join(PLATFORMS)}")
         wid = workaround.id if isinstance(workaround, Workaround) else workaround
         chosen = None if wid is None else item.workaround(wid)
+        case = None if control is None else item.control(control)
+        if case is not None and chosen is not None:
+            raise CatalogError(f"{item.id}: a test is a workaround or a control case, not both (fix: drop one)")
         outcome, reason = _decide(item, build, server, chosen, platform)
+        if case is not None and outcome == "known_issue":
+            outcome = "pass"
+        if case is not None and outcome == "pass":
+            reason = f"{item.id} control case {case.id} ({case.title}) is outside the issue: it must pass"
         return Expectation(item.id, outcome, reason)
 
 
@@ -344,6 +364,7 @@ def _parse_item(raw: object, where: str, origin: str) -> ReleaseNoteItem:
         affected_builds=_selected(raw, "affected_builds", at, versions.match_builds),
         affected_vsphere=_selected(raw, "affected_vsphere", at, versions.match_vsphere),
         workarounds=_workarounds(raw, at),
+        controls=_workarounds(raw, at, "controls"),
         **fields,
     )
 
@@ -387,26 +408,27 @@ def _selected(raw: dict[str, Any], key: str, at: str, match: Callable[[str], tup
     return tuple(sorted(found))
 
 
-def _workarounds(raw: dict[str, Any], at: str) -> tuple[Workaround, ...]:
-    tables = raw.get("workarounds", [])
+def _workarounds(raw: dict[str, Any], at: str, key: str = "workarounds") -> tuple[Workaround, ...]:
+    """The [[item.workarounds]] (or [[item.controls]]) tables: kebab-case ids, titles, scopes."""
+    tables = raw.get(key, [])
     if not isinstance(tables, list):
-        raise CatalogError(f"{at}: workarounds: expected [[item.workarounds]] tables (fix: write them as such)")
+        raise CatalogError(f"{at}: {key}: expected [[item.{key}]] tables (fix: write them as such)")
     result: list[Workaround] = []
     for table in tables:
         wid = table.get("id") if isinstance(table, dict) else None
         if not isinstance(wid, str) or not re.fullmatch(r"[a-z0-9]+(?:[-.][a-z0-9]+)*", wid):
-            raise CatalogError(f'{at}: workarounds: id {wid!r} is not kebab-case (fix: e.g. id = "proxy-on-vsan")')
-        where = f"{at}: workaround {wid}"
-        for key in table:
-            if key not in _WORKAROUND_KEYS:
-                raise CatalogError(f"{where}: unknown key {key!r} (fix: use {', '.join(_WORKAROUND_KEYS)})")
+            raise CatalogError(f'{at}: {key}: id {wid!r} is not kebab-case (fix: e.g. id = "proxy-on-vsan")')
+        where = f"{at}: {key[:-1]} {wid}"
+        for name in table:
+            if name not in _WORKAROUND_KEYS:
+                raise CatalogError(f"{where}: unknown key {name!r} (fix: use {', '.join(_WORKAROUND_KEYS)})")
         title, scope, note = table.get("title"), table.get("scope", "all"), table.get("note", "")
         if not isinstance(title, str) or not title.strip():
             raise CatalogError(f"{where}: missing required key 'title' (fix: add title = \"...\")")
         if scope not in _SCOPES:
             raise CatalogError(f"{where}: scope: {scope!r} (fix: use one of {', '.join(_SCOPES)})")
         if any(w.id == wid for w in result):
-            raise CatalogError(f"{where}: duplicate workaround id (fix: give each workaround its own id)")
+            raise CatalogError(f"{where}: duplicate {key[:-1]} id (fix: give each its own id)")
         result.append(Workaround(wid, title, scope, str(note)))
     return tuple(result)
 
@@ -418,6 +440,9 @@ def load_catalog() -> Catalog:
 
 
 def expectation(item_id: str, vddk_build: str | VddkBuild, vsphere: str | VsphereVersion, *,
-                workaround: str | Workaround | None = None, platform: str = "linux") -> Expectation:  # fmt: skip
+                workaround: str | Workaround | None = None, platform: str = "linux",
+                control: str | None = None) -> Expectation:  # fmt: skip
     """``Catalog.expectation`` on the packaged catalog: what a test of ``item_id`` must show for this selection."""
-    return load_catalog().expectation(item_id, vddk_build, vsphere, workaround=workaround, platform=platform)
+    return load_catalog().expectation(
+        item_id, vddk_build, vsphere, workaround=workaround, platform=platform, control=control
+    )

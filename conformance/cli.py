@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -94,9 +95,14 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         str(args.workers),
         "-o",
         "console_output_style=classic",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",  # the command line imported conformance before pytest
     ]
     if args.sim_behaviour:
         argv.append(f"--sim-behaviour={args.sim_behaviour}")
+    for option in ("sim_vsphere", "release_note", "assume_fixed"):
+        if getattr(args, option, None):
+            argv.append(f"--{option.replace('_', '-')}={getattr(args, option)}")
     if args.backup_app:
         argv.append(f"--backup-app={args.backup_app}")
     if args.shard:
@@ -107,6 +113,59 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("vddk-conformance: no test was selected", file=sys.stderr)
     return code
+
+
+def _detection_matrix(args: argparse.Namespace) -> int:
+    """Run every item's probe (expectations without the bug, behaviour with it); exit 1 unless all are caught."""
+    from conformance.detection import DetectionError, load_plan, run_probe, write_results
+
+    try:
+        probes = load_plan(Path(args.plan) if args.plan else None)
+    except DetectionError as exc:
+        raise CliError(str(exc)) from None
+    if args.items:
+        wanted = {i.strip().upper() for i in args.items.split(",")}
+        unknown = wanted - {p.item for p in probes}
+        if unknown:
+            raise CliError(f"--items: unknown release-note id(s) {', '.join(sorted(unknown))}")
+        probes = [p for p in probes if p.item in wanted]
+    out = Path(args.out) if args.out else Path(args.reports) / f"detection-{time.strftime('%Y%m%d-%H%M%S')}"
+    started = time.monotonic()
+    results = []
+    for probe in probes:
+        try:
+            result = run_probe(probe, out / "runs", args.workers, Path(args.suites) if args.suites else None)
+        except DetectionError as exc:
+            raise CliError(str(exc)) from None
+        results.append(result)
+        verdict = "detected" if result.detected else "NOT DETECTED"
+        print(f"{probe.item}: {verdict} ({len(result.caught_by)} test(s) failed, {result.seconds:.0f} s)", flush=True)
+    json_path, md_path = write_results(results, out, time.monotonic() - started)
+    print(md_path.read_text(), end="")
+    print(f"vddk-conformance: detection matrix in {json_path} and {md_path}")
+    return 0 if all(r.detected for r in results) else 1
+
+
+def _nightly(args: argparse.Namespace) -> int:
+    """One run per (build, vSphere) pair; exit 1 when any run failed."""
+    from conformance.nightly import NightlyError, pairs, run_pairs
+
+    shard = None
+    if args.shard:
+        try:
+            index, total = (int(p) for p in args.shard.split("/"))
+        except ValueError:
+            raise CliError(f"--shard {args.shard!r}: use K/N, e.g. 1/2") from None
+        if not 1 <= index <= total:
+            raise CliError(f"--shard {args.shard!r}: K must be between 1 and N")
+        shard = (index, total)
+    try:
+        selected = pairs(args.builds, args.vsphere, shard, args.include_unsupported)
+    except NightlyError as exc:
+        raise CliError(str(exc)) from None
+    print(f"vddk-conformance: {len(selected)} build/vSphere pair(s) to run", flush=True)
+    results = run_pairs(selected, Path(args.reports), args.matrix, args.workers)
+    return 0 if all(r.exit_status == 0 for r in results) else 1
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -122,10 +181,56 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    """Allure HTML (needs Node; one line when it cannot) and the matrix page (always) of the given runs."""
+    from conformance.reports.build import build_report
+    from conformance.reports.runs import ReportError
+
+    try:
+        built = build_report(
+            [Path(p) for p in args.run_dirs],
+            Path(args.out),
+            allure=not args.no_allure,
+            cache=Path(args.allure_cache) if args.allure_cache else None,
+        )
+    except ReportError as exc:
+        raise CliError(str(exc)) from exc
+    for note in built.notes:
+        print(f"vddk-conformance: {note}", file=sys.stderr)
+    if built.allure is not None:
+        print(f"vddk-conformance: Allure report {built.allure}")
+    print(f"vddk-conformance: matrix page {built.matrix}")
+    return 0
+
+
+def _preflight_target(args: argparse.Namespace) -> int:
+    """A target file and its server: one line per problem, exit 1 when there is one."""
+    from conformance.preflight import target_preflight
+
+    lines = target_preflight(args.target, build=args.vddk_build)
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"preflight: target {args.target}: no problem found")
+    return 1 if [line for line in lines if not line.startswith("warning:")] else 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """Remove what interrupted runs left (on the target, and dead simulators' state folders here)."""
+    from conformance.sweep import SweepError, sweep_command
+
+    try:
+        return sweep_command(args.target, run_id=args.run_id, older_than=args.older_than, dry_run=args.dry_run)
+    except SweepError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def _preflight(args: argparse.Namespace) -> int:
     """One line per problem; exit 1 when there is a problem (warnings alone exit 0)."""
     from conformance.preflight import preflight
 
+    if getattr(args, "target", None):
+        return _preflight_target(args)
     if args.config and not Path(args.config).is_file():
         raise CliError(f"--config {args.config}: no such file")
     lines = preflight(
@@ -141,6 +246,49 @@ def _preflight(args: argparse.Namespace) -> int:
     if not lines:
         print(f"preflight: VDDK {args.vddk_build} with vSphere {args.vsphere}: no problem found")
     return 1 if problems else 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """Merge shard report directories into one run."""
+    from conformance.merge import MergeError, merge_runs, missing_shards
+
+    try:
+        summary = merge_runs([Path(p) for p in args.run_dirs], Path(args.out), run_id=args.run_id)
+    except MergeError as exc:
+        raise CliError(str(exc)) from exc
+    shards = [str(s.get("shard")) for s in summary["merged_from"] if s.get("shard")]
+    missing = missing_shards([s.get("shard") for s in summary["merged_from"]])
+    if missing:
+        print(f"vddk-conformance: warning: shard(s) {', '.join(missing)} not among the inputs", file=sys.stderr)
+    print(
+        f"vddk-conformance: merged {len(args.run_dirs)} run(s) ({', '.join(shards) or 'unsharded'}), "
+        f"{len(summary['tests'])} tests, into {args.out}"
+    )
+    return 0
+
+
+def _certify(args: argparse.Namespace) -> int:
+    """Run a certification profile's tests and pack the bundle."""
+    from conformance.certify import CertifyError
+    from conformance.certify.command import certify
+
+    try:
+        return certify(
+            args.target, Path(args.product), Path(args.out), args.profile, args.vsphere, args.workers, args.reports
+        )
+    except CertifyError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _verify_bundle(args: argparse.Namespace) -> int:
+    """Check a certification bundle and print its verdict."""
+    from conformance.certify import CertifyError
+    from conformance.certify.command import verify
+
+    try:
+        return verify(Path(args.bundle), args.profile)
+    except CertifyError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--vddk-build", default="7.0.3", help="VDDK build whose expectations apply (default 7.0.3)")
     run.add_argument("--vsphere", default="7.0U3", help="vSphere version or VMC milestone (default 7.0U3)")
     run.add_argument("--sim-behaviour", help="simulated VDDK behaves as this build (default: --vddk-build)")
+    run.add_argument("--sim-vsphere", help="the simulated server presents this vSphere version (default: --vsphere)")
+    run.add_argument("--release-note", help="comma-separated release-note ids: run only their tests")
+    run.add_argument("--assume-fixed", help="comma-separated ids whose tests must pass whatever the catalog says")
     run.add_argument("--backup-app", help="module:Class of the backup application (default: the reference one)")
     run.add_argument("--matrix", default="default", choices=("default", "full"))
     run.add_argument("--reports", default="reports", help="folder for reports/<run-id>/ (default ./reports)")
@@ -173,11 +324,60 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suites", help="suites folder (default: the repository's suites/)")
     run.set_defaults(handler=_run)
 
+    detect = commands.add_parser(
+        "detection-matrix", help="prove each release-note item's tests fail on a build (or server) with its bug"
+    )
+    detect.add_argument("--items", help="comma-separated ids (default: all 18)")
+    detect.add_argument("--out", help="output folder (default reports/detection-<time>)")
+    detect.add_argument("--reports", default="reports", help="parent of the default output folder")
+    detect.add_argument("-n", "--workers", default="2", help="pytest-xdist workers per probe (default 2)")
+    detect.add_argument("--plan", help="a detection plan file (default: the packaged detection_plan.toml)")
+    detect.add_argument("--suites", help="suites folder (default: the repository's suites/)")
+    detect.set_defaults(handler=_detection_matrix)
+
+    nightly = commands.add_parser("nightly", help="one run per VDDK build x vSphere version (the nightly matrix)")
+    nightly.add_argument("--builds", default="all", help="VDDK selectors, comma-separated (default all; e.g. 7.0.x)")
+    nightly.add_argument("--vsphere", default="all", help="vSphere selectors, comma-separated (default all)")
+    nightly.add_argument("--matrix", default="full", choices=("default", "full"), help="per-run matrix (default full)")
+    nightly.add_argument("--shard", help="K/N: run every N-th pair, starting with the K-th")
+    nightly.add_argument("--include-unsupported", action="store_true", help="also run pairs the policy refuses")
+    nightly.add_argument("--reports", default="reports", help="folder for the runs (default ./reports)")
+    nightly.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers per run (default auto)")
+    nightly.set_defaults(handler=_nightly)
+
     compare = commands.add_parser("compare", help="which tests and release-note items changed between two runs")
     compare.add_argument("run_a", help="report directory of the first run (reports/<run-id>)")
     compare.add_argument("run_b", help="report directory of the second run")
     compare.add_argument("--json", help="also write the comparison as JSON to this file")
     compare.set_defaults(handler=_compare)
+
+    merge = commands.add_parser("merge", help="merge the report directories of a sharded run into one run")
+    merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="report directories (reports/<run-id>)")
+    merge.add_argument("--out", required=True, help="new or empty folder for the merged run")
+    merge.add_argument("--run-id", help="run id of the merged run (default: the --out folder's name)")
+    merge.set_defaults(handler=_merge)
+
+    cert = commands.add_parser("certify", help="run a certification profile and pack a verifiable bundle")
+    cert.add_argument("--target", default="sim", help="'sim' (embedded simulator, default) or a target file")
+    cert.add_argument("--product", required=True, help="PRODUCT.yaml: name, version, vendor of the application")
+    cert.add_argument("--out", required=True, help="the bundle to write (FILE.tar.gz, must not exist)")
+    cert.add_argument("--profile", help="profile id (e.g. vddk-7.0.3-v1) or file (default: newest approved)")
+    cert.add_argument("--vsphere", default="7.0U3", help="vSphere version of the target (default 7.0U3)")
+    cert.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers (default auto, 0 = none)")
+    cert.add_argument("--reports", help="keep the run's reports under this folder (default: discarded)")
+    cert.set_defaults(handler=_certify)
+
+    verify = commands.add_parser("verify-bundle", help="check a certification bundle and print its verdict")
+    verify.add_argument("bundle", help="FILE.tar.gz written by certify")
+    verify.add_argument("--profile", help="profile file, for bundles of a profile this harness does not publish")
+    verify.set_defaults(handler=_verify_bundle)
+
+    report = commands.add_parser("report", help="Allure HTML report and release-note matrix page of one or more runs")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="report directories (reports/<run-id>)")
+    report.add_argument("--out", default="report", help="output folder (default ./report; history kept there)")
+    report.add_argument("--no-allure", action="store_true", help="write only the matrix page")
+    report.add_argument("--allure-cache", help="Allure 3's npm folder (default ~/.cache/vddk-conformance/allure)")
+    report.set_defaults(handler=_report)
 
     pre = commands.add_parser("preflight", help="check a VDDK build, vSphere version, proxy OS and InitEx config")
     pre.add_argument("--vddk-build", default="7.0.3")
@@ -185,7 +385,15 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--proxy-os", help='the HotAdd proxy\'s OS, e.g. "Red Hat Enterprise Linux 8.3"')
     pre.add_argument("--config", help="the InitEx configuration file to check")
     pre.add_argument("--transports", help="transport list the run uses, e.g. hotadd:nbdssl")
+    pre.add_argument("target", nargs="?", help="a target file: also check its server, login, inventory and libdir")
     pre.set_defaults(handler=_preflight)
+
+    sweep = commands.add_parser("sweep", help="remove leftovers of interrupted runs (snapshots, clones, hot-adds)")
+    sweep.add_argument("target", nargs="?", help="target file (without one: only dead simulators' state folders)")
+    sweep.add_argument("--run-id", help="only leftovers of this run")
+    sweep.add_argument("--older-than", type=float, metavar="MIN", help="only leftovers older than MIN minutes")
+    sweep.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
+    sweep.set_defaults(handler=_sweep)
     return parser
 
 

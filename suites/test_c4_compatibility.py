@@ -18,6 +18,8 @@ from conformance.plugin.settings import RunSettings
 from conformance.preflight import preflight
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
+from conformance.targets import Target
+from conformance.vixdisklib.api import VixDiskLib
 from conformance.vsphere.guest import GuestWorkload
 from conformance.workloads import apply
 
@@ -105,3 +107,12 @@ def test_the_preflight_reports_an_unsupported_pair(build: str, vsphere: str) -> 
 @pytest.mark.parametrize(("build", "vsphere"), SUPPORTED)
 def test_the_preflight_accepts_a_supported_pair(build: str, vsphere: str) -> None:
     assert compatibility_lines(build, vsphere) == []
+
+
+@pytest.mark.test_id("C4-005")
+def test_the_loaded_library_is_supported_by_the_targets_server(
+    run_pair_supported: None, vixdisklib: VixDiskLib, vddk_target: Target
+) -> None:
+    """The pair that matters is the library actually loaded and the server actually there: a lab whose libdir
+    holds another build than the one it certifies, or whose server is another release, is caught here."""
+    assert compatibility_lines(vixdisklib.backend.build, vddk_target.vsphere) == []

@@ -85,3 +85,10 @@ def test_support_check_reports_a_build_without_the_new_proxy_os_in_one_line(prox
     problems = check_proxy(proxy.guest_text, UNSUPPORTING_BUILD)
     assert len(problems) == 1 and "\n" not in problems[0]
     assert proxy.os_label in problems[0] and UNSUPPORTING_BUILD in problems[0]
+
+
+@pytest.mark.test_id("F2-004")
+def test_the_loaded_library_supports_the_proxy_os_it_runs_in(proxy: Proxy, vixdisklib: VixDiskLib) -> None:
+    """The build that matters is the library actually loaded: a proxy whose libdir holds a build without the
+    new operating systems (7.0.2) is caught here, not only by the run's --vddk-build."""
+    assert check_proxy(proxy.guest_text, vixdisklib.backend.build) == []

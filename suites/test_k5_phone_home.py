@@ -23,7 +23,13 @@ from conformance.plugin.fixtures import require
 from conformance.sim.dataplane.client import discover
 from conformance.targets import FAULT_INJECTION, Target
 from conformance.vixdisklib.api import VixDiskLib
-from conformance.vixdisklib.config import KEY_DATABASE_DIR, KEY_PRODUCT_NAME, KEY_PRODUCT_VERSION, parse_config
+from conformance.vixdisklib.config import (
+    KEY_DATABASE_DIR,
+    KEY_PHONE_HOME,
+    KEY_PRODUCT_NAME,
+    KEY_PRODUCT_VERSION,
+    parse_config,
+)
 from conformance.vsphere.session import VsphereSession, disks_of
 
 pytestmark = [pytest.mark.release_note("K5", workaround="phonehome-vendor-keys")]
@@ -69,7 +75,7 @@ def test_config_check_rejects_an_illegal_phone_home_value(key: str, raw_value: s
 
 
 def recorded_clients(target: Target, vsphere: VsphereSession) -> list[dict[str, Any]]:
-    """Every data-plane client the server has recorded: {"product", "version", "transport", "session"}."""
+    """Every data-plane client the server has recorded: product, version, phone_home, transport, session."""
     cookie = vsphere.si._stub.cookie
     endpoint = target.endpoint
     clients: list[dict[str, Any]] = discover(endpoint.host, endpoint.port, cookie, endpoint.thumbprint)["clients"]
@@ -95,13 +101,31 @@ def test_server_records_the_vendor_name_it_received(
     vm_name = vddk_target.target_vms.get("VMFS")
     if vm_name is None:
         pytest.skip(f"target {vddk_target.name} has no VM on a VMFS datastore")
-    lib = vixdisklib_factory(config=config)
+    clients = clients_of_one_read(vixdisklib_factory(config=config), vddk_target, vsphere, vm_name)
+    assert [(c["product"], c["version"]) for c in clients] == [expected]
+
+
+def clients_of_one_read(lib: VixDiskLib, target: Target, vsphere: VsphereSession, vm_name: str) -> list[dict[str, Any]]:
+    """What the server recorded for one NBDSSL open and read of the VM's first disk with ``lib``."""
     vm = vsphere.vm(vm_name)
-    before = len(recorded_clients(vddk_target, vsphere))
+    before = len(recorded_clients(target, vsphere))
     with (
-        lib.connected(vddk_target.connect_params(vm._moId), True, None, "nbdssl") as connection,
+        lib.connected(target.connect_params(vm._moId), True, None, "nbdssl") as connection,
         lib.opened(connection, disks_of(vm)[0].file_name) as disk,
     ):
         lib.read(disk, 0, 1)
-    sent = [(c["product"], c["version"]) for c in recorded_clients(vddk_target, vsphere)[before:]]
-    assert sent == [expected]
+    return recorded_clients(target, vsphere)[before:]
+
+
+@pytest.mark.release_note("K5")
+@pytest.mark.test_id("K5-004")
+def test_enable_phone_home_reaches_the_server(
+    vixdisklib_factory: Callable[..., VixDiskLib], vddk_target: Target, vsphere: VsphereSession
+) -> None:
+    """The reproducer: EnablePhoneHome=1 alone must turn phone home on (vSphere 7.0.x ignores it with VDDK 7.0)."""
+    require(vddk_target, FAULT_INJECTION)
+    vm_name = vddk_target.target_vms.get("VMFS")
+    if vm_name is None:
+        pytest.skip(f"target {vddk_target.name} has no VM on a VMFS datastore")
+    lib = vixdisklib_factory(config={KEY_PHONE_HOME: 1})
+    assert [c["phone_home"] for c in clients_of_one_read(lib, vddk_target, vsphere, vm_name)] == [True]

@@ -348,3 +348,19 @@ def test_bad_arguments_raise_one_line_errors(kwargs: dict[str, str], error: type
 
 def test_module_function_uses_the_packaged_catalog() -> None:
     assert expectation("K1", "7.0.3", "7.0 U3") == Catalog.load().expectation("K1", "7.0.3", "7.0U3")
+
+
+@pytest.mark.parametrize("build", ["7.0.2", "7.0.3"])
+def test_a_control_case_must_pass_where_the_reproducer_is_a_known_issue_or_not(build: str) -> None:
+    control = expectation("K1", build, "7.0U3", control="vmfs-datastore")
+    assert control.outcome == "pass" and "control case vmfs-datastore" in control.reason
+    assert expectation("K1", "7.0.3", "7.0U3").outcome == "known_issue"
+
+
+def test_an_unknown_control_case_or_a_control_with_a_workaround_is_one_line() -> None:
+    with pytest.raises(CatalogError, match=r"K1 has no control case 'nfs'.*vmfs-datastore"):
+        expectation("K1", "7.0.3", "7.0U3", control="nfs")
+    with pytest.raises(CatalogError, match="workaround or a control case, not both"):
+        expectation("K1", "7.0.3", "7.0U3", control="vmfs-datastore", workaround="full-clone-source")
+    with pytest.raises(CatalogError, match="K4 has no control case"):
+        expectation("K4", "7.0.3", "7.0U3", control="x")

@@ -14,7 +14,7 @@ from conformance.catalog import load_catalog
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 #: release-note ids whose suites are still to be written (see the release-note suites issue)
-PENDING = {"K1", "K3", "R3"}
+PENDING: set[str] = set()
 
 
 def _marker_args(name: str) -> list[tuple[str, str]]:
@@ -49,3 +49,26 @@ def test_every_release_note_id_has_tests_or_is_listed_as_pending() -> None:
 def test_test_ids_are_unique() -> None:
     counts = Counter(i for _, i in _marker_args("test_id"))
     assert [i for i, n in counts.items() if n > 1] == []
+
+
+def _variants(keyword: str) -> set[tuple[str, str]]:
+    """(release-note id, value) of every ``release_note("ID", keyword="value")`` in the suites."""
+    found = set()
+    for path in sorted(SUITES.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr != "release_note" or not node.args or not isinstance(node.args[0], ast.Constant):
+                continue
+            for kw in node.keywords:
+                if kw.arg == keyword and isinstance(kw.value, ast.Constant):
+                    found.add((str(node.args[0].value), str(kw.value.value)))
+    return found
+
+
+def test_every_workaround_and_control_case_has_a_test() -> None:
+    catalog = load_catalog()
+    for keyword, attribute in (("workaround", "workarounds"), ("control", "controls")):
+        wanted = {(i, w.id) for i in catalog.ids() for w in getattr(catalog.get(i), attribute)}
+        assert wanted - _variants(keyword) == set(), f"{attribute} without a test"
+        assert _variants(keyword) - wanted == set(), f"tests name unknown {attribute}"

@@ -34,5 +34,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    expectations.select(config, items)
     expectations.apply(config, items)
     reporting.select_shard(config, items)

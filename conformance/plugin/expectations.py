@@ -5,13 +5,26 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.catalog import CatalogError, load_catalog
+from conformance.catalog import CatalogError, Expectation, load_catalog
 
 EXPECTATION = pytest.StashKey[dict[str, str]]()
 
 
 def marker_ids(item: pytest.Item) -> list[str]:
     return [str(m.args[0]) for m in item.iter_markers("release_note") if m.args]
+
+
+def select(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--release-note IDS keeps the tests of those items only."""
+    from conformance.plugin.reporting import SETTINGS
+
+    wanted = set(config.stash[SETTINGS].release_notes)
+    if not wanted:
+        return
+    keep = [item for item in items if wanted & set(marker_ids(item))]
+    dropped = [item for item in items if not wanted & set(marker_ids(item))]
+    items[:] = keep
+    config.hook.pytest_deselected(items=dropped)
 
 
 def apply(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -32,9 +45,12 @@ def apply(config: pytest.Config, items: list[pytest.Item]) -> None:
                     settings.vsphere,
                     workaround=mark.kwargs.get("workaround"),
                     platform=mark.kwargs.get("platform", "linux"),
+                    control=mark.kwargs.get("control"),
                 )
             except CatalogError as exc:
                 raise pytest.UsageError(f"{item.nodeid}: {exc}") from exc
+            if item_id in settings.assume_fixed and verdict.outcome == "known_issue":
+                verdict = Expectation(item_id, "pass", f"{item_id} assumed fixed (--assume-fixed): it must pass")
             item.stash[EXPECTATION] = {"id": item_id, "outcome": verdict.outcome, "reason": verdict.reason}
             item.user_properties.append(("release_note", item_id))
             item.user_properties.append(("expectation", verdict.outcome))

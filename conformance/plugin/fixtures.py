@@ -1,38 +1,54 @@
 """Fixtures the suites share: the target, a vSphere session, the VixDiskLib facade, sequences, fresh VMs.
 
-Session fixtures live once per xdist worker (each worker has its own embedded simulator).
+Session fixtures live once per xdist worker (each worker has its own embedded simulator). The target is the
+embedded simulator ('sim') or a target file; everything after `vddk_target` is the same code path for both.
+The hook implementations at the end (exported like the fixtures) stop a run cleanly on SIGTERM and Ctrl-C.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conformance.locks import VmLocks
 from conformance.plugin.settings import RunSettings
-from conformance.resources import ResourceTracker
+from conformance.resources import (
+    ResourceTracker,
+    deferred_stop,
+    install_stop_handlers,
+    stop_requested,
+    worker_id,
+)
+from conformance.safety import SafetyGuard
 from conformance.sequences.app import BackupAppError, BackupApplication, load_backup_app
 from conformance.sequences.context import SequenceContext
-from conformance.targets import CREATE_VMS, FAULT_INJECTION, GUEST_OPERATIONS, Target, simulator_target
+from conformance.targets import CREATE_VMS, FAULT_INJECTION, GUEST_OPERATIONS, Target, file_target, simulator_target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import render_config
 from conformance.vixdisklib.factory import make_library
 from conformance.vsphere.guest import GuestWorkload
 from conformance.vsphere.session import VsphereSession
-from conformance.vsphere.tasks import wait_for_task
 
 __all__ = [
     "backup_app",
     "controls",
     "fresh_vm",
     "guest",
+    "pytest_runtest_protocol",
+    "pytest_runtest_teardown",
+    "pytest_sessionfinish",
+    "pytest_sessionstart",
     "require",
     "resources",
     "sequence",
     "vddk_config_file",
+    "vddk_guard",
     "vddk_labels",
+    "vddk_locks",
     "vddk_settings",
     "vddk_target",
     "vddk_tmp_directory",
@@ -58,17 +74,53 @@ def vddk_settings(pytestconfig: pytest.Config) -> RunSettings:
 
 @pytest.fixture(scope="session")
 def vddk_target(vddk_settings: RunSettings) -> Iterator[Target]:
+    """The embedded simulator ('sim') or the target a target file describes (bad file: one line, exit 2)."""
     if vddk_settings.target != "sim":
-        pytest.exit(f"--vddk-target {vddk_settings.target}: target files are not supported yet; use 'sim'", 2)
+        from conformance.target_file import TargetFileError
+
+        try:
+            target = file_target(vddk_settings.target)  # checked at configure time; a variable may vanish since
+        except TargetFileError as exc:
+            pytest.exit(f"--vddk-target: {exc}", 2)
+        yield target
+        return
     from conformance.sim.instance import Simulator
 
-    with Simulator(vsphere=vddk_settings.vsphere) as simulator:
+    with Simulator(vsphere=vddk_settings.sim_vsphere or vddk_settings.vsphere) as simulator:
         yield simulator_target(simulator)
 
 
 @pytest.fixture(scope="session")
-def vsphere(vddk_target: Target) -> Iterator[VsphereSession]:
-    session = VsphereSession(vddk_target.endpoint, vddk_target.user, vddk_target.password, vddk_target.datacenter)
+def vddk_guard(vddk_target: Target) -> SafetyGuard:
+    """The run's safety rail: its allow-listed VMs plus what it creates (shared by every test of the worker)."""
+    return SafetyGuard(vddk_target.name, vddk_target.allow_vms)
+
+
+@pytest.fixture(scope="session")
+def vddk_locks(vddk_target: Target, vddk_settings: RunSettings) -> VmLocks:
+    """Cross-process locks of the target's VMs (workers and concurrent runs on one lab share them)."""
+    holder = f"run {vddk_settings.run_id} worker {worker_id()} pid {os.getpid()}"
+    return VmLocks(vddk_target.lock_key, vddk_target.lock_dir, holder=holder)
+
+
+@pytest.fixture(scope="session")
+def vsphere(
+    vddk_target: Target, vddk_guard: SafetyGuard, vddk_locks: VmLocks, vddk_settings: RunSettings
+) -> Iterator[VsphereSession]:
+    from conformance.vsphere.connection import PinMismatchError, VsphereConnectError
+
+    try:
+        session = VsphereSession(
+            vddk_target.endpoint,
+            vddk_target.user,
+            vddk_target.password,
+            vddk_target.datacenter,
+            guard=vddk_guard,
+            locks=vddk_locks,
+            run_id=vddk_settings.run_id,
+        )
+    except (PinMismatchError, VsphereConnectError) as exc:
+        pytest.exit(f"target {vddk_target.name}: {exc}", 2)
     yield session
     session.close()
 
@@ -86,8 +138,14 @@ def vddk_config_file(vddk_tmp_directory: Path, tmp_path_factory: pytest.TempPath
 
 
 def _library(settings: RunSettings, target: Target, proxy_vm: str | None = None) -> VixDiskLib:
+    """The target's backend: the simulated library, or VMware's (ctypes) from the target file's libdir."""
+    extra: dict[str, Any] = {"libdir": target.libdir} if target.backend != "simulated" else {}
     return make_library(
-        settings.sim_behaviour, proxy_vm=proxy_vm or target.default_proxy, physical_proxy=target.physical_proxy
+        settings.sim_behaviour,
+        proxy_vm=proxy_vm or target.default_proxy,
+        physical_proxy=target.physical_proxy,
+        backend=target.backend,
+        **extra,
     )
 
 
@@ -97,13 +155,18 @@ def vixdisklib(vddk_settings: RunSettings, vddk_target: Target, vddk_config_file
     lib.init_ex(vddk_config_file)
     yield lib
     lib.exit()
+    if vddk_settings.reports is not None:  # the call trace (arguments redacted) next to the other reports
+        run_dir = vddk_settings.reports / vddk_settings.run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lib.recorder.write(run_dir / f"calls-{worker_id()}.json")
 
 
 @pytest.fixture
 def vixdisklib_factory(
-    vddk_settings: RunSettings, vddk_target: Target, tmp_path: Path
-) -> Iterator[Callable[..., VixDiskLib]]:
-    """A library initialised with its own InitEx configuration (tests of configuration keys)."""
+    vddk_settings: RunSettings, vddk_target: Target, tmp_path: Path, resources: ResourceTracker
+) -> Callable[..., VixDiskLib]:
+    """A library initialised with its own InitEx configuration (tests of configuration keys). Its Exit is a
+    resource of the test's tracker, so connections and snapshots made with it are undone first (LIFO)."""
     made: list[VixDiskLib] = []
 
     def make(config: dict[str, str | int] | None = None, proxy_vm: str | None = None) -> VixDiskLib:
@@ -112,12 +175,11 @@ def vixdisklib_factory(
         path.write_text(render_config(values))
         lib = _library(vddk_settings, vddk_target, proxy_vm)
         lib.init_ex(path)
+        resources.add("library", f"VixDiskLib InitEx {path.name}", lib.exit)
         made.append(lib)
         return lib
 
-    yield make
-    for lib in made:
-        lib.exit()
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -165,12 +227,8 @@ def fresh_vm(vddk_target: Target, vsphere: VsphereSession, resources: ResourceTr
         datastore = vddk_target.datastore_of_type(datastore_type)
         if source_name is None or datastore is None:
             pytest.skip(f"target {vddk_target.name} has no VM on a {datastore_type} datastore")
-        from pyVmomi import vim
-
-        source = vsphere.vm(source_name)
         name = resources.name(f"vm-{datastore_type}")
-        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(datastore=vsphere.datastore(datastore)), powerOn=False)
-        vm = wait_for_task(source.CloneVM_Task(source.parent, name, spec), f"clone {source_name} to {name}")
+        vm = vsphere.clone_vm(vsphere.vm(source_name), name, datastore)
         resources.add("vm", name, lambda: vsphere.destroy_vm(vm))
         vsphere.add_disk(vm, data_disk, thin)
         vsphere.power_on(vm)
@@ -224,3 +282,43 @@ def vddk_labels(request: pytest.FixtureRequest) -> None:
         target = request.getfixturevalue("vddk_target")
         request.node.user_properties.append(("target", target.describe()))
         _TARGET_REPORTED.append(True)
+
+
+# --- hooks (exported with the fixtures): SIGTERM and Ctrl-C stop the run after its teardowns ---
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """SIGTERM behaves like Ctrl-C, and neither interrupts a clean-up (see conformance.resources); an xdist
+    controller holds nothing, so it stops at once (its workers stop at their next safe point)."""
+    install_stop_handlers(immediate=session.config.pluginmanager.hasplugin("dsession"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    try:
+        return (yield)
+    except KeyboardInterrupt:
+        # Interrupted in setup or call, the item has no report; pytest's own tmp_path teardown (run later, at
+        # session finish) then fails with a KeyError on its report stash. Give it the empty record it expects.
+        from _pytest import tmpdir
+
+        key = getattr(tmpdir, "tmppath_result_key", None)
+        if key is not None:
+            item.stash.setdefault(key, {})
+        raise
+    finally:
+        reason = stop_requested()
+        if reason:
+            item.session.shouldstop = f"stopped by {reason}; teardowns ran"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    with deferred_stop(raise_after=False):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, object, object]:
+    with deferred_stop(raise_after=False):  # session fixtures (simulator, sessions) are torn down here
+        return (yield)

@@ -32,6 +32,22 @@ def add_options(parser: pytest.Parser) -> None:
         help="make the simulated VDDK behave as this build (expectations still follow --vddk-build)",
     )
     group.addoption(
+        "--sim-vsphere",
+        default=None,
+        help="make the simulated server present this vSphere version (expectations still follow --vsphere)",
+    )
+    group.addoption(
+        "--release-note",
+        default=None,
+        help="comma-separated release-note ids: run only their tests (e.g. K1,R5)",
+    )
+    group.addoption(
+        "--assume-fixed",
+        default=None,
+        help="comma-separated ids whose tests must pass whatever the catalog says (detection of items that "
+        "every build has)",
+    )
+    group.addoption(
         "--matrix",
         default="default",
         choices=("default", "full"),
@@ -53,6 +69,9 @@ class RunSettings:
     reports: Path | None
     run_id: str
     shard: tuple[int, int] | None
+    sim_vsphere: str = ""
+    release_notes: tuple[str, ...] = ()
+    assume_fixed: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RunSettings:
@@ -64,11 +83,42 @@ class RunSettings:
             raise SettingsError(f"--vddk-build/--sim-behaviour: {exc}") from exc
         try:
             vsphere = get_profile(option.vsphere).name
+            sim_vsphere = get_profile(option.sim_vsphere).name if option.sim_vsphere else vsphere
         except UnknownProfileError as exc:
-            raise SettingsError(f"--vsphere: {exc}") from exc
+            raise SettingsError(f"--vsphere/--sim-vsphere: {exc}") from exc
+        if option.backup_app:  # import it now: a bad spec is a usage error before collection
+            from conformance.sequences.app import BackupAppError, load_backup_app
+
+            try:
+                load_backup_app(option.backup_app)
+            except BackupAppError as exc:
+                raise SettingsError(str(exc)) from None
+        release_notes, assume_fixed = (
+            _ids(option.release_note, "--release-note"),
+            _ids(option.assume_fixed, "--assume-fixed"),
+        )
         target = option.vddk_target
         if target != "sim" and not Path(target).is_file():
             raise SettingsError(f"--vddk-target {target!r}: use 'sim' or the path of a target file")
+        if target != "sim":
+            from conformance.target_file import TargetFileError, load_target_file
+
+            try:  # a bad file or a missing password variable stops the run before collection, in one line
+                spec = load_target_file(target)
+                spec.password.read()
+            except TargetFileError as exc:
+                raise SettingsError(f"--vddk-target: {exc}") from None
+            # expectations follow --vddk-build/--vsphere: they must be what the lab really runs
+            if spec.build is not None and spec.build != build:
+                raise SettingsError(
+                    f"--vddk-build {build} differs from vddk.build {spec.build} in {target} "
+                    f"(fix: pass --vddk-build {spec.build} or correct the file)"
+                )
+            if spec.vsphere is not None and spec.vsphere != vsphere:
+                raise SettingsError(
+                    f"--vsphere {vsphere} differs from server.vsphere {spec.vsphere} in {target} "
+                    f"(fix: pass --vsphere {spec.vsphere} or correct the file)"
+                )
         shard = None
         if option.shard:
             try:
@@ -86,7 +136,24 @@ class RunSettings:
             backup_app=option.backup_app,
             sim_behaviour=behaviour,
             matrix=option.matrix,
+            sim_vsphere=sim_vsphere,
+            release_notes=release_notes,
+            assume_fixed=assume_fixed,
             reports=Path(option.vddk_reports) if option.vddk_reports else None,
             run_id=run_id,
             shard=shard,
         )
+
+
+def _ids(text: str | None, option: str) -> tuple[str, ...]:
+    """Release-note ids from a comma-separated option, each checked against the catalog."""
+    if not text:
+        return ()
+    from conformance.catalog import load_catalog
+
+    known = set(load_catalog().ids())
+    ids = tuple(part.strip().upper() for part in text.split(",") if part.strip())
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise SettingsError(f"{option}: unknown release-note id(s) {', '.join(unknown)}: use ids like F1, C2, R5, K1")
+    return ids

@@ -22,7 +22,8 @@ from conformance.sequences.images import BLOCK, ContentDigest, SparseImage
 from conformance.sequences.model import Backup, DiskBackup, Restore
 from conformance.sequences.verify import CleanupIncompleteError, verify_clean
 from conformance.vixdisklib.api import Connection, Disk
-from conformance.vixdisklib.types import SECTOR_SIZE, OpenFlags
+from conformance.vixdisklib.errors import VixCode, VixError
+from conformance.vixdisklib.types import SECTOR_SIZE, Block, OpenFlags
 from conformance.vsphere.session import DiskRef, disks_of
 from conformance.vsphere.tasks import wait_until
 
@@ -31,6 +32,16 @@ TRANSIENT = {14011, 14010, 36}
 #: seconds a backup waits for its VM's host to leave maintenance mode, and a cleanup to be allowed to remove
 #: its snapshot (R2)
 MAINTENANCE_WAIT = 600.0
+
+
+def _changed_areas(vm: Any, snapshot: Any, disk: DiskRef, change_id: str) -> list[tuple[int, int]]:
+    """QueryChangedDiskAreas over the whole disk, page by page."""
+    areas, offset = [], 0
+    while offset < disk.capacity:
+        page = vm.QueryChangedDiskAreas(snapshot, disk.key, offset, change_id)
+        areas += [(int(a.start), int(a.length)) for a in page.changedArea]
+        offset = int(page.startOffset) + int(page.length)
+    return areas
 
 
 class ReferenceBackupApp:
@@ -42,10 +53,13 @@ class ReferenceBackupApp:
         started = time.monotonic()
         vsphere, lib, resources = ctx.vsphere, ctx.lib, ctx.resources
         vm = vsphere.vm(vm_name)
+        mark = resources.mark()
+        lock = vsphere.hold_vm(vm_name)  # a shared VM stays locked from here until cleanup() (parallel workers)
+        if lock is not None:
+            resources.add("lock", vm_name, lock.release)
         vsphere.enable_cbt(vm)
         wait_for_no_maintenance(ctx, vm_name, MAINTENANCE_WAIT)  # R2: a host signalling EMM refuses snapshots
         params = ctx.target.connect_params(vm._moId)
-        mark = resources.mark()
         lib.prepare_for_access(params, ctx.identity)
         resources.add("access", f"{vm_name} svMotion disabled", lambda: lib.end_access(params, ctx.identity))
         name = resources.name(f"backup-{vm_name}")
@@ -76,17 +90,18 @@ class ReferenceBackupApp:
     def _extents(
         self, ctx: SequenceContext, vm: Any, snapshot: Any, disk: DiskRef, handle: Disk, previous: Backup | None
     ) -> list[tuple[int, int]]:
-        """Byte extents to read: changed areas since the previous backup, else the allocated blocks."""
+        """Byte extents to read: changed areas since the previous backup, else the allocated blocks (before VDDK
+        6.7, which has no QueryAllocatedBlocks, CBT's changed areas since "*", i.e. every allocated area)."""
         if previous is not None:
-            old = previous.disk(disk.key)
-            areas, offset = [], 0
-            while offset < disk.capacity:
-                page = vm.QueryChangedDiskAreas(snapshot, disk.key, offset, old.change_id)
-                areas += [(int(a.start), int(a.length)) for a in page.changedArea]
-                offset = int(page.startOffset) + int(page.length)
-            return areas
+            # no change id recorded (CBT was off): everything allocated since "*"
+            return _changed_areas(vm, snapshot, disk, previous.disk(disk.key).change_id or "*")
         info = ctx.lib.get_info(handle)
-        blocks = ctx.lib.allocated_blocks(handle, info.capacity, ctx.chunk_sectors)
+        try:
+            blocks = ctx.lib.allocated_blocks(handle, info.capacity, ctx.chunk_sectors)
+        except VixError as exc:
+            if exc.code != VixCode.NOT_SUPPORTED:
+                raise
+            return _changed_areas(vm, snapshot, disk, "*")
         return [(b.offset * SECTOR_SIZE, b.length * SECTOR_SIZE) for b in blocks]
 
     def _read_disk(
@@ -168,6 +183,16 @@ class ReferenceBackupApp:
     def restore(
         self, ctx: SequenceContext, backup: Backup, transports: str, vm_name: str | None = None, thin: bool = True
     ) -> Restore:
+        """Restore into the original VM (only an allow-listed or run-created one, locked meanwhile) or a new one."""
+        original = backup.vm_name if vm_name is None else None
+        if original is not None:
+            ctx.vsphere.check("restore into", original)  # UnsafeOperationError, before anything is changed
+        with ctx.vsphere.vm_lock(original):
+            return self._restore(ctx, backup, transports, vm_name, thin)
+
+    def _restore(
+        self, ctx: SequenceContext, backup: Backup, transports: str, vm_name: str | None, thin: bool
+    ) -> Restore:
         started = time.monotonic()
         vsphere, resources = ctx.vsphere, ctx.resources
         mark = resources.mark()
@@ -194,7 +219,7 @@ class ReferenceBackupApp:
             handle = ctx.lib.open(connection, target.file_name, 0)
             try:
                 transport = ctx.lib.get_transport_mode(handle)
-                written += self._write_disk(ctx, source, handle, target)
+                written += self._write_disk(ctx, source, handle, target, None if vm_name else vm)
             finally:
                 ctx.lib.close(handle)
         resources.unwind(mark if vm_name is None else mark + 1)
@@ -204,11 +229,21 @@ class ReferenceBackupApp:
         expected = {t.key: s.digest for s, t in zip(backup.disks, targets, strict=False)}
         return Restore(vm.name, transport, digests, expected, time.monotonic() - started, written)
 
-    def _write_disk(self, ctx: SequenceContext, source: DiskBackup, handle: Disk, target: DiskRef) -> int:
+    def _write_disk(
+        self, ctx: SequenceContext, source: DiskBackup, handle: Disk, target: DiskRef, existing_vm: Any
+    ) -> int:
+        """Write the backup's extents, then zero what the target holds and the backup does not (``existing_vm``:
+        the powered-off VM restored into, None for a new, empty VM)."""
         image = SparseImage(source.image, source.capacity)
         extents = image.extents()
         info = ctx.lib.get_info(handle)
-        present = ctx.lib.allocated_blocks(handle, info.capacity, ctx.chunk_sectors)
+        if existing_vm is None:
+            present = []
+        else:
+            present = [
+                Block(start // SECTOR_SIZE, (end - start) // SECTOR_SIZE)
+                for start, end in _allocated_extents(ctx, handle, info.capacity, existing_vm, None, target)
+            ]
         covered = {
             o // BLOCK for offset, length in extents for o in range(offset // BLOCK * BLOCK, offset + length, BLOCK)
         }
@@ -247,8 +282,7 @@ class ReferenceBackupApp:
                 with lib.opened(connection, disk.file_name, OpenFlags.READ_ONLY) as handle:
                     digest = ContentDigest()
                     info = lib.get_info(handle)
-                    for block in lib.allocated_blocks(handle, info.capacity, ctx.chunk_sectors):
-                        start, end = block.offset * SECTOR_SIZE, (block.offset + block.length) * SECTOR_SIZE
+                    for start, end in _allocated_extents(ctx, handle, info.capacity, vm, snapshot, disk):
                         for piece in range(start // BLOCK * BLOCK, end, ctx.io_size):
                             size = min(ctx.io_size, end - piece, disk.capacity - piece)
                             digest.feed(piece, lib.read(handle, piece // SECTOR_SIZE, -(-size // SECTOR_SIZE)))
@@ -256,6 +290,23 @@ class ReferenceBackupApp:
         finally:
             resources.unwind(mark)
         return digests
+
+
+def _allocated_extents(
+    ctx: SequenceContext, handle: Disk, capacity_sectors: int, vm: Any, snapshot: Any, disk: DiskRef
+) -> list[tuple[int, int]]:
+    """(start, end) byte ranges holding data: QueryAllocatedBlocks, or before VDDK 6.7 CBT's areas since "*",
+    or the whole disk when the VM does not track changes."""
+    try:
+        blocks = ctx.lib.allocated_blocks(handle, capacity_sectors, ctx.chunk_sectors)
+        return [(b.offset * SECTOR_SIZE, (b.offset + b.length) * SECTOR_SIZE) for b in blocks]
+    except VixError as exc:
+        if exc.code != VixCode.NOT_SUPPORTED:
+            raise
+    try:
+        return [(start, start + length) for start, length in _changed_areas(vm, snapshot, disk, "*")]
+    except vim.fault.FileFault:
+        return [(0, capacity_sectors * SECTOR_SIZE)]
 
 
 def _closer(lib: Any, handle: Disk) -> Any:

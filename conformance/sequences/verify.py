@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pyVmomi import vim
 
 from conformance.resources import PREFIX
 from conformance.vsphere.session import disks_of
@@ -27,7 +29,7 @@ def verify_clean(ctx: SequenceContext, vm_name: str) -> list[str]:
     if run_snapshots:
         problems.append(f"{vm_name} still has snapshot(s) {', '.join(run_snapshots)}")
     if not vsphere.snapshots(vm):
-        deltas = [d.file_name for d in disks_of(vm) if d.has_parent]
+        deltas = own_deltas(vm)
         if deltas:
             problems.append(f"{vm_name} has delta disk(s) without a snapshot: {', '.join(deltas)}")
     if vm.runtime.consolidationNeeded:
@@ -48,3 +50,20 @@ def verify_clean(ctx: SequenceContext, vm_name: str) -> list[str]:
         if left:
             problems.append(f"tmpDirectory {ctx.tmp_directory} still holds {', '.join(left[:5])}")
     return problems
+
+
+def own_deltas(vm: Any) -> list[str]:
+    """Disks whose parent lies in the disk's own folder: deltas a removed snapshot should have merged. A linked
+    clone's base delta has its parent in the source VM's folder and is not one of them."""
+
+    def folder(ds_path: Any) -> str:
+        return str(ds_path).rsplit("/", 1)[0]
+
+    found = []
+    for device in vm.config.hardware.device:
+        backing: Any = getattr(device, "backing", None)
+        if not isinstance(device, vim.vm.device.VirtualDisk) or getattr(backing, "parent", None) is None:
+            continue
+        if folder(backing.parent.fileName) == folder(backing.fileName):
+            found.append(str(backing.fileName))
+    return found

@@ -28,6 +28,10 @@ class VsphereProfile:
     http_double_decode: bool
     default_profile_preserves_cbt: bool
     vmc: bool = False
+    #: K3: a Windows Server 2019 HotAdd proxy that opens the disk adapter flags the target VM for reboot
+    windows_adapter_reboot_flag: bool = False
+    #: K5: the server decides phone home by CEIP and ignores a client's EnablePhoneHome (vSphere 7.0.x)
+    phone_home_by_ceip: bool = False
 
     @property
     def vim_version(self) -> str:

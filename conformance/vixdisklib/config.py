@@ -109,6 +109,10 @@ class VddkConfig:
         return self.get(KEY_NO_NFC_SESSION) == "1"
 
     @property
+    def enable_phone_home(self) -> bool:
+        return self.get(KEY_PHONE_HOME) == "1"
+
+    @property
     def product_name(self) -> str | None:
         return self.get(KEY_PRODUCT_NAME)
 

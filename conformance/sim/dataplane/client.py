@@ -161,8 +161,11 @@ class DataPlaneClient:
         physical_proxy: str | None = None,
         client: dict[str, Any] | None = None,
         aio: dict[str, Any] | None = None,
+        opens: str | None = None,
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {"cookie": cookie, "transport": transport, "client": client or {}, "aio": aio or {}}
+        if opens is not None:
+            fields["opens"] = opens  # HotAdd: "disk" (VDDK 7.0+) or "adapter" (older; K3)
         if proxy_vm is not None:
             fields["proxy_vm"] = proxy_vm
         if physical_proxy is not None:

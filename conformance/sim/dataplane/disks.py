@@ -41,6 +41,8 @@ class Access:
     transport: str
     proxy_vm: VirtualMachineImpl | None = None
     physical_proxy: dict[str, Any] | None = None
+    #: what a HotAdd client opens in the proxy: "disk", or "adapter" (VDDK before 7.0; K3)
+    opens: str = "disk"
 
 
 @dataclass
@@ -190,7 +192,19 @@ def open_disk(ctx: SimContext, access: Access, table: HandleTable, request: dict
         check_transport(ctx, access, link, ctx.datastore_of(link.path))
         if write:
             check_write(access, target, link)
+        if target.vm is not None:
+            flag_reboot_for_adapter_open(ctx, access, target.vm)
         return table.add(target, write, access.transport)
+
+
+def flag_reboot_for_adapter_open(ctx: SimContext, access: Access, vm: VirtualMachineImpl) -> None:
+    """K3: on vSphere 6.x (profile flag), a Windows Server 2019 proxy that opens the disk adapter, not the disk,
+    flags the target VM for a reboot it does not need (a configuration issue on the VM)."""
+    proxy = access.proxy_vm
+    if access.transport != "hotadd" or access.opens != "adapter" or proxy is None:
+        return
+    if ctx.profile.windows_adapter_reboot_flag and proxy.guest_id == "windows2019srv_64Guest":
+        vm.flag_reboot(f"proxy {proxy.name} opened the disk adapter of {vm.name}: restart required")
 
 
 def check_host_state(vm: VirtualMachineImpl) -> None:

@@ -87,7 +87,8 @@ class FrameSocket:
 
     An OpenSSL connection must never be driven by two threads at the same time (a blocked SSL_read in one
     thread and an SSL_write in another can lose data or hang the session), so every call on the socket
-    runs under one lock in non-blocking mode, and threads wait for readiness with select() outside it.
+    runs under one lock in non-blocking mode, and threads wait for readiness with poll() outside it (poll,
+    not select: select() cannot watch descriptors numbered 1024 and above, which a busy process reaches).
     """
 
     WAIT = 0.5
@@ -98,8 +99,9 @@ class FrameSocket:
         sock.setblocking(False)
 
     def _wait(self, want: str) -> None:
-        readers, writers = ([self.sock], []) if want == "read" else ([], [self.sock])
-        select.select(readers, writers, [], self.WAIT)
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN if want == "read" else select.POLLOUT)
+        poller.poll(self.WAIT * 1000)
 
     def recv_into(self, view: memoryview, count: int) -> int:
         while True:

@@ -327,6 +327,10 @@ class Connection:
             with self.ctx.registry.lock:
                 access.proxy_vm = proxy_vm_for(self.ctx, str_field(request, "proxy_vm"))
                 host_name = access.proxy_vm.host.name
+            opens = request.get("opens", "disk")
+            if opens not in ("disk", "adapter"):
+                raise DataPlaneError("invalid", f"opens must be 'disk' or 'adapter', got {opens!r}")
+            access.opens = str(opens)
         elif transport == "san":
             name = str_field(request, "physical_proxy")
             access.physical_proxy = next((p for p in self.ctx.physical_proxies if p.get("name") == name), None)
@@ -348,6 +352,8 @@ class Connection:
             {
                 "product": client.get("product"),
                 "version": client.get("version"),
+                "phone_home": bool(client.get("phone_home"))
+                and not (client.get("phone_home_via") == "server" and self.ctx.profile.phone_home_by_ceip),
                 "transport": transport,
                 "session": session.id,
             }

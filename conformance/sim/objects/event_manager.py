@@ -23,7 +23,7 @@ class EventManagerImpl(ManagedObjectImpl):
         self.events: list[tuple[Any, list[ManagedEntityImpl]]] = []
         self._keys = itertools.count(1)
 
-    def post(self, event_type: type, message: str, entity: ManagedEntityImpl | None = None, **fields: Any) -> Any:
+    def post(self, event_type: type, message: str, entity: ManagedEntityImpl | None = None, /, **fields: Any) -> Any:
         """Record an event about `entity` (and, for queries, every ancestor of it)."""
         from conformance.sim.objects.datacenter import DatacenterImpl
         from conformance.sim.objects.host import HostImpl

@@ -16,6 +16,7 @@ from conformance.sim.objects.task import TaskImpl
 from conformance.sim.objects.vm_clone import CloneOperations
 from conformance.sim.objects.vm_fcd import FcdOperations
 from conformance.sim.objects.vm_reconfig import ReconfigOperations
+from conformance.sim.objects.vm_validity import ValidityOperations
 from conformance.sim.registry import ObjectRegistry, soap_method
 from conformance.sim.storage.cbt import InvalidChangeId
 
@@ -31,7 +32,9 @@ MAX_CHANGED_AREAS = 512
 WINDOWS_GUESTS = ("windows",)
 
 
-class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations, FcdOperations, ManagedEntityImpl):
+class VirtualMachineImpl(
+    SnapshotOperations, ReconfigOperations, CloneOperations, FcdOperations, ValidityOperations, ManagedEntityImpl
+):
     vim_type = vim.VirtualMachine
     id_prefix = "vm"
 
@@ -196,7 +199,7 @@ class VirtualMachineImpl(SnapshotOperations, ReconfigOperations, CloneOperations
     def runtime(self) -> Any:
         return vim.vm.RuntimeInfo(
             host=self.host.ref,
-            connectionState="connected",
+            connectionState=self.connection_state,
             powerState=self.power_state,
             consolidationNeeded=self.consolidation_needed(),
             bootTime=self.boot_time,

@@ -33,6 +33,7 @@ class ReconfigOperations:
 
         def body(task: TaskImpl) -> None:
             with vm.registry.lock:
+                vm.require_valid("ReconfigVM_Task")
                 apply_config_spec(vm, spec)
                 vm.touch()
             vm.ctx.event_manager.post(
@@ -174,6 +175,7 @@ def add_disk(vm: VirtualMachineImpl, device: Any, file_operation: str | None) ->
         raise vim.fault.InvalidDeviceSpec(msg="attaching an existing disk needs backing.fileName", deviceIndex=0)
     datastore, path = vm.ctx.resolve_datastore_path(backing.fileName)
     file, owner = vm.ctx.find_disk_file(path)
+    check_declared_chain(vm, datastore, file, backing)
     disk = DiskState(
         key=key,
         unit_number=unit,
@@ -185,3 +187,24 @@ def add_disk(vm: VirtualMachineImpl, device: Any, file_operation: str | None) ->
     if owner is not None and owner[0] is vm:
         disk.attached_from = None
     return disk
+
+
+def check_declared_chain(vm: VirtualMachineImpl, datastore: Any, file: VirtualDiskFile, backing: Any) -> None:
+    """K1's server side. A client attaching an existing disk may declare its parent chain (backing.parent).
+    VMFS reads the chain from the descriptors and ignores the declaration. A vVol datastore binds the vVols
+    the declaration names: a chain that misses a link leaves the VM pointing at an unbound vVol, so vCenter
+    marks the VM invalid and the reconfiguration fails."""
+    if backing.parent is None or datastore.ds_type != "VVOL":
+        return
+    declared: list[str] = []
+    parent = backing.parent
+    while parent is not None:
+        declared.append(str(parent.fileName or "").strip())
+        parent = parent.parent
+    actual = [vm.ctx.datastore_of(link.path).datastore_path(link.path) for link in file.chain()[1:]]
+    if declared == actual:
+        return
+    missing = [name for name in actual if name not in declared]
+    reason = f"the vVol chain of {backing.fileName} cannot be bound (undeclared parents: {', '.join(missing)})"
+    vm.invalidate(reason)
+    raise vim.fault.InvalidDeviceBacking(msg=reason, deviceIndex=0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +41,20 @@ __all__ = ["PROVISIONING", "DatastoreSpace", "DiskFullError", "VirtualDiskFile"]
 #: provisioning types of base disks (deltas are always "thin")
 PROVISIONING = ("thin", "thick", "eagerZeroedThick")
 _COPY_CHUNK = 8 * 1024 * 1024
+
+
+#: every link not yet garbage-collected, so a stopping simulator can close what is still open under its state
+#: folder (deleted files included: their descriptors would otherwise stay open for the life of the process)
+_LIVE: weakref.WeakSet[VirtualDiskFile] = weakref.WeakSet()
+
+
+def close_all_under(root: Path) -> int:
+    """Close every live link whose file lies under ``root``; how many were open."""
+    root = root.resolve()
+    found = [f for f in list(_LIVE) if not f._closed and (f.path.resolve() == root or root in f.path.resolve().parents)]
+    for link in found:
+        link.close()
+    return len(found)
 
 
 class VirtualDiskFile:
@@ -76,6 +91,7 @@ class VirtualDiskFile:
         self._closed = False
         self._deleted = False
         self._accounted_at_close = 0
+        _LIVE.add(self)
 
     def __repr__(self) -> str:
         kind = "delta" if self.is_delta else self.provisioning

@@ -27,6 +27,7 @@ class BuildBehaviour:
     windows_thread_local_storage: bool
     hotadd_opens_disk: bool
     hotadd_special_names_broken: bool
+    phone_home_via_server: bool
 
     @property
     def library_major(self) -> int:

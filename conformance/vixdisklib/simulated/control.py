@@ -13,6 +13,7 @@ import json
 import re
 import socket
 import ssl
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,36 @@ class ControlSession:
             view.DestroyView()
         raise VixError(VixCode.VM_NOT_FOUND, "", f"proxy VM {name_or_moref!r} not found")
 
+    def fetch_file_encoded_once(self, owner: Any, ds_path: str) -> bytes:
+        """GET a datastore file through the HTTP file service, its name percent-encoded once (K6: how VDDK
+        6.7.0/6.7.1 read a disk's descriptor in HotAdd mode without an NFC session). A server that decodes
+        names twice (vSphere 6.7 GA/U1) finds another name, or none, for names with percent signs."""
+        match = re.fullmatch(r"\[([^\]]+)\]\s*(.+)", ds_path.strip())
+        if match is None:
+            raise VixError(VixCode.INVALID_ARG, "VixDiskLib_Open", f"not a datastore path: {ds_path!r}")
+        datacenter = owner
+        while datacenter is not None and not isinstance(datacenter, vim.Datacenter):
+            datacenter = datacenter.parent
+        if datacenter is None:
+            raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"no datacenter above {ds_path}")
+        query = urllib.parse.urlencode({"dcPath": datacenter.name, "dsName": match.group(1)})
+        url = f"/folder/{urllib.parse.quote(match.group(2))}?{query}"
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # same server whose thumbprint was taken at login
+        conn = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=30)
+        try:
+            conn.request("GET", url, headers={"Cookie": f'vmware_soap_session="{self.cookie}"'})
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        if response.status == 404:
+            raise VixError(VixCode.FILE_NOT_FOUND, "VixDiskLib_Open", f"{ds_path}: the file service has no such file")
+        if response.status != 200:
+            raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"{ds_path}: file service answered {response.status}")
+        return body
+
     def dataplane_ports(self) -> dict[str, Any]:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -111,16 +142,19 @@ class ControlSession:
 
     # --- HotAdd ---
 
-    def attach(self, proxy: Any, file_name: str, writable: bool) -> int:
-        """Hot-add an existing disk file to the proxy VM; its device key."""
+    def attach(self, proxy: Any, file_name: str, writable: bool, parents: list[str] | None = None) -> int:
+        """Hot-add an existing disk file to the proxy VM; its device key. ``parents`` declares the disk's parent
+        chain (nearest first) in the backing, as 7.0.3 does for vVol binding (K1)."""
         before = {d.key for d in disks_of(proxy)}
+        mode = "persistent" if writable else "independent_nonpersistent"
+        parent = None
+        for name in reversed(parents or []):
+            parent = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(fileName=name, diskMode=mode, parent=parent)
         device = vim.vm.device.VirtualDisk(
             key=-1,
             controllerKey=1000,
             unitNumber=-1,
-            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-                fileName=file_name, diskMode="persistent" if writable else "independent_nonpersistent"
-            ),
+            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(fileName=file_name, diskMode=mode, parent=parent),
         )
         spec = vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="add", device=device)])
         WaitForTask(proxy.ReconfigVM_Task(spec), maxWaitTime=TASK_TIMEOUT)
@@ -141,6 +175,40 @@ class ControlSession:
 
 def disks_of(owner: Any) -> list[Any]:
     return [d for d in owner.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+
+
+def parent_chain(owner: Any, file_name: str) -> list[str]:
+    """The parent links (nearest first) of the disk of a VM or snapshot whose backing is ``file_name``."""
+    for device in disks_of(owner):
+        if device.backing.fileName == file_name:
+            chain, parent = [], device.backing.parent
+            while parent is not None:
+                chain.append(str(parent.fileName))
+                parent = parent.parent
+            return chain
+    return []
+
+
+def folder_of(ds_path: str) -> str:
+    """'[ds] dir/file.vmdk' -> '[ds] dir'."""
+    return ds_path.rsplit("/", 1)[0] if "/" in ds_path else ds_path
+
+
+def declared_parents_with_k1(file_name: str, chain: list[str]) -> list[str]:
+    """K1, the 7.0.3 regression: the parent chain 7.0.3 declares when it hot-adds a disk keeps the links of the
+    disk's own folder and of the first foreign folder (a linked clone's source), and drops links further up
+    (the source's own source). Harmless for a linked clone of a full VM; a linked clone of a linked clone
+    loses a link, which a vVol datastore cannot bind."""
+    folders = [folder_of(file_name)]
+    declared: list[str] = []
+    for link in chain:
+        folder = folder_of(link)
+        if folder not in folders:
+            if len(folders) == 2:
+                break
+            folders.append(folder)
+        declared.append(link)
+    return declared
 
 
 def login(params: ConnectParams, call: str) -> ControlSession:

@@ -14,13 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyVmomi import vim
+
 from conformance.sim.dataplane import DataPlaneClient, DataPlaneError, ThumbprintMismatch
 from conformance.sim.storage.vmdk import VirtualDiskFile
 from conformance.vixdisklib.backend import CompletionCallback
 from conformance.vixdisklib.config import AIO_SESSION_LIMIT, VddkConfig, load_config
 from conformance.vixdisklib.errors import VixCode, VixError, error_text
 from conformance.vixdisklib.simulated.behaviour import behaviour_of
-from conformance.vixdisklib.simulated.control import ControlSession, disks_of, login, normalize_thumbprint
+from conformance.vixdisklib.simulated.control import (
+    ControlSession,
+    declared_parents_with_k1,
+    disks_of,
+    login,
+    normalize_thumbprint,
+    parent_chain,
+)
 from conformance.vixdisklib.simulated.disk import DIRECT_REQUEST, SimDisk, map_dataplane_error
 from conformance.vixdisklib.simulated.tmpstate import (
     HotAddedDisk,
@@ -250,7 +259,17 @@ class SimulatedVixDiskLib:
             raise _TransportRefusedError("not running in a proxy VM")
         assert connection.control is not None and connection.folder is not None
         proxy = connection.control.find_vm(self.proxy_vm)
-        key = connection.control.attach(proxy, path, writable)
+        if self.behaviour.hotadd_special_names_broken and self.config.no_nfc_session:
+            connection.control.fetch_file_encoded_once(connection.vm, path)  # K6: the descriptor, without NFC
+        parents = None
+        if self.behaviour.vvol_linked_clone_hotadd_bug:
+            owner = connection.snapshot if connection.snapshot is not None and not writable else connection.vm
+            parents = declared_parents_with_k1(path, parent_chain(owner, path))
+        try:
+            key = connection.control.attach(proxy, path, writable, parents)
+        except vim.fault.InvalidDeviceBacking as exc:
+            detail = getattr(exc, "msg", exc)
+            raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"HotAdd of {path} failed: {detail}") from exc
         record = HotAddedDisk(proxy._moId, path, key)
         connection.hot_added.append(record)
         connection.folder.record_hot_added(connection.hot_added)
@@ -291,8 +310,11 @@ class SimulatedVixDiskLib:
                 client={
                     "product": self.config.product_name or "Unknown",
                     "version": self.config.product_version or "Unknown",
+                    "phone_home": self.config.enable_phone_home,
+                    "phone_home_via": "server" if self.behaviour.phone_home_via_server else "library",
                 },
                 aio={"buf_size_64k": self.config.aio_buf_size_64k, "buf_count": self.config.aio_buf_count},
+                opens=("disk" if self.behaviour.hotadd_opens_disk else "adapter") if transport == "hotadd" else None,
             )
             snapshot = connection.snapshot._moId if connection.snapshot is not None and not writable else None
             reply = client.open(vm=connection.vm._moId, path=path, snapshot=snapshot, write=writable)

@@ -1,0 +1,134 @@
+"""K1: a HotAdd backup of a linked clone made from a linked clone on vVol can make the proxy VM invalid.
+
+A regression from 7.0.2 to 7.0.3. Every variant backs up the same shape of VM and then checks the one
+behaviour the notes care about: the proxy VM is still valid (runtime.connectionState "connected") and the
+backup used the transport it asked for. The reproducer is a linked clone of a linked clone on vVol over
+HotAdd; the workarounds make the linked clone from a full-clone source, or use another transport; the control
+case repeats the reproducer on VMFS, where the notes say it passes. Should a variant break the shared proxy,
+the tracker reloads the proxy's configuration at teardown, so the tests after it find a valid proxy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from conformance.resources import ResourceTracker
+from conformance.sequences.app import BackupApplication
+from conformance.sequences.context import SequenceContext
+from conformance.vsphere.session import VsphereSession
+
+pytestmark = [pytest.mark.sequence("backup")]
+
+
+def linked_clone(vsphere: VsphereSession, resources: ResourceTracker, source_name: str, purpose: str) -> str:
+    """A run-named linked clone of ``source_name`` over a new snapshot of it (both undone by the tracker)."""
+    source = vsphere.vm(source_name)
+    snapshot_name = resources.name(f"{purpose}-base")
+    snapshot = vsphere.create_snapshot(source, snapshot_name, "vddk-conformance linked-clone base", quiesce=False)
+    resources.add("snapshot", snapshot_name, lambda: vsphere.remove_snapshot(snapshot, snapshot_name))
+    name = resources.name(purpose)
+    clone = vsphere.clone_vm(source, name, snapshot=snapshot)
+    resources.add("vm", name, lambda: vsphere.destroy_vm(clone))
+    return name
+
+
+def guard_proxy(vsphere: VsphereSession, resources: ResourceTracker, proxy_name: str) -> None:
+    """Teardown repairs a proxy a variant made invalid (reload its configuration), so later tests can use it."""
+
+    def repair() -> None:
+        proxy = vsphere.vm(proxy_name)
+        if proxy.runtime.connectionState == "invalid":
+            proxy.Reload()
+
+    resources.add("proxy-check", proxy_name, repair)
+
+
+def proxy_state(vsphere: VsphereSession, proxy_name: str) -> str:
+    return str(vsphere.vm(proxy_name).runtime.connectionState)
+
+
+@pytest.fixture
+def proxy(sequence: SequenceContext, vsphere: VsphereSession) -> str:
+    assert sequence.proxy_vm is not None, "the target has no HotAdd proxy VM"
+    assert proxy_state(vsphere, sequence.proxy_vm) == "connected", "the proxy is invalid before the test"
+    guard_proxy(vsphere, sequence.resources, sequence.proxy_vm)
+    return sequence.proxy_vm
+
+
+@pytest.fixture
+def clone_of_clone(
+    fresh_vm: Callable[..., str], vsphere: VsphereSession, sequence: SequenceContext
+) -> Callable[..., str]:
+    """A linked clone of a linked clone of a fresh VM on a datastore type."""
+
+    def make(datastore_type: str) -> str:
+        first = linked_clone(vsphere, sequence.resources, fresh_vm(datastore_type), "lc1")
+        return linked_clone(vsphere, sequence.resources, first, "lc2")
+
+    return make
+
+
+def back_up(backup_app: BackupApplication, sequence: SequenceContext, vm_name: str, transports: str) -> set[str]:
+    backup = backup_app.backup(sequence, vm_name, transports)
+    backup_app.cleanup(sequence, backup)
+    return {d.transport for d in backup.disks}
+
+
+@pytest.mark.release_note("K1")
+@pytest.mark.test_id("K1-001")
+def test_hotadd_of_a_linked_clone_of_a_linked_clone_on_vvol_keeps_the_proxy_valid(
+    sequence: SequenceContext,
+    backup_app: BackupApplication,
+    vsphere: VsphereSession,
+    proxy: str,
+    clone_of_clone: Callable[..., str],
+) -> None:
+    target = clone_of_clone("VVOL")
+    assert back_up(backup_app, sequence, target, "hotadd") == {"hotadd"}
+    assert proxy_state(vsphere, proxy) == "connected"
+
+
+@pytest.mark.release_note("K1", workaround="full-clone-source")
+@pytest.mark.test_id("K1-002")
+def test_a_linked_clone_of_a_full_clone_on_vvol_backs_up_with_hotadd(
+    sequence: SequenceContext,
+    backup_app: BackupApplication,
+    vsphere: VsphereSession,
+    proxy: str,
+    fresh_vm: Callable[..., str],
+) -> None:
+    target = linked_clone(vsphere, sequence.resources, fresh_vm("VVOL"), "lc1")  # fresh_vm is a full clone
+    assert back_up(backup_app, sequence, target, "hotadd") == {"hotadd"}
+    assert proxy_state(vsphere, proxy) == "connected"
+
+
+@pytest.mark.release_note("K1", workaround="non-hotadd-transport")
+@pytest.mark.test_id("K1-003")
+@pytest.mark.parametrize("transport", ["nbdssl", "nbd"])
+def test_the_linked_clone_of_a_linked_clone_on_vvol_backs_up_over_the_network(
+    sequence: SequenceContext,
+    backup_app: BackupApplication,
+    vsphere: VsphereSession,
+    proxy: str,
+    clone_of_clone: Callable[..., str],
+    transport: str,
+) -> None:
+    target = clone_of_clone("VVOL")
+    assert back_up(backup_app, sequence, target, transport) == {transport}
+    assert proxy_state(vsphere, proxy) == "connected"
+
+
+@pytest.mark.release_note("K1", control="vmfs-datastore")
+@pytest.mark.test_id("K1-004")
+def test_hotadd_of_a_linked_clone_of_a_linked_clone_on_vmfs_keeps_the_proxy_valid(
+    sequence: SequenceContext,
+    backup_app: BackupApplication,
+    vsphere: VsphereSession,
+    proxy: str,
+    clone_of_clone: Callable[..., str],
+) -> None:
+    target = clone_of_clone("VMFS")
+    assert back_up(backup_app, sequence, target, "hotadd") == {"hotadd"}
+    assert proxy_state(vsphere, proxy) == "connected"

@@ -1,0 +1,109 @@
+"""K3: a HotAdd backup through a Windows Server 2019 proxy must not flag the target VM for a reboot.
+
+With VDDK 6.7 and vSphere 6.x every target VM is flagged for a (needless) reboot after backup, because the
+library opens the disk adapter in the proxy rather than the disk; VDDK 7.0 opens the disk. The flag shows as
+a configuration issue of the target VM (``vm.configIssue``). The reproducer backs up over HotAdd through the
+target's Windows Server 2019 proxy and asserts the backup used HotAdd and left no reboot flag. The workaround
+(upgrade to VDDK 7.0) repeats it with a library of the selected build or 7.0.0, whichever is newer; it needs a
+target that can load another VDDK build than the run's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.plugin.fixtures import require
+from conformance.plugin.settings import RunSettings
+from conformance.proxy_support import find_os
+from conformance.sequences.app import BackupApplication
+from conformance.sequences.context import SequenceContext
+from conformance.targets import LIBRARY_BUILDS, Target
+from conformance.versions import VddkBuild
+from conformance.vixdisklib.api import VixDiskLib
+from conformance.vixdisklib.config import render_config
+from conformance.vixdisklib.factory import make_library
+from conformance.vsphere.session import VsphereSession
+
+pytestmark = [pytest.mark.sequence("backup")]
+PROXY_OS = "Windows Server 2019"
+FIXED_IN = "7.0.0"
+
+
+@pytest.fixture
+def windows_proxy(vddk_target: Target) -> str:
+    """The target's HotAdd proxy VM running Windows Server 2019 (skip when it has none)."""
+    for guest_text, vm in vddk_target.proxies.items():
+        entry = find_os(guest_text)
+        if entry is not None and entry.label == PROXY_OS:
+            return vm
+    pytest.skip(f"target {vddk_target.name} has no HotAdd proxy VM running {PROXY_OS}")
+
+
+def reboot_flags(vm: Any) -> list[str]:
+    """The target VM's configuration issues that ask for a restart."""
+    return [
+        str(issue.fullFormattedMessage)
+        for issue in vm.configIssue or []
+        if "restart" in str(issue.fullFormattedMessage).lower() or "reboot" in str(issue.fullFormattedMessage).lower()
+    ]
+
+
+def hotadd_backup(backup_app: BackupApplication, sequence: SequenceContext, vm_name: str) -> set[str]:
+    backup = backup_app.backup(sequence, vm_name, "hotadd")
+    backup_app.cleanup(sequence, backup)
+    return {d.transport for d in backup.disks}
+
+
+@pytest.fixture
+def upgraded_library(
+    vddk_settings: RunSettings, vddk_target: Target, windows_proxy: str, tmp_path: Path, sequence: SequenceContext
+) -> VixDiskLib:
+    """A library of the run's behaviour build or 7.0.0, whichever is newer, running in the Windows proxy; its
+    Exit is a resource of the sequence's tracker, so what the backup made with it is undone first."""
+    require(vddk_target, LIBRARY_BUILDS)
+    build = max(VddkBuild.parse(vddk_settings.sim_behaviour), VddkBuild.parse(FIXED_IN)).name
+    config = tmp_path / "vddk-upgraded.conf"
+    config.write_text(render_config({"tmpDirectory": str(tmp_path / "vddk-tmp-upgraded")}))
+    lib = make_library(build, proxy_vm=windows_proxy, physical_proxy=vddk_target.physical_proxy)
+    lib.init_ex(config)
+    sequence.resources.add("library", f"VixDiskLib {build} InitEx", lib.exit)
+    return lib
+
+
+@pytest.mark.release_note("K3", platform="windows")
+@pytest.mark.test_id("K3-001")
+def test_hotadd_backup_through_a_windows_server_2019_proxy_flags_no_reboot(
+    sequence: SequenceContext,
+    backup_app: BackupApplication,
+    vsphere: VsphereSession,
+    vixdisklib_factory: Callable[..., VixDiskLib],
+    windows_proxy: str,
+    fresh_vm: Callable[..., str],
+) -> None:
+    through_proxy = dataclasses.replace(
+        sequence, lib=vixdisklib_factory(proxy_vm=windows_proxy), proxy_vm=windows_proxy
+    )
+    vm_name = fresh_vm("VMFS")
+    assert hotadd_backup(backup_app, through_proxy, vm_name) == {"hotadd"}
+    assert reboot_flags(vsphere.vm(vm_name)) == []
+
+
+@pytest.mark.release_note("K3", workaround="upgrade-to-7.0", platform="windows")
+@pytest.mark.test_id("K3-002")
+def test_vddk_7_0_backs_up_through_the_windows_proxy_without_a_reboot_flag(
+    sequence: SequenceContext,
+    backup_app: BackupApplication,
+    vsphere: VsphereSession,
+    upgraded_library: VixDiskLib,
+    windows_proxy: str,
+    fresh_vm: Callable[..., str],
+) -> None:
+    through_proxy = dataclasses.replace(sequence, lib=upgraded_library, proxy_vm=windows_proxy)
+    vm_name = fresh_vm("VMFS")
+    assert hotadd_backup(backup_app, through_proxy, vm_name) == {"hotadd"}
+    assert reboot_flags(vsphere.vm(vm_name)) == []

@@ -1,0 +1,81 @@
+"""K6: HotAdd open of a disk whose name has special characters, with and without an NFC session.
+
+VDDK 6.7.0 and 6.7.1, in HotAdd mode without an NFC session (``NoNfcSession=1``), read the disk through the
+HTTP file service with the name encoded once; vSphere 6.7 GA and U1 decode names twice, so a name with a
+percent sign is not found and Open fails. The reproducer backs up, over HotAdd with ``NoNfcSession=1``, a
+clone of the target's VM whose name (and so its folder and disk names) has special characters; the
+workaround ``nonfcsession-0`` does the same with an NFC session. Run with ``--vsphere 6.7``, ``6.7U1``,
+``6.7U2``, ``7.0U3`` and ``--vddk-build 6.7.0``, ``6.7.1``, ``6.7.2``, ``7.0.3`` for the release notes' matrix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+
+from conformance.plugin.fixtures import require
+from conformance.sequences.app import BackupApplication
+from conformance.sequences.context import SequenceContext
+from conformance.targets import CREATE_VMS, Target
+from conformance.vixdisklib.api import VixDiskLib
+from conformance.vixdisklib.config import KEY_NO_NFC_SESSION
+from conformance.vsphere.session import VsphereSession
+
+pytestmark = [pytest.mark.sequence("backup")]
+#: suffixes of the clone's name. A second decoding changes only names that still hold percent escapes after
+#: the first ("%41" becomes "A", "%20" a space); names with other special characters survive it, and the
+#: file-service tests (test_k6_special_names.py) cover those.
+SPECIAL_NAMES = {"percent": "a%41 100%", "encoded-space": "x%20y", "mixed": "R&D + [1] 50%25 ü"}
+
+
+@pytest.fixture(params=list(SPECIAL_NAMES.values()), ids=list(SPECIAL_NAMES))
+def special_vm(
+    request: pytest.FixtureRequest, vddk_target: Target, vsphere: VsphereSession, sequence: SequenceContext
+) -> str:
+    """A run-named full clone of the target's VMFS VM whose name ends in special characters."""
+    require(vddk_target, CREATE_VMS)
+    source_name, datastore = vddk_target.target_vms.get("VMFS"), vddk_target.datastore_of_type("VMFS")
+    if source_name is None or datastore is None:
+        pytest.skip(f"target {vddk_target.name} has no VM on a VMFS datastore")
+    name = f"{sequence.resources.name('k6')} {request.param}"
+    clone = vsphere.clone_vm(vsphere.vm(source_name), name, datastore)
+    sequence.resources.add("vm", name, lambda: vsphere.destroy_vm(clone))
+    return name
+
+
+def hotadd_backup(
+    sequence: SequenceContext,
+    backup_app: BackupApplication,
+    vixdisklib_factory: Callable[..., VixDiskLib],
+    vm_name: str,
+    no_nfc_session: int,
+) -> set[str]:
+    lib = vixdisklib_factory(config={KEY_NO_NFC_SESSION: no_nfc_session})
+    through = dataclasses.replace(sequence, lib=lib)
+    backup = backup_app.backup(through, vm_name, "hotadd")
+    backup_app.cleanup(through, backup)
+    return {d.transport for d in backup.disks}
+
+
+@pytest.mark.release_note("K6")
+@pytest.mark.test_id("K6-004")
+def test_hotadd_without_an_nfc_session_opens_a_disk_with_special_characters(
+    sequence: SequenceContext,
+    backup_app: BackupApplication,
+    vixdisklib_factory: Callable[..., VixDiskLib],
+    special_vm: str,
+) -> None:
+    assert hotadd_backup(sequence, backup_app, vixdisklib_factory, special_vm, 1) == {"hotadd"}
+
+
+@pytest.mark.release_note("K6", workaround="nonfcsession-0")
+@pytest.mark.test_id("K6-005")
+def test_hotadd_with_an_nfc_session_opens_a_disk_with_special_characters(
+    sequence: SequenceContext,
+    backup_app: BackupApplication,
+    vixdisklib_factory: Callable[..., VixDiskLib],
+    special_vm: str,
+) -> None:
+    assert hotadd_backup(sequence, backup_app, vixdisklib_factory, special_vm, 0) == {"hotadd"}
