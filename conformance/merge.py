@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.reports.runs import ReportError, load_run
+
 __all__ = ["MergeError", "Shard", "load_shard", "merge_runs", "recount", "worst_exit_status"]
 
 #: summary.json keys every shard must agree on (they decide what the tests expected).
@@ -59,20 +61,10 @@ def _read_properties(path: Path) -> dict[str, str]:
 def load_shard(path: Path) -> Shard:
     """Read summary.json, junit.xml and environment.properties of one run directory."""
     path = Path(path)
-    if not path.is_dir():
-        raise MergeError(f"{path}: no such directory (give reports/<run-id>/ directories)")
-    summary_path = path / "summary.json"
-    if not summary_path.is_file():
-        raise MergeError(f"{path}: no summary.json (is it a reports/<run-id>/ directory?)")
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MergeError(f"{summary_path}: not valid JSON ({exc})") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("tests"), list):
-        raise MergeError(f"{summary_path}: has no 'tests' list")
-    for position, test in enumerate(summary["tests"], start=1):
-        if not isinstance(test, dict) or not isinstance(test.get("nodeid"), str) or "outcome" not in test:
-            raise MergeError(f"{summary_path}: test #{position} lacks 'nodeid' or 'outcome'")
+    try:  # the same checks the report command makes on a run directory
+        summary = load_run(path).summary
+    except ReportError as exc:
+        raise MergeError(str(exc)) from None
     junit_path = path / "junit.xml"
     if not junit_path.is_file():
         raise MergeError(f"{path}: no junit.xml")

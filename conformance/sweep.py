@@ -23,6 +23,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pyVmomi import vmodl
+
 from conformance.resources import PREFIX
 
 __all__ = ["Leftover", "SweepError", "find_leftovers", "sweep_command", "sweep_sim_dirs", "sweep_target"]
@@ -82,6 +84,21 @@ def _wait(task: Any, what: str) -> None:
 def _task(what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Start a vSphere task and wait for it (bound with functools.partial into a Leftover's remove)."""
     _wait(method(*args, **kwargs), what)
+
+
+#: how long the sweeper waits for tasks a killed run left running (a clone or destroy still in flight)
+TASK_GRACE = 60.0
+
+
+def wait_for_running_tasks(session: Any, grace: float = TASK_GRACE) -> None:
+    """Wait (up to ``grace`` seconds) until the server runs no task: a run killed mid-clone leaves the clone's
+    task running, and a sweep that ran before it ends would miss the clone it makes."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        busy = [t for t in session.content.taskManager.recentTask if t.info.state in ("queued", "running")]
+        if not busy:
+            return
+        time.sleep(0.5)
 
 
 def find_leftovers(session: Any, proxies: list[str], allow_vms: set[str], run_id: str | None = None) -> list[Leftover]:
@@ -157,10 +174,11 @@ def find_leftovers(session: Any, proxies: list[str], allow_vms: set[str], run_id
         if vm.name in run_vm:
             created = getattr(vm.config, "createDate", None) if vm.config else None
 
-            def destroy(vm: Any = vm) -> None:
+            def destroy(vm: Any = vm, name: str = vm.name) -> None:
+                # the name is read up front: once Destroy_Task has run, reading it fails (the VM is gone)
                 if vm.runtime.powerState != "poweredOff":
-                    _wait(vm.PowerOffVM_Task(), f"power off {vm.name}")
-                _wait(vm.Destroy_Task(), f"destroy {vm.name}")
+                    _wait(vm.PowerOffVM_Task(), f"power off {name}")
+                _wait(vm.Destroy_Task(), f"destroy {name}")
 
             found.append(Leftover("clone", vm.name, "VM", _age(vm.name, created), destroy))
 
@@ -223,6 +241,8 @@ def sweep_target(
     """Remove the leftovers (older than `older_than` minutes when given): (lines of what went, failures)."""
     removed: list[str] = []
     failed: list[str] = []
+    if not dry_run:
+        wait_for_running_tasks(session)
     for leftover in find_leftovers(session, proxies, allow_vms, run_id):
         if older_than is not None and (leftover.age is None or leftover.age < older_than * 60):
             continue
@@ -231,6 +251,9 @@ def sweep_target(
             continue
         try:
             leftover.remove()
+        except vmodl.fault.ManagedObjectNotFound:
+            removed.append(f"already gone: {leftover.describe()}")  # a killed run's own task finished it
+            continue
         except Exception as exc:
             failed.append(f"could not remove {leftover.describe()}: {getattr(exc, 'msg', None) or exc}")
             continue

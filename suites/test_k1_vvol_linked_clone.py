@@ -76,17 +76,30 @@ def back_up(backup_app: BackupApplication, sequence: SequenceContext, vm_name: s
     return {d.transport for d in backup.disks}
 
 
-@pytest.mark.release_note("K1")
-@pytest.mark.test_id("K1-001")
-def test_hotadd_of_a_linked_clone_of_a_linked_clone_on_vvol_keeps_the_proxy_valid(
+REPRODUCER = [pytest.mark.release_note("K1"), pytest.mark.test_id("K1-001")]
+OTHER_TRANSPORT = [pytest.mark.release_note("K1", workaround="non-hotadd-transport"), pytest.mark.test_id("K1-003")]
+ON_VMFS = [pytest.mark.release_note("K1", control="vmfs-datastore"), pytest.mark.test_id("K1-004")]
+
+
+@pytest.mark.parametrize(
+    ("datastore_type", "transport"),
+    [
+        pytest.param("VVOL", "hotadd", marks=REPRODUCER, id="vvol-hotadd"),
+        *(pytest.param("VVOL", t, marks=OTHER_TRANSPORT, id=f"vvol-{t}") for t in ("nbdssl", "nbd")),
+        pytest.param("VMFS", "hotadd", marks=ON_VMFS, id="vmfs-hotadd"),
+    ],
+)
+def test_backing_up_a_linked_clone_of_a_linked_clone_keeps_the_proxy_valid(
     sequence: SequenceContext,
     backup_app: BackupApplication,
     vsphere: VsphereSession,
     proxy: str,
     clone_of_clone: Callable[..., str],
+    datastore_type: str,
+    transport: str,
 ) -> None:
-    target = clone_of_clone("VVOL")
-    assert back_up(backup_app, sequence, target, "hotadd") == {"hotadd"}
+    target = clone_of_clone(datastore_type)
+    assert back_up(backup_app, sequence, target, transport) == {transport}
     assert proxy_state(vsphere, proxy) == "connected"
 
 
@@ -100,35 +113,5 @@ def test_a_linked_clone_of_a_full_clone_on_vvol_backs_up_with_hotadd(
     fresh_vm: Callable[..., str],
 ) -> None:
     target = linked_clone(vsphere, sequence.resources, fresh_vm("VVOL"), "lc1")  # fresh_vm is a full clone
-    assert back_up(backup_app, sequence, target, "hotadd") == {"hotadd"}
-    assert proxy_state(vsphere, proxy) == "connected"
-
-
-@pytest.mark.release_note("K1", workaround="non-hotadd-transport")
-@pytest.mark.test_id("K1-003")
-@pytest.mark.parametrize("transport", ["nbdssl", "nbd"])
-def test_the_linked_clone_of_a_linked_clone_on_vvol_backs_up_over_the_network(
-    sequence: SequenceContext,
-    backup_app: BackupApplication,
-    vsphere: VsphereSession,
-    proxy: str,
-    clone_of_clone: Callable[..., str],
-    transport: str,
-) -> None:
-    target = clone_of_clone("VVOL")
-    assert back_up(backup_app, sequence, target, transport) == {transport}
-    assert proxy_state(vsphere, proxy) == "connected"
-
-
-@pytest.mark.release_note("K1", control="vmfs-datastore")
-@pytest.mark.test_id("K1-004")
-def test_hotadd_of_a_linked_clone_of_a_linked_clone_on_vmfs_keeps_the_proxy_valid(
-    sequence: SequenceContext,
-    backup_app: BackupApplication,
-    vsphere: VsphereSession,
-    proxy: str,
-    clone_of_clone: Callable[..., str],
-) -> None:
-    target = clone_of_clone("VMFS")
     assert back_up(backup_app, sequence, target, "hotadd") == {"hotadd"}
     assert proxy_state(vsphere, proxy) == "connected"

@@ -59,23 +59,22 @@ def hotadd_backup(
     return {d.transport for d in backup.disks}
 
 
-@pytest.mark.release_note("K6")
-@pytest.mark.test_id("K6-004")
-def test_hotadd_without_an_nfc_session_opens_a_disk_with_special_characters(
+@pytest.mark.parametrize(
+    "no_nfc_session",
+    [
+        pytest.param(1, marks=[pytest.mark.release_note("K6"), pytest.mark.test_id("K6-004")], id="NoNfcSession=1"),
+        pytest.param(
+            0,
+            marks=[pytest.mark.release_note("K6", workaround="nonfcsession-0"), pytest.mark.test_id("K6-005")],
+            id="NoNfcSession=0",
+        ),
+    ],
+)
+def test_hotadd_opens_a_disk_with_special_characters(
     sequence: SequenceContext,
     backup_app: BackupApplication,
     vixdisklib_factory: Callable[..., VixDiskLib],
     special_vm: str,
+    no_nfc_session: int,
 ) -> None:
-    assert hotadd_backup(sequence, backup_app, vixdisklib_factory, special_vm, 1) == {"hotadd"}
-
-
-@pytest.mark.release_note("K6", workaround="nonfcsession-0")
-@pytest.mark.test_id("K6-005")
-def test_hotadd_with_an_nfc_session_opens_a_disk_with_special_characters(
-    sequence: SequenceContext,
-    backup_app: BackupApplication,
-    vixdisklib_factory: Callable[..., VixDiskLib],
-    special_vm: str,
-) -> None:
-    assert hotadd_backup(sequence, backup_app, vixdisklib_factory, special_vm, 0) == {"hotadd"}
+    assert hotadd_backup(sequence, backup_app, vixdisklib_factory, special_vm, no_nfc_session) == {"hotadd"}

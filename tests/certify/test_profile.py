@@ -3,7 +3,7 @@ line naming the key."""
 
 from __future__ import annotations
 
-import ast
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -20,45 +20,39 @@ from tests.certify.conftest import SMALL_PROFILE
 SUITES = Path(__file__).resolve().parents[2] / "suites"
 
 
+class _MarkerCollector:
+    """Collects, for every suite test, its test id and release-note marker as pytest resolves them (parameter
+    marks included), without running anything."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, dict[str, Any]] = {}
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            test_id = item.get_closest_marker("test_id")
+            if test_id is None or not test_id.args:
+                continue
+            note = item.get_closest_marker("release_note")
+            mark = {"item": note.args[0], **note.kwargs} if note is not None and note.args else {}
+            self.found.setdefault(str(test_id.args[0]), mark)
+
+
+@functools.cache
+def _suite_markers() -> dict[str, dict[str, Any]]:
+    collector = _MarkerCollector()
+    options = ["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:benchmark"]
+    code = pytest.main([str(SUITES), *options], plugins=[collector])
+    assert code == 0, f"collecting the suites failed ({code})"
+    return collector.found
+
+
 def suite_test_ids() -> set[str]:
-    return {m for path in SUITES.glob("test_*.py") for m in re.findall(r'test_id\("([^"]+)"\)', path.read_text())}
-
-
-def _release_note(call: ast.expr) -> dict[str, Any] | None:
-    """{"item": "K2", "workaround": ..., ...} of a ``pytest.mark.release_note(...)`` expression."""
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "release_note"):
-        return None
-    if not call.args or not isinstance(call.args[0], ast.Constant):
-        return None
-    marks: dict[str, Any] = {"item": call.args[0].value}
-    marks.update({k.arg: k.value.value for k in call.keywords if k.arg and isinstance(k.value, ast.Constant)})
-    return marks
+    return set(_suite_markers())
 
 
 def suite_release_notes() -> dict[str, dict[str, Any]]:
-    """test id -> its release_note marker (the function's own, else the module's pytestmark)."""
-    found: dict[str, dict[str, Any]] = {}
-    for path in SUITES.glob("test_*.py"):
-        tree = ast.parse(path.read_text())
-        module_mark = None
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets):
-                values = node.value.elts if isinstance(node.value, ast.List) else [node.value]
-                module_mark = next((m for m in map(_release_note, values) if m), None)
-        for func in ast.walk(tree):
-            if isinstance(func, ast.FunctionDef):
-                test_ids = [
-                    d.args[0].value
-                    for d in func.decorator_list
-                    if isinstance(d, ast.Call)
-                    and getattr(d.func, "attr", "") == "test_id"
-                    and isinstance(d.args[0], ast.Constant)
-                ]
-                own = next((m for m in map(_release_note, func.decorator_list) if m), None)
-                for test_id in test_ids:
-                    if own or module_mark:
-                        found[str(test_id)] = own or module_mark or {}
-    return found
+    """test id -> its release_note marker ({"item": ..., "workaround": ...}), or {} without one."""
+    return {k: v for k, v in _suite_markers().items() if v}
 
 
 def test_the_published_profile_loads_under_its_file_name() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.sweep import OWNER_FILE, find_leftovers, sweep_sim_dirs
+from conformance.sweep import OWNER_FILE, find_leftovers, sweep_sim_dirs, wait_for_running_tasks
 from conformance.vsphere.connection import Endpoint
 from conformance.vsphere.session import VsphereSession, disks_of
 from tests.lab.conftest import CLI, SimServer, run_cli, write_target
@@ -108,6 +108,7 @@ def test_runs_killed_at_random_points_leave_nothing_after_a_sweep(tmp_path: Path
             process.wait()
     session = session_for(sim_server)
     try:
+        wait_for_running_tasks(session)  # what killed runs left in flight lands first, as the sweeper waits too
         before = what_is_left(session)
         leftovers = find_leftovers(session, ["proxy-rhel83"], set(), None)
     finally:
