@@ -103,7 +103,16 @@ class Target:
             "allow_vms": sorted(self.allow_vms),
             "backend": self.backend,
             "target_file": str(self.source) if self.source else None,
+            "proxy_vm": self.default_proxy,
+            "proxy_os": self.proxy_os(),
         }
+
+    def proxy_os(self) -> str | None:
+        """The guest OS of the HotAdd proxy the library runs in: the proxy VM's for the simulated library; for
+        the native one the library runs on this machine, which the reports describe themselves (None)."""
+        if self.backend != "simulated":
+            return None
+        return next((guest for guest, vm in self.proxies.items() if vm == self.default_proxy), None)
 
 
 class SimulatorControls:
