@@ -14,14 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pyVmomi import vim
 
 from conformance.resources import Resource, ResourceTracker
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.targets import Target
 from conformance.vsphere.session import VsphereSession
-from conformance.vsphere.tasks import wait_for_task
 
 pytestmark = [pytest.mark.sequence("backup")]
 
@@ -32,9 +30,7 @@ def home_datastore(vm: Any) -> str:
 
 
 def relocate(vsphere: VsphereSession, vm_name: str, datastore: str) -> None:
-    vm = vsphere.vm(vm_name)
-    spec = vim.vm.RelocateSpec(datastore=vsphere.datastore(datastore))
-    wait_for_task(vm.RelocateVM_Task(spec), f"relocate {vm_name} to {datastore}")
+    vsphere.relocate_vm(vsphere.vm(vm_name), datastore)
 
 
 def relocated(vsphere: VsphereSession, resources: ResourceTracker, vm_name: str, datastore: str) -> Resource:

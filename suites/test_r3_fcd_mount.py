@@ -25,7 +25,6 @@ from conformance.vixdisklib.mntapi import VixMntApi
 from conformance.vixdisklib.types import SpecType, VStorageObjectSpec
 from conformance.vsphere.guest import GuestWorkload
 from conformance.vsphere.session import VsphereSession
-from conformance.vsphere.tasks import wait_for_task
 from conformance.vsphere.volumes import write_simple_volume
 
 pytestmark = [pytest.mark.release_note("R3"), pytest.mark.sequence("backup")]
@@ -57,26 +56,11 @@ def fcd_with_known_files(
     ds_name = vddk_target.datastore_of_type("VMFS")
     assert ds_name is not None
     vm, ds, resources = vsphere.vm(vm_name), vsphere.datastore(ds_name), sequence.resources
-    manager = vsphere.content.vStorageObjectManager
     name = resources.name("fcd")
-    spec = vim.vslm.CreateSpec(
-        name=name,
-        capacityInMB=64,
-        keepAfterDeleteVm=True,
-        backingSpec=vim.vslm.CreateSpec.DiskFileBackingSpec(datastore=ds, provisioningType="thin"),
-    )
-    fcd_id = wait_for_task(manager.CreateDisk_Task(spec), f"create FCD {name}").config.id.id
-    resources.add(
-        "fcd",
-        name,
-        lambda: wait_for_task(manager.DeleteVStorageObject_Task(vim.vslm.ID(id=fcd_id), ds), f"delete {name}"),
-    )
-    wait_for_task(vm.AttachDisk_Task(vim.vslm.ID(id=fcd_id), ds), f"attach FCD {name} to {vm_name}")
-    resources.add(
-        "fcd-attachment",
-        f"{name} on {vm_name}",
-        lambda: wait_for_task(vm.DetachDisk_Task(vim.vslm.ID(id=fcd_id)), f"detach {name}"),
-    )
+    fcd_id = vsphere.create_fcd(name, ds_name, 64)
+    resources.add("fcd", name, lambda: vsphere.delete_fcd(fcd_id, ds_name))
+    vsphere.attach_fcd(vm, fcd_id, ds_name)
+    resources.add("fcd-attachment", f"{name} on {vm_name}", lambda: vsphere.detach_fcd(vm, fcd_id))
     devices = sorted(
         (d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)), key=lambda d: d.unitNumber
     )

@@ -135,6 +135,11 @@ def _attach(item: pytest.Item) -> None:
     for path in attachments.init_configs(libs):
         text = attachments.sanitize_config(path.read_text(encoding="utf-8", errors="replace"), secrets)
         allure.attach(text, name=f"InitEx configuration ({path.name})", attachment_type=allure.attachment_type.TEXT)
+    compared = [d for value in values for d in getattr(value, "digests", None) or [] if isinstance(d, dict)]
+    if compared:  # the sequence context's content comparisons (restore: backup image vs disk read back)
+        allure.attach(
+            json.dumps(compared, indent=2), name="Disk digests compared", attachment_type=allure.attachment_type.JSON
+        )
 
 
 class _ControllerHooks:

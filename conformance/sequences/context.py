@@ -26,3 +26,5 @@ class SequenceContext:
     chunk_sectors: int = 2048
     proxy_vm: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: every content comparison a sequence made: {"vm", "disk", "expected", "actual", "match"} (reports attach it)
+    digests: list[dict[str, object]] = field(default_factory=list)

@@ -227,6 +227,9 @@ class ReferenceBackupApp:
             vsphere.power_on(vm)
         digests = self.read_back(ctx, vm.name, transports)
         expected = {t.key: s.digest for s, t in zip(backup.disks, targets, strict=False)}
+        for key, want in expected.items():
+            got = digests.get(key)
+            ctx.digests.append({"vm": vm.name, "disk": key, "expected": want, "actual": got, "match": want == got})
         return Restore(vm.name, transport, digests, expected, time.monotonic() - started, written)
 
     def _write_disk(

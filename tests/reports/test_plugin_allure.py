@@ -1,4 +1,5 @@
-"""One real, small run (K5 and the F1 suite on VDDK 7.0.2): what the plugin puts into allure-results."""
+"""One real, small run (K5, the F1 suite and one restore round trip on VDDK 7.0.2): what the plugin puts into
+allure-results."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 RUN_ID = "k5-f1-702"
+RESTORE = "roundtrip and restore_to_the_original and nbdssl-VMFS-random"
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reports = tmp_path_factory.mktemp("reports")
     done = subprocess.run(
         [sys.executable, "-m", "conformance.cli", "run", "--reports", str(reports), "--run-id", RUN_ID,
-         "--vddk-build", "7.0.2", "-n", "0", "-k", "k5 or f1_nfc"],
+         "--vddk-build", "7.0.2", "-n", "0", "-k", f"k5 or f1_nfc or ({RESTORE})"],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -61,3 +63,14 @@ def test_categories_and_environment_are_written(run_dir: Path) -> None:
     names = [c["name"] for c in json.loads((folder / "categories.json").read_text())]
     assert names == ["Known issue", "Lab problem", "Product defect", "Harness defect"]
     assert "vddk.build=7.0.2" in (folder / "environment.properties").read_text()
+
+
+def test_a_restore_attaches_the_disk_digests_it_compared(run_dir: Path) -> None:
+    folder = run_dir / "allure-results"
+    restores = [r for r in allure_results(run_dir) if "restore_to_the_original" in r["fullName"]]
+    assert len(restores) == 1 and restores[0]["status"] == "passed"
+    [attachment] = [a for a in restores[0]["attachments"] if a["name"] == "Disk digests compared"]
+    compared = json.loads((folder / attachment["source"]).read_text())
+    assert len(compared) >= 2 and all(c["match"] and c["expected"] == c["actual"] for c in compared)
+    others = [r for r in allure_results(run_dir) if r["fullName"] != restores[0]["fullName"]]
+    assert not [a for r in others for a in r.get("attachments", []) if a["name"] == "Disk digests compared"]
