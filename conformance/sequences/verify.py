@@ -36,11 +36,10 @@ def verify_clean(ctx: SequenceContext, vm_name: str) -> list[str]:
         problems.append(f"{vm_name} needs disk consolidation")
     if ctx.proxy_vm:
         proxy = vsphere.vm(ctx.proxy_vm)
-        foreign = [
-            d.file_name for d in disks_of(proxy) if not d.file_name.split("] ", 1)[-1].startswith(f"{proxy.name}/")
-        ]
-        if foreign:
-            problems.append(f"proxy {proxy.name} still has hot-added disk(s) {', '.join(foreign)}")
+        mine = files_of(vm)
+        left_on_proxy = [d.file_name for d in disks_of(proxy) if d.file_name in mine or _folder(d.file_name) in mine]
+        if left_on_proxy:
+            problems.append(f"proxy {proxy.name} still has hot-added disk(s) {', '.join(left_on_proxy)}")
     if ctx.tmp_directory is not None and ctx.tmp_directory.exists():
         left = sorted(
             str(p.relative_to(ctx.tmp_directory))
@@ -52,18 +51,30 @@ def verify_clean(ctx: SequenceContext, vm_name: str) -> list[str]:
     return problems
 
 
+def _folder(ds_path: Any) -> str:
+    return str(ds_path).rsplit("/", 1)[0]
+
+
+def files_of(vm: Any) -> set[str]:
+    """The VM's folder and its disks' files (an FCD's lives elsewhere): what a HotAdd of this VM's disks left on a
+    proxy would name. Other VMs' disks on a shared proxy (another worker's backup in progress, a linked clone's
+    source) are not this sequence's leftovers."""
+    found = {_folder(vm.config.files.vmPathName)}
+    for device in vm.config.hardware.device:
+        if isinstance(device, vim.vm.device.VirtualDisk):
+            found.add(str(getattr(device.backing, "fileName", "")))
+    return found
+
+
 def own_deltas(vm: Any) -> list[str]:
     """Disks whose parent lies in the disk's own folder: deltas a removed snapshot should have merged. A linked
     clone's base delta has its parent in the source VM's folder and is not one of them."""
-
-    def folder(ds_path: Any) -> str:
-        return str(ds_path).rsplit("/", 1)[0]
 
     found = []
     for device in vm.config.hardware.device:
         backing: Any = getattr(device, "backing", None)
         if not isinstance(device, vim.vm.device.VirtualDisk) or getattr(backing, "parent", None) is None:
             continue
-        if folder(backing.parent.fileName) == folder(backing.fileName):
+        if _folder(backing.parent.fileName) == _folder(backing.fileName):
             found.append(str(backing.fileName))
     return found

@@ -163,9 +163,10 @@ class ControlSession:
             raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"hot-add of {file_name} to {proxy.name} did not show")
         return int(added[0])
 
-    def detach(self, proxy: Any, device_key: int) -> bool:
-        """Hot-remove a disk from the proxy; False if it was already gone."""
-        device = next((d for d in disks_of(proxy) if d.key == device_key), None)
+    def detach(self, proxy: Any, device_key: int, file_name: str) -> bool:
+        """Hot-remove a disk from the proxy; False if it was already gone. The key is checked against the file:
+        once a disk is gone its key can be reused by another process's HotAdd on the same proxy."""
+        device = next((d for d in disks_of(proxy) if d.key == device_key and d.backing.fileName == file_name), None)
         if device is None:
             return False
         spec = vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="remove", device=device)])

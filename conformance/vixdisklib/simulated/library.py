@@ -338,7 +338,7 @@ class SimulatedVixDiskLib:
 
     def _release(self, connection: SimConnection, record: HotAddedDisk, proxy: Any) -> None:
         assert connection.control is not None and connection.folder is not None
-        connection.control.detach(proxy, record.device_key)
+        connection.control.detach(proxy, record.device_key, record.file_name)
         connection.hot_added.remove(record)
         connection.folder.record_hot_added(connection.hot_added)
 
@@ -511,8 +511,7 @@ class SimulatedVixDiskLib:
                     continue
                 for entry in disks:
                     proxy = control.find_vm(entry.proxy_vm)
-                    if any(d.key == entry.device_key for d in disks_of(proxy)):
-                        control.detach(proxy, entry.device_key)
+                    control.detach(proxy, entry.device_key, entry.file_name)
                 folder.remove()
                 cleaned += 1
         finally:
