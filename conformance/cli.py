@@ -109,7 +109,8 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         argv.append(f"--shard={args.shard}")
     code = int(pytest.main([*argv, *extra]))
     run_dir = Path(args.reports) / run_id
-    print(f"vddk-conformance: reports in {run_dir}", flush=True)
+    if (run_dir / "summary.json").is_file():  # a usage error stops the run before it writes anything
+        print(f"vddk-conformance: reports in {run_dir}", flush=True)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("vddk-conformance: no test was selected", file=sys.stderr)
     return code
@@ -149,19 +150,12 @@ def _detection_matrix(args: argparse.Namespace) -> int:
 def _nightly(args: argparse.Namespace) -> int:
     """One run per (build, vSphere) pair; exit 1 when any run failed."""
     from conformance.nightly import NightlyError, pairs, run_pairs
+    from conformance.shards import ShardError, parse_shard
 
-    shard = None
-    if args.shard:
-        try:
-            index, total = (int(p) for p in args.shard.split("/"))
-        except ValueError:
-            raise CliError(f"--shard {args.shard!r}: use K/N, e.g. 1/2") from None
-        if not 1 <= index <= total:
-            raise CliError(f"--shard {args.shard!r}: K must be between 1 and N")
-        shard = (index, total)
     try:
+        shard = parse_shard(args.shard) if args.shard else None
         selected = pairs(args.builds, args.vsphere, shard, args.include_unsupported)
-    except NightlyError as exc:
+    except (ShardError, NightlyError) as exc:
         raise CliError(str(exc)) from None
     print(f"vddk-conformance: {len(selected)} build/vSphere pair(s) to run", flush=True)
     results = run_pairs(selected, Path(args.reports), args.matrix, args.workers)

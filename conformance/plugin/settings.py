@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conformance.resources import new_run_id
+from conformance.shards import ShardError, parse_shard
 from conformance.sim.profiles import UnknownProfileError, get_profile
 from conformance.versions import VddkBuild, VersionError
 
@@ -119,15 +120,10 @@ class RunSettings:
                     f"--vsphere {vsphere} differs from server.vsphere {spec.vsphere} in {target} "
                     f"(fix: pass --vsphere {spec.vsphere} or correct the file)"
                 )
-        shard = None
-        if option.shard:
-            try:
-                index, total = (int(p) for p in option.shard.split("/"))
-            except ValueError:
-                raise SettingsError(f"--shard {option.shard!r}: use K/N, e.g. 1/2") from None
-            if not 1 <= index <= total:
-                raise SettingsError(f"--shard {option.shard!r}: K must be between 1 and N")
-            shard = (index, total)
+        try:
+            shard = parse_shard(option.shard) if option.shard else None
+        except ShardError as exc:
+            raise SettingsError(str(exc)) from None
         run_id = option.run_id or getattr(config, "workerinput", {}).get("vddk_run_id") or new_run_id()
         return cls(
             target=target,
