@@ -1,8 +1,8 @@
 """K2: VixDiskLib_Cleanup in a new process after a HotAdd backup process was killed.
 
-Process A is a real separate OS process (`_child_backup.py`, the harness's library built as the fixtures build
-it, connection details in its environment): it opens a snapshot disk over HotAdd, reads, and is SIGKILLed
-before it cleans up. Process B then calls Cleanup. With the default temporary directory B does not find A's
+Process A is a real separate OS process (`conformance.sequences.backup_process`, the harness's library built as
+the fixtures build it, connection details in its environment): it opens a snapshot disk over HotAdd, reads, and
+is SIGKILLed before it cleans up. Process B then calls Cleanup. With the default temporary directory B does not find A's
 leftovers (the known issue: the reproducer asserts that it does); with `tmpDirectory` set in the configuration
 of both (the workaround) B's Cleanup finds and removes them and the proxy VM keeps no hot-added disk.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _child_backup import child_env, cleanup_process, crashed_backup
 
 from conformance.plugin.settings import RunSettings
 from conformance.resources import ResourceTracker
+from conformance.sequences.backup_process import child_env, cleanup_process, crashed_backup
 from conformance.targets import Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import KEY_TMP_DIRECTORY, render_config

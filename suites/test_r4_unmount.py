@@ -1,8 +1,8 @@
 """R4: "Could not unmount" after connect, open, read, close, disconnect.
 
-A backup process (`_child_backup.py`, a real OS process) connects to a snapshot, opens its disk over HotAdd,
-reads and closes it; its session's unmount info file (unmount.dat) then goes missing while the session folder
-under tmpDirectory still exists, and the process ends before its Disconnect has removed the folder. A new
+A backup process (`conformance.sequences.backup_process`, a real OS process) connects to a snapshot, opens its
+disk over HotAdd, reads and closes it; its session's unmount info file (unmount.dat) then goes missing while the
+session folder under tmpDirectory still exists, and the process ends before its Disconnect has removed the folder. A new
 library with the same tmpDirectory calls Cleanup. Fixed behaviour (7.0.3): the folder is removed anyway, so
 Cleanup reports nothing remaining, no "Could not unmount" error, and nothing is left in tmpDirectory.
 Affected behaviour: the error and the leftover folder.
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _child_backup import child_env, crashed_backup
 
 from conformance.plugin.settings import RunSettings
 from conformance.resources import ResourceTracker
+from conformance.sequences.backup_process import child_env, crashed_backup
 from conformance.targets import Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import KEY_TMP_DIRECTORY, render_config

@@ -9,11 +9,7 @@ is powered off and parked for the maintenance-mode tests; target-nfs41 is the Pr
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +21,7 @@ import pytest
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
+from conformance.sequences.backup_process import child_env, cleanup_process, crashed_backup
 from conformance.sim.instance import Simulator
 from conformance.sim.storage.vmdk import VirtualDiskFile
 from conformance.vixdisklib.api import Disk, VixDiskLib
@@ -50,8 +47,6 @@ KiB, MiB = 1024, 1024 * 1024
 CAPACITY = 256 * MiB // SECTOR_SIZE  # sectors of the default target VMs' disk
 #: written by the guest (dd) into target-vmfs before the snapshot: byte offset -> data (64 KiB aligned)
 PATTERNS = {1 * MiB: os.urandom(64 * KiB), 100 * MiB: os.urandom(192 * KiB)}
-CHILD = Path(__file__).with_name("child_process.py")
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -535,62 +530,22 @@ def test_open_while_the_host_is_entering_or_in_maintenance_mode(
 # --- HotAdd crash and Cleanup across processes (K2) ---
 
 
-def child_order(sim: Simulator, action: str, config: Path | None, **extra: Any) -> str:
-    server = {"host": sim.host, "port": sim.port, "user": sim.user, "password": sim.password}
-    server["thumbprint"] = sim.thumbprint
-    order = {"action": action, "build": "7.0.3", "config": str(config) if config else None, "server": server}
-    return json.dumps({**order, "proxy_vm": PROXY_VM, **extra}) + "\n"
-
-
-def child_env(tmpdir: Path | None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    if tmpdir is not None:
-        env["TMPDIR"] = str(tmpdir)  # where VDDK's default (per-process) temporary directory goes
-    return env
+def server_params(sim: Simulator) -> ConnectParams:
+    return ConnectParams(sim.host, UidCredentials(sim.user, sim.password), thumbprint=sim.thumbprint, port=sim.port)
 
 
 def crashed_hotadd_backup(sim: Simulator, backup: Backup, config: Path | None, tmpdir: Path | None) -> dict[str, Any]:
     """A real process opens `backup` over HotAdd and is SIGKILLed mid-backup; what it reported."""
     assert backup.params.vm_moref is not None
-    order = child_order(
-        sim, "hotadd-open", config, vm=backup.params.vm_moref, snapshot=backup.snapshot, path=backup.path
-    )
-    process = subprocess.Popen(
-        [sys.executable, str(CHILD)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(tmpdir),
-        cwd=REPO,
-    )
-    try:
-        assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(order)
-        process.stdin.flush()
-        line = process.stdout.readline()
-        assert line, f"the backup process ended early: {process.communicate()[1][-2000:]}"
-        report: dict[str, Any] = json.loads(line)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=30)
-    assert process.returncode == -signal.SIGKILL
-    return report
+    env = child_env(
+        "hotadd-open", server_params(sim), "7.0.3", PROXY_VM, config, tmpdir,
+        vm=backup.params.vm_moref, snapshot=backup.snapshot, disk=backup.path,
+    )  # fmt: skip
+    return crashed_backup(env)
 
 
 def cleanup_in_new_process(sim: Simulator, config: Path | None, tmpdir: Path | None) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, str(CHILD)],
-        input=child_order(sim, "cleanup", config),
-        capture_output=True,
-        text=True,
-        env=child_env(tmpdir),
-        cwd=REPO,
-        timeout=120,
-        check=True,
-    )
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    return cleanup_process(child_env("cleanup", server_params(sim), "7.0.3", PROXY_VM, config, tmpdir), timeout=120)
 
 
 def test_k2_cleanup_with_a_shared_tmp_directory_releases_a_crashed_hotadd_session(

@@ -1,6 +1,8 @@
-"""A separate backup process for the suites (K2, R4): the harness's library built the way the fixtures build it.
+"""A separate backup process (K2, R4, and the simulated library's own tests): the harness's library built the
+way the fixtures build it, in an OS process of its own.
 
-Run as a script; everything comes from the environment (the password never appears on a command line):
+Run as `python -m conformance.sequences.backup_process`; everything comes from the environment (the password
+never appears on a command line):
 VDDK_CHILD_ACTION, VDDK_BUILD, VDDK_PROXY_VM, VDDK_CONFIG (an InitEx configuration file; unset = VDDK's default
 temporary directory), VDDK_SERVER, VDDK_PORT, VDDK_USER, VDDK_PASSWORD, VDDK_THUMBPRINT, and for the disk
 actions VDDK_VM (moref), VDDK_SNAPSHOT (moref), VDDK_DISK ("[ds] dir/disk.vmdk").
@@ -11,7 +13,7 @@ Actions:
 - "hotadd-closed": the same, then Close the disk before printing; it waits to be killed before Disconnect.
 - "cleanup": Cleanup, print {"cleaned", "remaining"} or {"error", "code", "remaining"}, Exit.
 
-The suites start it with `crashed_backup` (the process is SIGKILLed once it has reported) and `cleanup_process`.
+Callers start it with `crashed_backup` (the process is SIGKILLed once it has reported) and `cleanup_process`.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ from conformance.vixdisklib.errors import VixError
 from conformance.vixdisklib.factory import make_library
 from conformance.vixdisklib.types import ConnectParams, UidCredentials
 
-SCRIPT = Path(__file__).resolve()
-REPO = SCRIPT.parents[1]
+COMMAND = [sys.executable, "-m", "conformance.sequences.backup_process"]
 
 
 def child_env(
@@ -46,7 +47,6 @@ def child_env(
     creds = params.credentials
     assert isinstance(creds, UidCredentials) and params.server_name and params.thumbprint
     env = {k: v for k, v in os.environ.items() if not k.startswith("VDDK_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     if tmpdir is not None:
         env["TMPDIR"] = str(tmpdir)  # where VDDK's default (per-process) temporary directory goes
     env.update(
@@ -68,13 +68,12 @@ def child_env(
 def crashed_backup(env: dict[str, str], timeout: float = 60.0) -> dict[str, Any]:
     """Start a child with a disk action, read its report, SIGKILL it; the report."""
     process = subprocess.Popen(
-        [sys.executable, str(SCRIPT)],
+        COMMAND,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        cwd=REPO,
     )
     try:
         assert process.stdout is not None
@@ -92,9 +91,7 @@ def crashed_backup(env: dict[str, str], timeout: float = 60.0) -> dict[str, Any]
 
 def cleanup_process(env: dict[str, str], timeout: float = 60.0) -> dict[str, Any]:
     """A new OS process that calls Cleanup; what it printed."""
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout, check=True
-    )
+    done = subprocess.run(COMMAND, capture_output=True, text=True, env=env, timeout=timeout, check=True)
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
