@@ -47,12 +47,7 @@ def content(sim: Simulator) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def server_params(sim: Simulator) -> ConnectParams:
     """Connect parameters for the simulator without a VM (what Cleanup takes)."""
-    return ConnectParams(
-        server_name=sim.host,
-        port=sim.port,
-        credentials=UidCredentials(sim.user, sim.password),
-        thumbprint=sim.thumbprint,
-    )
+    return connect_params(sim)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +81,16 @@ def make_lib(vddk_config: Path) -> Iterator[MakeLib]:
 
 
 # --- helpers (imported by the test modules) ---
+
+
+def connect_params(sim: Simulator) -> ConnectParams:
+    """ConnectParams for a simulator, without a VM (add one with `.with_vm(moref)`)."""
+    return ConnectParams(
+        server_name=sim.host,
+        port=sim.port,
+        credentials=UidCredentials(sim.user, sim.password),
+        thumbprint=sim.thumbprint,
+    )
 
 
 def write_config(path: Path, values: dict[str, str | int]) -> Path:

@@ -22,10 +22,10 @@ from conformance.vixdisklib.config import KEY_NO_NFC_SESSION, KEY_PHONE_HOME, re
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.simulated.control import declared_parents_with_k1
 from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
-from conformance.vixdisklib.types import ConnectParams, UidCredentials
+from conformance.vixdisklib.types import ConnectParams
 from conformance.vsphere.connection import Endpoint, connect, disconnect
 from tests.sim.conftest import find
-from tests.vixdisklib.conftest import disk_path, snapshot, wait
+from tests.vixdisklib.conftest import connect_params, disk_path, snapshot, wait
 
 LINKED = "createNewChildDiskBacking"
 
@@ -53,8 +53,7 @@ def library(build: str, tmp_path: Path, proxy: str, config: dict[str, str | int]
 
 
 def params(sim: Simulator, vm: Any) -> ConnectParams:
-    credentials = UidCredentials(sim.user, sim.password)
-    return ConnectParams(sim.host, credentials, thumbprint=sim.thumbprint, port=sim.port).with_vm(vm._moId)
+    return connect_params(sim).with_vm(vm._moId)
 
 
 def hotadd_read(lib: VixDiskLib, sim: Simulator, vm: Any, path: str | None = None) -> str:

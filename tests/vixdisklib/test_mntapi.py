@@ -5,7 +5,6 @@ One simulator for the module: each test uses its own VM (or its own FCD), so the
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ from conformance.vixdisklib.mntapi import NO_VOLUME_TEXT, OsFamily, VixMntApi, V
 from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
 from conformance.vixdisklib.simulated.mntapi import SimulatedVixMntApi
 from conformance.vixdisklib.types import ConnectParams, OpenFlags, SpecType, UidCredentials, VStorageObjectSpec
-from conformance.vsphere.connection import Endpoint, connect, disconnect
-from conformance.vsphere.guest import GuestCredentials, GuestWorkload
 from conformance.vsphere.volumes import (
     VOLUME_OFFSET,
     VolumeFormatError,
@@ -33,6 +30,9 @@ from conformance.vsphere.volumes import (
     volume_image,
     write_simple_volume,
 )
+from tests.sim.conftest import find
+from tests.vixdisklib.conftest import connect_params, guest, snapshot
+from tests.vixdisklib.conftest import disks_of as disks
 
 PROXY = "proxy-rhel83"
 FILES = {"hello.txt": b"hello from the guest\n", "data/blob.bin": bytes(range(256)) * 300}
@@ -41,19 +41,6 @@ MakeLibs = Callable[[str], tuple[VixDiskLib, VixMntApi]]
 
 
 # --- fixtures and helpers ---
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with Simulator() as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
-def content(sim: Simulator) -> Iterator[Any]:
-    service_instance = connect(Endpoint(sim.host, sim.port, sim.thumbprint), sim.user, sim.password)
-    yield service_instance.RetrieveContent()
-    disconnect(service_instance)
 
 
 @pytest.fixture
@@ -76,40 +63,6 @@ def libs(tmp_path: Path) -> Iterator[MakeLibs]:
     for lib, mnt in made:
         mnt.exit()
         lib.exit()
-
-
-def find(content: Any, kind: Any, name: str) -> Any:
-    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
-    try:
-        return next(obj for obj in view.view if obj.name == name)
-    finally:
-        view.DestroyView()
-
-
-def params(sim: Simulator) -> ConnectParams:
-    return ConnectParams(
-        server_name=sim.host,
-        port=sim.port,
-        credentials=UidCredentials(sim.user, sim.password),
-        thumbprint=sim.thumbprint,
-    )
-
-
-def guest(sim: Simulator, content: Any, vm: Any) -> GuestWorkload:
-    context = ssl.create_default_context(cafile=sim.cert_file)
-    return GuestWorkload(content, vm, GuestCredentials("root", "guest-password"), context)
-
-
-def disks(owner: Any) -> list[Any]:
-    """Disks in controller and unit order: the guest's /dev/sda, /dev/sdb, ..."""
-    found = [d for d in owner.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
-    return sorted(found, key=lambda d: (d.controllerKey, d.unitNumber))
-
-
-def snapshot(vm: Any, name: str) -> Any:
-    task = vm.CreateSnapshot_Task(name, None, False, False)
-    WaitForTask(task)
-    return task.info.result
 
 
 def files_under(folder: Path) -> dict[str, bytes]:
@@ -154,10 +107,13 @@ def hotadd_backup(lib: VixDiskLib, sim: Simulator, vm: Any, fcd_id: str) -> None
     """A HotAdd backup of the VM's FCD from a VM snapshot, cleaned up as a backup application does."""
     snap = snapshot(vm, f"backup-{fcd_id[:8]}")
     path = next(d for d in disks(snap) if d.vDiskId is not None and d.vDiskId.id == fcd_id).backing.fileName
-    with lib.connected(params(sim).with_vm(vm._moId), True, snap._moId, "hotadd") as conn, lib.opened(conn, path) as d:
+    with (
+        lib.connected(connect_params(sim).with_vm(vm._moId), True, snap._moId, "hotadd") as conn,
+        lib.opened(conn, path) as d,
+    ):
         assert lib.get_transport_mode(d) == "hotadd"
         lib.read(d, VOLUME_OFFSET // 512, 8)
-    lib.cleanup(params(sim))
+    lib.cleanup(connect_params(sim))
 
 
 def fcd_connection(lib: VixDiskLib, sim: Simulator, fcd_id: str, ds: Any, modes: str) -> Connection:
@@ -212,7 +168,7 @@ def test_mount_reads_back_files_written_in_the_guest(
     vm, snap, path = backed_up_vm
     lib, mnt = libs("7.0.3")
     proxy_disks = proxy_disk_count(content)
-    with lib.connected(params(sim).with_vm(vm._moId), True, snap._moId, transport) as conn:
+    with lib.connected(connect_params(sim).with_vm(vm._moId), True, snap._moId, transport) as conn:
         with mnt.opened_disks(conn, [path]) as disk_set:
             # the disk set's disk came through the chosen transport: HotAdd puts it on the proxy VM
             assert proxy_disk_count(content) == proxy_disks + (transport == "hotadd")
@@ -240,7 +196,7 @@ def test_calls_are_recorded_in_the_vixdisklib_trace(
     vm, snap, path = backed_up_vm
     lib, mnt = libs("7.0.3")
     with (
-        lib.connected(params(sim).with_vm(vm._moId), True, snap._moId, "nbdssl") as conn,
+        lib.connected(connect_params(sim).with_vm(vm._moId), True, snap._moId, "nbdssl") as conn,
         mnt.opened_disks(conn, [path]) as disk_set,
     ):
         [volume] = mnt.get_volume_handles(disk_set)
@@ -272,7 +228,7 @@ def test_empty_disk_has_no_volumes(sim: Simulator, content: Any, libs: MakeLibs)
     vm = find(content, vim.VirtualMachine, "target-vvol")
     lib, mnt = libs("7.0.3")
     with (
-        lib.connected(params(sim).with_vm(vm._moId), True, None, "nbdssl") as conn,
+        lib.connected(connect_params(sim).with_vm(vm._moId), True, None, "nbdssl") as conn,
         mnt.opened_disks(conn, [disks(vm)[0].backing.fileName]) as disk_set,
     ):
         assert mnt.get_volume_handles(disk_set) == []
@@ -287,7 +243,7 @@ def test_linux_open_disks_takes_exactly_one_disk(
     vm, snap, path = backed_up_vm
     lib, mnt = libs("7.0.3")
     assert mnt.backend.platform == "linux"
-    with lib.connected(params(sim).with_vm(vm._moId), True, snap._moId, "nbdssl") as conn:
+    with lib.connected(connect_params(sim).with_vm(vm._moId), True, snap._moId, "nbdssl") as conn:
         for paths in ([path, path], []):
             with pytest.raises(VixError) as caught:
                 mnt.open_disks(conn, paths)
@@ -299,7 +255,7 @@ def test_linux_open_disks_takes_exactly_one_disk(
 def test_misuse_gets_the_mntapi_errors(sim: Simulator, libs: MakeLibs, backed_up_vm: tuple[Any, Any, str]) -> None:
     vm, snap, path = backed_up_vm
     lib, mnt = libs("7.0.3")
-    with lib.connected(params(sim).with_vm(vm._moId), True, snap._moId, "nbdssl") as conn:
+    with lib.connected(connect_params(sim).with_vm(vm._moId), True, snap._moId, "nbdssl") as conn:
         disk_set = mnt.open_disks(conn, [path])
         [volume] = mnt.get_volume_handles(disk_set)
         assert error_of(lambda: mnt.mount_volume(volume, False)).code == VixCode.MNTAPI_VOLUME_NOT_WRITABLE
@@ -327,7 +283,7 @@ def test_damaged_file_fails_the_mount_and_os_info_reads_os_release(
     workload.write_disk(0, VOLUME_OFFSET + log.offset, b"LINE")  # the guest damages the file behind the volume
     lib, mnt = libs("7.0.3")
     with (
-        lib.connected(params(sim).with_vm(vm._moId), True, None, "nbdssl") as conn,
+        lib.connected(connect_params(sim).with_vm(vm._moId), True, None, "nbdssl") as conn,
         mnt.opened_disks(conn, [disks(vm)[0].backing.fileName]) as disk_set,
     ):
         os_info = mnt.get_os_info(disk_set)
@@ -372,7 +328,7 @@ def test_r3_fcd_after_hotadd_shows_no_volume_on_7_0_2(sim: Simulator, content: A
     finally:
         lib.disconnect(conn)
     # the FCD path on a VM connection is affected as well; the VM's own disk path is not an FCD open
-    with lib.connected(params(sim).with_vm(vm._moId), True, None, "nbdssl") as vm_conn:
+    with lib.connected(connect_params(sim).with_vm(vm._moId), True, None, "nbdssl") as vm_conn:
         with mnt.opened_disks(vm_conn, [fcd_path]) as disk_set:
             assert mnt.get_volume_handles(disk_set) == []
         plain = next(d for d in disks(vm) if d.vDiskId is not None and d.vDiskId.id == fcd_id).backing.fileName

@@ -33,6 +33,7 @@ from conformance.vixdisklib.types import MAX_CHUNK_NUMBER, SECTOR_SIZE, Block, C
 from tests.vixdisklib.conftest import (
     PROXY_VM,
     MakeLib,
+    connect_params,
     disk_path,
     disks_of,
     find,
@@ -530,22 +531,18 @@ def test_open_while_the_host_is_entering_or_in_maintenance_mode(
 # --- HotAdd crash and Cleanup across processes (K2) ---
 
 
-def server_params(sim: Simulator) -> ConnectParams:
-    return ConnectParams(sim.host, UidCredentials(sim.user, sim.password), thumbprint=sim.thumbprint, port=sim.port)
-
-
 def crashed_hotadd_backup(sim: Simulator, backup: Backup, config: Path | None, tmpdir: Path | None) -> dict[str, Any]:
     """A real process opens `backup` over HotAdd and is SIGKILLed mid-backup; what it reported."""
     assert backup.params.vm_moref is not None
     env = child_env(
-        "hotadd-open", server_params(sim), "7.0.3", PROXY_VM, config, tmpdir,
+        "hotadd-open", connect_params(sim), "7.0.3", PROXY_VM, config, tmpdir,
         vm=backup.params.vm_moref, snapshot=backup.snapshot, disk=backup.path,
     )  # fmt: skip
     return crashed_backup(env)
 
 
 def cleanup_in_new_process(sim: Simulator, config: Path | None, tmpdir: Path | None) -> dict[str, Any]:
-    return cleanup_process(child_env("cleanup", server_params(sim), "7.0.3", PROXY_VM, config, tmpdir), timeout=120)
+    return cleanup_process(child_env("cleanup", connect_params(sim), "7.0.3", PROXY_VM, config, tmpdir), timeout=120)
 
 
 def test_k2_cleanup_with_a_shared_tmp_directory_releases_a_crashed_hotadd_session(
