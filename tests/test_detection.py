@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from conformance.detection import (
     run_probe,
     short_test_name,
 )
+from tests.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGED = (ROOT / "conformance" / "data" / "detection_plan.toml").read_text()
@@ -97,12 +96,6 @@ def test_a_real_probe_detects_the_bug_and_a_harmless_change_is_not_detected(tmp_
 
 
 def test_the_command_refuses_an_unknown_item_in_one_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "detection-matrix", "--items", "Z9"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    result = run_cli("detection-matrix", "--items", "Z9", timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Z9" in result.stderr

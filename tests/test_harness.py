@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from conformance.sequences.app import BackupAppError, load_backup_app
 from conformance.sequences.images import BLOCK, ContentDigest, SparseImage
 from conformance.transports import reach
 from conformance.workloads import PATTERNS, expected_image, pattern
+from tests.cli import run_cli
 
 
 def test_teardown_is_last_in_first_out_and_collects_every_error() -> None:
@@ -126,23 +125,16 @@ def test_expected_image_applies_write_sets_in_order(tmp_path: Path) -> None:
 
 def test_run_command_writes_a_report_directory(tmp_path: Path) -> None:
     """The main job end to end on a small selection: exit 0, JUnit, allure-results and a summary."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "conformance.cli",
-            "run",
-            "--reports",
-            str(tmp_path),
-            "--run-id",
-            "t1",
-            "-n",
-            "0",
-            "-k",
-            "full_backup and nbdssl-VMFS-random",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "run",
+        "--reports",
+        str(tmp_path),
+        "--run-id",
+        "t1",
+        "-n",
+        "0",
+        "-k",
+        "full_backup and nbdssl-VMFS-random",
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -155,23 +147,7 @@ def test_run_command_writes_a_report_directory(tmp_path: Path) -> None:
 
 
 def test_run_command_rejects_an_unknown_build_in_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "conformance.cli",
-            "run",
-            "--reports",
-            str(tmp_path),
-            "--vddk-build",
-            "9.9.9",
-            "-n",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli("run", "--reports", str(tmp_path), "--vddk-build", "9.9.9", "-n", "0", timeout=120)
     assert result.returncode != 0
     assert "--vddk-build" in result.stderr and "Traceback" not in result.stderr
 
@@ -185,8 +161,6 @@ def test_run_command_rejects_an_unknown_build_in_one_line(tmp_path: Path) -> Non
     ],
 )
 def test_preflight_command_prints_one_line_per_problem(args: list[str], code: int, text: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "preflight", *args], capture_output=True, text=True, timeout=60
-    )
+    result = run_cli("preflight", *args, timeout=60)
     assert result.returncode == code and text in result.stdout
     assert "Traceback" not in result.stderr

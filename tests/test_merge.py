@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import pytest
 
 from conformance.merge import MergeError, merge_runs, missing_shards, recount, worst_exit_status
+from tests.cli import run_cli
 
 ENV = "vddk.build=7.0.3\nvddk.behaviour=7.0.3\nvsphere=7.0U3\ntarget=sim\nbackup.app=reference\nrun.id={run_id}\n"
 
@@ -196,12 +195,7 @@ def test_missing_shards_are_named() -> None:
 def test_merge_command_errors_are_one_line(tmp_path: Path) -> None:
     one = shard_dir(tmp_path, "r1", A)
     two = shard_dir(tmp_path, "r2", B, "2/2", vsphere="8.0")
-    result = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "merge", str(one), str(two), "--out", str(tmp_path / "m")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("merge", str(one), str(two), "--out", str(tmp_path / "m"), timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"vddk-conformance: error: cannot merge: vsphere differs: '7.0U3' in {one}, '8.0' in {two}"
@@ -209,25 +203,8 @@ def test_merge_command_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def _run(reports: Path, run_id: str, *extra: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "conformance.cli",
-            "run",
-            "--reports",
-            str(reports),
-            "--run-id",
-            run_id,
-            "-n",
-            "0",
-            "-k",
-            SELECTION,
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_cli(
+        "run", "--reports", str(reports), "--run-id", run_id, "-n", "0", "-k", SELECTION, *extra, timeout=300
     )
     assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
     return dict(json.loads((reports / run_id / "summary.json").read_text()))
@@ -255,21 +232,7 @@ def test_a_run_split_in_two_and_merged_equals_the_unsplit_run(tmp_path: Path) ->
     second = _run(tmp_path, "s2", "--shard", "2/2")
     assert first["tests"] and second["tests"], "the selection must put tests in both shards"
     assert "xfailed" in whole["totals"] and len(whole["tests"]) >= 10
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "conformance.cli",
-            "merge",
-            str(tmp_path / "s1"),
-            str(tmp_path / "s2"),
-            "--out",
-            str(tmp_path / "merged"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "merged"), timeout=60)
     assert result.returncode == 0, result.stderr
     merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
     assert _comparable(merged) == _comparable(whole)

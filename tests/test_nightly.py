@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from conformance.nightly import NightlyError, pairs
 from conformance.versions import supported_pairs, vddk_supports
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.cli import run_cli
 
 
 def names(selected: list) -> list[tuple[str, str]]:
@@ -41,8 +36,5 @@ def test_selectors_narrow_the_pairs_and_unsupported_ones_need_asking() -> None:
 
 
 def test_the_command_refuses_a_bad_shard_in_one_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "nightly", "--shard", "3/2"],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-    )  # fmt: skip
+    result = run_cli("nightly", "--shard", "3/2", timeout=60)
     assert result.returncode == 2 and "--shard" in result.stderr and result.stderr.strip().count("\n") == 0

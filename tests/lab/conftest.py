@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,8 +21,8 @@ import pytest
 
 from conformance.locks import LOCK_DIR_ENV
 from conformance.sim.inventory import default_inventory
+from tests.cli import CLI, run_cli  # noqa: F401 - re-exported for the lab tests
 
-CLI = [sys.executable, "-m", "conformance.cli"]
 PASSWORD_ENV = "VDDKC_LAB_TEST_PASSWORD"
 GUEST_ENV = "VDDKC_LAB_TEST_GUEST"
 
@@ -119,7 +118,3 @@ def target_text(info: dict[str, Any], **overrides: str) -> str:
 def write_target(path: Path, info: dict[str, Any], **overrides: str) -> Path:
     path.write_text(target_text(info, **overrides))
     return path
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env)
