@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conformance.plugin.fixtures import require
 from conformance.plugin.settings import RunSettings
 from conformance.proxy_support import find_os
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
-from conformance.targets import LIBRARY_BUILDS, Target
+from conformance.targets import Target
 from conformance.versions import VddkBuild
 from conformance.vixdisklib.api import VixDiskLib
-from conformance.vixdisklib.config import render_config
-from conformance.vixdisklib.factory import make_library
 from conformance.vsphere.session import VsphereSession
 
 pytestmark = [pytest.mark.sequence("backup")]
@@ -61,18 +57,12 @@ def hotadd_backup(backup_app: BackupApplication, sequence: SequenceContext, vm_n
 
 @pytest.fixture
 def upgraded_library(
-    vddk_settings: RunSettings, vddk_target: Target, windows_proxy: str, tmp_path: Path, sequence: SequenceContext
+    vddk_settings: RunSettings, vixdisklib_factory: Callable[..., VixDiskLib], windows_proxy: str
 ) -> VixDiskLib:
-    """A library of the run's behaviour build or 7.0.0, whichever is newer, running in the Windows proxy; its
-    Exit is a resource of the sequence's tracker, so what the backup made with it is undone first."""
-    require(vddk_target, LIBRARY_BUILDS)
+    """A library of the run's behaviour build or 7.0.0, whichever is newer, running in the Windows proxy (the
+    target must offer LIBRARY_BUILDS: load a build other than the run's)."""
     build = max(VddkBuild.parse(vddk_settings.sim_behaviour), VddkBuild.parse(FIXED_IN)).name
-    config = tmp_path / "vddk-upgraded.conf"
-    config.write_text(render_config({"tmpDirectory": str(tmp_path / "vddk-tmp-upgraded")}))
-    lib = make_library(build, proxy_vm=windows_proxy, physical_proxy=vddk_target.physical_proxy)
-    lib.init_ex(config)
-    sequence.resources.add("library", f"VixDiskLib {build} InitEx", lib.exit)
-    return lib
+    return vixdisklib_factory(proxy_vm=windows_proxy, build=build)
 
 
 @pytest.mark.release_note("K3", platform="windows")

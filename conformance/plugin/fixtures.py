@@ -26,7 +26,15 @@ from conformance.resources import (
 from conformance.safety import SafetyGuard
 from conformance.sequences.app import BackupAppError, BackupApplication, load_backup_app
 from conformance.sequences.context import SequenceContext
-from conformance.targets import CREATE_VMS, FAULT_INJECTION, GUEST_OPERATIONS, Target, file_target, simulator_target
+from conformance.targets import (
+    CREATE_VMS,
+    FAULT_INJECTION,
+    GUEST_OPERATIONS,
+    LIBRARY_BUILDS,
+    Target,
+    file_target,
+    simulator_target,
+)
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import render_config
 from conformance.vixdisklib.factory import make_library
@@ -137,11 +145,14 @@ def vddk_config_file(vddk_tmp_directory: Path, tmp_path_factory: pytest.TempPath
     return path
 
 
-def _library(settings: RunSettings, target: Target, proxy_vm: str | None = None) -> VixDiskLib:
-    """The target's backend: the simulated library, or VMware's (ctypes) from the target file's libdir."""
+def _library(
+    settings: RunSettings, target: Target, proxy_vm: str | None = None, build: str | None = None
+) -> VixDiskLib:
+    """The target's backend: the simulated library, or VMware's (ctypes) from the target file's libdir. `build`
+    (another build than the run's) needs the target's LIBRARY_BUILDS capability; callers check it."""
     extra: dict[str, Any] = {"libdir": target.libdir} if target.backend != "simulated" else {}
     return make_library(
-        settings.sim_behaviour,
+        build or settings.sim_behaviour,
         proxy_vm=proxy_vm or target.default_proxy,
         physical_proxy=target.physical_proxy,
         backend=target.backend,
@@ -165,15 +176,20 @@ def vixdisklib(vddk_settings: RunSettings, vddk_target: Target, vddk_config_file
 def vixdisklib_factory(
     vddk_settings: RunSettings, vddk_target: Target, tmp_path: Path, resources: ResourceTracker
 ) -> Callable[..., VixDiskLib]:
-    """A library initialised with its own InitEx configuration (tests of configuration keys). Its Exit is a
-    resource of the test's tracker, so connections and snapshots made with it are undone first (LIFO)."""
+    """A library initialised with its own InitEx configuration (tests of configuration keys), in `proxy_vm`, of
+    another `build` when the target offers LIBRARY_BUILDS. Its Exit is a resource of the test's tracker, so
+    connections and snapshots made with it are undone first (LIFO)."""
     made: list[VixDiskLib] = []
 
-    def make(config: dict[str, str | int] | None = None, proxy_vm: str | None = None) -> VixDiskLib:
+    def make(
+        config: dict[str, str | int] | None = None, proxy_vm: str | None = None, build: str | None = None
+    ) -> VixDiskLib:
+        if build is not None:
+            require(vddk_target, LIBRARY_BUILDS)
         values = {"tmpDirectory": str(tmp_path / f"vddk-tmp-{len(made)}"), **(config or {})}
         path = tmp_path / f"vddk-{len(made)}.conf"
         path.write_text(render_config(values))
-        lib = _library(vddk_settings, vddk_target, proxy_vm)
+        lib = _library(vddk_settings, vddk_target, proxy_vm, build)
         lib.init_ex(path)
         resources.add("library", f"VixDiskLib InitEx {path.name}", lib.exit)
         made.append(lib)
