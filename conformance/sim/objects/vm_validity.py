@@ -18,7 +18,7 @@ class ValidityOperations:
     """connectionState and Reload of VirtualMachine (mixed into VirtualMachineImpl)."""
 
     connection_state: str = "connected"
-    config_issues: list[Any]
+    config_issues: tuple[Any, ...] = ()  # replaced, never mutated: the class default stays empty
 
     def require_valid(self: Any, operation: str) -> None:
         """InvalidState for operations vCenter refuses on a VM whose configuration it cannot use."""
@@ -33,11 +33,11 @@ class ValidityOperations:
     def flag_reboot(self: Any, message: str) -> None:
         """K3: a configuration issue saying the VM must be restarted (shown in vm.configIssue)."""
         event = self.ctx.event_manager.post(vim.event.VmMessageWarningEvent, message, self, message=message)
-        self.config_issues = [*getattr(self, "config_issues", []), event]
+        self.config_issues = (*self.config_issues, event)
         self.touch()
 
     def prop_configIssue(self: Any) -> list[Any]:
-        return list(getattr(self, "config_issues", []))
+        return list(self.config_issues)
 
     @soap_method("Reload")
     def reload(self: Any) -> None:
