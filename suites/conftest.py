@@ -1,9 +1,11 @@
-"""Suites share the fixtures of the conformance plugin; this file adds the matrix parametrization."""
+"""Suites share the fixtures of the conformance plugin; this file loads it for a plain `pytest suites/` (it is not
+an entry point, so partners' own pytest sessions never see it) and adds the matrix parametrization."""
 
 from __future__ import annotations
 
 import pytest
 
+import conformance.plugin
 from conformance.transports import DATASTORE_TYPES, TRANSPORTS, reach
 from conformance.workloads import DEFAULT_PATTERNS
 
@@ -21,6 +23,12 @@ def roundtrip_cases(matrix: str) -> list[tuple[str, str, str]]:
     cases = [(t, d, DEFAULT_PATTERN) for t, d in pairs]
     cases += [("nbdssl", "VMFS", p) for p in (*DEFAULT_PATTERNS, "large-sparse") if p != DEFAULT_PATTERN]
     return cases
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Load the plugin here, not with `pytest_plugins` (an error in a conftest that is not at the rootdir):
+    registered while options are collected, its options, hooks and fixtures all take effect."""
+    conformance.plugin.register(pluginmanager)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -1,6 +1,10 @@
-"""The pytest plugin of vddk-conformance (registered through the `pytest11` entry point).
+"""The pytest plugin of vddk-conformance: options, the `release_note` marker, expectations from the catalog,
+fixtures, stop-signal handlers and the run reports.
 
-Options, the `release_note` marker, expectations from the catalog, fixtures, and the run reports.
+Deliberately not a `pytest11` entry point: an entry point would load it into every pytest session of the
+environment (a partner's own tests included), with its signal handlers and autouse fixture. It is loaded only
+where a conformance run asks for it: `vddk-conformance run` passes `-p conformance.plugin`, and the suites'
+conftest registers it (`register`) for a plain `pytest suites/`.
 """
 
 from __future__ import annotations
@@ -10,6 +14,14 @@ import pytest
 from conformance.plugin import expectations, reporting
 from conformance.plugin.fixtures import *  # noqa: F403 - fixtures are found by name
 from conformance.plugin.settings import RunSettings, SettingsError, add_options
+
+
+def register(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Register this plugin unless `-p conformance.plugin` already did (called from the suites' conftest)."""
+    import conformance.plugin as plugin
+
+    if not pluginmanager.is_registered(plugin):
+        pluginmanager.register(plugin, "conformance.plugin")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -17,6 +17,9 @@ from conformance.resources import ResourceTracker, install_stop_handlers, reset_
 from tests.lab.conftest import CLI, SimServer, write_target
 from tests.lab.test_sweep import session_for, what_is_left
 
+#: a pytest session of a conformance suite: the plugin is never an entry point, so it is loaded explicitly
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "conformance.plugin", "-p", "no:cacheprovider"]
+
 SUITE = """
 import os, signal, time
 from pathlib import Path
@@ -60,7 +63,7 @@ def test_a_stop_signal_runs_every_undo_and_stops_the_run(
     (tmp_path / "test_suite.py").write_text(SUITE)
     log = tmp_path / "log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "test_suite.py"],
+        [*PYTEST, "-n", "0", "test_suite.py"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
