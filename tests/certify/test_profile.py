@@ -40,7 +40,8 @@ class _MarkerCollector:
 @functools.cache
 def _suite_markers() -> dict[str, dict[str, Any]]:
     collector = _MarkerCollector()
-    options = ["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:benchmark"]
+    options = ["--collect-only", "-q", "-p", "conformance.plugin", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    options += ["-p", "no:benchmark"]
     code = pytest.main([str(SUITES), *options], plugins=[collector])
     assert code == 0, f"collecting the suites failed ({code})"
     return collector.found
