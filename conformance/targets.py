@@ -135,8 +135,10 @@ class SimulatorControls:
             self._simulator.set_datastore_free_space(ds.name, None)
 
 
-def simulator_target(simulator: Any) -> Target:
-    """A Target for a running embedded simulator, its inventory read back through the vSphere API."""
+def simulator_target(simulator: Any, build: str | None = None) -> Target:
+    """A Target for a running embedded simulator, its inventory read back through the vSphere API. Its default
+    HotAdd proxy is the first proxy VM whose guest OS ``build`` supports (F2: a lab runs its proxy on a supported
+    OS; the inventory offers several), else the first one."""
     from conformance.vsphere.session import VsphereSession
 
     endpoint = Endpoint(simulator.host, simulator.port, simulator.thumbprint)
@@ -162,7 +164,7 @@ def simulator_target(simulator: Any) -> Target:
         datacenter=simulator.inventory.datacenter,
         vsphere=simulator.profile.name,
         proxies=proxies,
-        default_proxy=next(iter(proxies.values()), None),
+        default_proxy=_supported_proxy(proxies, build),
         physical_proxy=physical[0].name if physical else None,
         datastores=datastores,
         target_vms=targets,
@@ -176,6 +178,13 @@ def simulator_target(simulator: Any) -> Target:
         allow_vms=frozenset(spec.name for spec in simulator.inventory.vms),  # the simulator is the run's own
         lock_dir=simulator.state_dir / "locks",  # only this process uses it; gone with the simulator
     )
+
+
+def _supported_proxy(proxies: dict[str, str], build: str | None) -> str | None:
+    from conformance.proxy_support import proxy_supported
+
+    supported = (vm for guest, vm in proxies.items() if build is None or proxy_supported(guest, build))
+    return next(supported, next(iter(proxies.values()), None))
 
 
 def file_target(path: str | Path) -> Target:

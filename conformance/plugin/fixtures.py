@@ -95,7 +95,7 @@ def vddk_target(vddk_settings: RunSettings) -> Iterator[Target]:
     from conformance.sim.instance import Simulator
 
     with Simulator(vsphere=vddk_settings.sim_vsphere or vddk_settings.vsphere) as simulator:
-        yield simulator_target(simulator)
+        yield simulator_target(simulator, vddk_settings.sim_behaviour)
 
 
 @pytest.fixture(scope="session")
@@ -162,8 +162,13 @@ def _library(
 
 @pytest.fixture(scope="session")
 def vixdisklib(vddk_settings: RunSettings, vddk_target: Target, vddk_config_file: Path) -> Iterator[VixDiskLib]:
+    from conformance.vixdisklib.native.library import LibraryBuildMismatchError
+
     lib = _library(vddk_settings, vddk_target)
-    lib.init_ex(vddk_config_file)
+    try:
+        lib.init_ex(vddk_config_file)
+    except LibraryBuildMismatchError as exc:  # expectations would be another build's: refuse the run
+        pytest.exit(f"VDDK library: {exc}", 2)
     yield lib
     lib.exit()
     if vddk_settings.reports is not None:  # the call trace (arguments redacted) next to the other reports
