@@ -183,10 +183,16 @@ def simulator_target(simulator: Any, build: str | None = None) -> Target:
 
 
 def _supported_proxy(proxies: dict[str, str], build: str | None) -> str | None:
-    from conformance.proxy_support import proxy_supported
+    """The first proxy VM whose guest OS ``build`` supports, Linux ones first (the inventory's first proxy is
+    Linux; a Windows proxy brings its own behaviours, K3); the first proxy when none is supported."""
+    from conformance.proxy_support import find_os, proxy_supported
 
-    supported = (vm for guest, vm in proxies.items() if build is None or proxy_supported(guest, build))
-    return next(supported, next(iter(proxies.values()), None))
+    def linux_first(item: tuple[str, str]) -> bool:
+        entry = find_os(item[0])
+        return entry is None or entry.platform != "linux"
+
+    supported = [item for item in proxies.items() if build is None or proxy_supported(item[0], build)]
+    return next((vm for _, vm in sorted(supported, key=linux_first)), next(iter(proxies.values()), None))
 
 
 def server_release(endpoint: Endpoint, user: str, password: str, declared: str | None, origin: str) -> str:

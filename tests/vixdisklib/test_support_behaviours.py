@@ -15,6 +15,7 @@ import pytest
 from pyVmomi import vim
 
 from conformance.sim.instance import Simulator
+from conformance.targets import simulator_target
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.simulated.support import hotadd_refusal
 from tests.sim.conftest import find
@@ -92,3 +93,14 @@ def test_c4_connect_ex_refuses_a_server_release_the_build_does_not_support(
             assert build in caught.value.text and vsphere in caught.value.text
         else:
             assert open_transport(lib, sim, vm, "nbdssl") == "nbdssl"
+
+
+@pytest.mark.parametrize(("build", "proxy"), [
+    ("7.0.3", "proxy-rhel83"),  # the inventory's first proxy
+    ("7.0.2", "proxy-rhel79"),  # the first Linux proxy 7.0.2 supports
+    ("6.7.3", "proxy-win2019"),  # the only proxy OS of the inventory 6.7 supports
+    ("6.5.4", "proxy-rhel83"),  # none supported: the first, and HotAdd falls back
+])  # fmt: skip
+def test_f2_the_simulator_targets_default_proxy_is_one_the_build_supports(build: str, proxy: str) -> None:
+    with Simulator() as sim:
+        assert simulator_target(sim, build).default_proxy == proxy
