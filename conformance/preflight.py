@@ -132,18 +132,6 @@ def preflight(
 # --- a lab target: everything the run needs from the server, checked before the run ---
 
 
-def _detect_profile(about: object) -> str | None:
-    """The vSphere profile whose build (or else API version) the server reports."""
-    from conformance.sim.profiles import all_profiles
-
-    build = str(getattr(about, "build", "") or "")
-    api = str(getattr(about, "apiVersion", "") or "")
-    profiles = list(all_profiles().values())
-    match = next((p for p in profiles if p.build == build and not p.vmc), None)
-    match = match or next((p for p in profiles if p.api_version == api and not p.vmc), None)
-    return match.name if match else None
-
-
 def _presented_thumbprint(host: str, port: int, length: int, timeout: float) -> str:
     import hashlib
     import socket
@@ -177,6 +165,8 @@ def target_preflight(path: str | Path, build: str | None = None, timeout: float 
     import socket
 
     from conformance.target_file import TargetFileError, load_target_file
+    from conformance.vsphere.about import ServerVersionError
+    from conformance.vsphere.about import server_version as server_version_of
     from conformance.vsphere.connection import Endpoint, PinMismatchError, VsphereConnectError
     from conformance.vsphere.session import InventoryLookupError, VsphereSession
 
@@ -223,19 +213,11 @@ def target_preflight(path: str | Path, build: str | None = None, timeout: float 
     except OSError as exc:
         return [*lines, f"{where}: server: {address}: {exc} (fix: check that it is a vCenter or ESXi SDK endpoint)"]
     try:
-        about = session.content.about
-        detected = _detect_profile(about)
-        if detected is None:
-            lines.append(
-                f"{where}: server: {address} reports {about.fullName}, which no known vSphere release matches "
-                "(fix: set server.vsphere to the closest release)"
-            )
-        elif spec.vsphere is not None and spec.vsphere != detected:
-            lines.append(
-                f"{where}: server.vsphere: the file says {spec.vsphere}, the server is {detected} ({about.fullName}) "
-                f'(fix: write vsphere = "{detected}")'
-            )
-        server_version = spec.vsphere or detected
+        try:  # the server's own report of its release; a declared one is kept when the release agrees (VMC)
+            server_version: str | None = server_version_of(session.content.about, spec.vsphere).name
+        except ServerVersionError as exc:
+            lines.append(f"{where}: {exc}")
+            server_version = None
         if vddk_name is not None and server_version is not None:
             try:
                 lines += compatibility_problems(VddkBuild.parse(vddk_name), VsphereVersion.parse(server_version))

@@ -15,7 +15,7 @@ Layout::
     port = 443                                      # optional
     thumbprint = "AB:CD:..."                        # SHA-1 (40 hex) or SHA-256 (64 hex) of the certificate
     datacenter = "dc1"
-    vsphere = "7.0U3"                               # optional; preflight compares it with the server
+    vsphere = "M16"                                 # optional: the server's about decides; declare a VMC milestone
 
     [credentials]
     user = "backup@vsphere.local"
@@ -32,7 +32,7 @@ Layout::
     VMFS = ["vmfs-01"]
 
     [vddk]
-    build = "7.0.3"
+    build = "7.0.3"                                 # native: must be the release the library announces
     backend = "simulated"                           # or "native" (VMware's libvixDiskLib through ctypes)
     libdir = "/opt/vmware-vix-disklib-distrib"      # required with backend = "native"
     transports = ["nbdssl", "hotadd"]

@@ -135,13 +135,17 @@ class SimulatorControls:
             self._simulator.set_datastore_free_space(ds.name, None)
 
 
-def simulator_target(simulator: Any) -> Target:
-    """A Target for a running embedded simulator, its inventory read back through the vSphere API."""
+def simulator_target(simulator: Any, build: str | None = None) -> Target:
+    """A Target for a running embedded simulator, its inventory read back through the vSphere API. Its default
+    HotAdd proxy is the first proxy VM whose guest OS ``build`` supports (F2: a lab runs its proxy on a supported
+    OS; the inventory offers several), else the first one."""
+    from conformance.vsphere.about import server_version
     from conformance.vsphere.session import VsphereSession
 
     endpoint = Endpoint(simulator.host, simulator.port, simulator.thumbprint)
     session = VsphereSession(endpoint, simulator.user, simulator.password, simulator.inventory.datacenter)
     try:
+        vsphere = server_version(session.content.about).name  # what the server says it is, as for a lab
         datastores = session.datastores_by_type()
         proxies: dict[str, str] = {}
         targets: dict[str, str] = {}
@@ -160,9 +164,9 @@ def simulator_target(simulator: Any) -> Target:
         user=simulator.user,
         password=simulator.password,
         datacenter=simulator.inventory.datacenter,
-        vsphere=simulator.profile.name,
+        vsphere=vsphere,
         proxies=proxies,
-        default_proxy=next(iter(proxies.values()), None),
+        default_proxy=_supported_proxy(proxies, build),
         physical_proxy=physical[0].name if physical else None,
         datastores=datastores,
         target_vms=targets,
@@ -178,8 +182,44 @@ def simulator_target(simulator: Any) -> Target:
     )
 
 
-def file_target(path: str | Path) -> Target:
-    """A Target from a target file; reads the passwords (TargetFileError, one line, when one is missing)."""
+def _supported_proxy(proxies: dict[str, str], build: str | None) -> str | None:
+    """The first proxy VM whose guest OS ``build`` supports, Linux ones first (the inventory's first proxy is
+    Linux; a Windows proxy brings its own behaviours, K3); the first proxy when none is supported."""
+    from conformance.proxy_support import find_os, proxy_supported
+
+    def linux_first(item: tuple[str, str]) -> bool:
+        entry = find_os(item[0])
+        return entry is None or entry.platform != "linux"
+
+    supported = [item for item in proxies.items() if build is None or proxy_supported(item[0], build)]
+    return next((vm for _, vm in sorted(supported, key=linux_first)), next(iter(proxies.values()), None))
+
+
+def server_release(endpoint: Endpoint, user: str, password: str, declared: str | None, origin: str) -> str:
+    """The vSphere release the server reports (``content.about``), or the declared one when the server's release
+    agrees (VMC milestones cannot be told apart by version); TargetFileError, one line, otherwise."""
+    from conformance.target_file import TargetFileError
+    from conformance.vsphere.about import ServerVersionError, server_version
+    from conformance.vsphere.connection import PinMismatchError, VsphereConnectError, connect, disconnect
+
+    try:
+        si = connect(endpoint, user, password)
+    except PinMismatchError as exc:
+        raise TargetFileError(f"{origin}: server.thumbprint: {exc}") from None
+    except (VsphereConnectError, OSError) as exc:
+        where = f"{endpoint.host}:{endpoint.port}"
+        raise TargetFileError(f"{origin}: server: cannot read the version of {where}: {exc}") from None
+    try:
+        return server_version(si.RetrieveContent().about, declared).name
+    except ServerVersionError as exc:
+        raise TargetFileError(f"{origin}: {exc}") from None
+    finally:
+        disconnect(si)
+
+
+def file_target(path: str | Path, read_server: bool = True) -> Target:
+    """A Target from a target file; reads the passwords (TargetFileError, one line, when one is missing) and,
+    unless ``read_server`` is False (parsing alone), the vSphere release from the server itself."""
     from conformance.target_file import load_target_file
 
     spec = load_target_file(path)
@@ -191,13 +231,17 @@ def file_target(path: str | Path) -> Target:
     )
     proxies = {spec.proxy_os or "proxy": spec.proxy} if spec.proxy else {}
     capabilities = set(spec.capabilities) | ({PHYSICAL_PROXY} if spec.physical_proxy else set())
+    endpoint = Endpoint(spec.host, spec.port, spec.thumbprint)
+    vsphere = spec.vsphere or ""  # not read: only a parsed file, never a guessed release
+    if read_server:
+        vsphere = server_release(endpoint, spec.user, password, spec.vsphere, str(spec.path))
     return Target(
         name=spec.name,
-        endpoint=Endpoint(spec.host, spec.port, spec.thumbprint),
+        endpoint=endpoint,
         user=spec.user,
         password=password,
         datacenter=spec.datacenter,
-        vsphere=spec.vsphere or "7.0U3",
+        vsphere=vsphere,
         proxies=proxies,
         default_proxy=spec.proxy,
         physical_proxy=spec.physical_proxy,

@@ -66,8 +66,20 @@ def test_older_operating_systems_are_supported_from_their_first_build(os_label: 
     assert proxy_supported(os_label, build).supported
 
 
-def test_check_reports_nothing_for_a_supported_proxy() -> None:
-    assert check_proxy("CentOS Linux 8.3.2011", "7.0.3") == []
+NEW_GUEST_TEXT = [text for text, label in GUEST_TEXT.items() if label in NEW_IN_703]
+
+
+@pytest.mark.parametrize("guest_text", NEW_GUEST_TEXT)
+def test_check_reports_nothing_for_a_new_proxy_os_on_7_0_3(guest_text: str) -> None:
+    """Was F2-002 in suites/: the check accepts the guest OS text the proxies report on the build adding it."""
+    assert check_proxy(guest_text, "7.0.3") == []
+
+
+@pytest.mark.parametrize("guest_text", NEW_GUEST_TEXT)
+def test_check_reports_a_new_proxy_os_on_7_0_2_in_one_line(guest_text: str) -> None:
+    """Was F2-003 in suites/: one line naming the matrix label and the build that lacks it."""
+    (problem,) = check_proxy(guest_text, "7.0.2")
+    assert "\n" not in problem and GUEST_TEXT[guest_text] in problem and "7.0.2" in problem
 
 
 @pytest.mark.parametrize(

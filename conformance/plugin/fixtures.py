@@ -90,12 +90,25 @@ def vddk_target(vddk_settings: RunSettings) -> Iterator[Target]:
             target = file_target(vddk_settings.target)  # checked at configure time; a variable may vanish since
         except TargetFileError as exc:
             pytest.exit(f"--vddk-target: {exc}", 2)
+        _check_server_release(vddk_settings.vsphere, target)
         yield target
         return
     from conformance.sim.instance import Simulator
 
     with Simulator(vsphere=vddk_settings.sim_vsphere or vddk_settings.vsphere) as simulator:
-        yield simulator_target(simulator)
+        yield simulator_target(simulator, vddk_settings.sim_behaviour)
+
+
+def _check_server_release(expected: str, target: Target) -> None:
+    """Expectations follow --vsphere: a server of another release (its own report) stops the run in one line."""
+    from conformance.versions import VsphereVersion
+
+    if VsphereVersion.parse(expected).release != VsphereVersion.parse(target.vsphere).release:
+        pytest.exit(
+            f"--vsphere {expected} differs from what {target.name} reports, {target.vsphere} "
+            f"(fix: pass --vsphere {target.vsphere})",
+            2,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -162,8 +175,13 @@ def _library(
 
 @pytest.fixture(scope="session")
 def vixdisklib(vddk_settings: RunSettings, vddk_target: Target, vddk_config_file: Path) -> Iterator[VixDiskLib]:
+    from conformance.vixdisklib.native.library import LibraryBuildMismatchError
+
     lib = _library(vddk_settings, vddk_target)
-    lib.init_ex(vddk_config_file)
+    try:
+        lib.init_ex(vddk_config_file)
+    except LibraryBuildMismatchError as exc:  # expectations would be another build's: refuse the run
+        pytest.exit(f"VDDK library: {exc}", 2)
     yield lib
     lib.exit()
     if vddk_settings.reports is not None:  # the call trace (arguments redacted) next to the other reports

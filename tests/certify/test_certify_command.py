@@ -24,7 +24,7 @@ vsphere_min = "7.0"
 vsphere_max = "8.0"
 
 [[test]]
-id = "C4-001"
+id = "C3-001"
 
 [[test]]
 id = "K2-001"
@@ -34,7 +34,7 @@ known_issue = "allowed"
 id = "K5-001"
 
 [[test]]
-id = "F2-002"
+id = "C3-002"
 status = "advisory"
 """
 
@@ -78,7 +78,7 @@ def test_certify_then_verify_bundle_passes_and_tampering_fails(tmp_path: Path, i
     with tarfile.open(bundle) as tar:
         files = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
     certification = json.loads(files["certification.json"])
-    assert set(certification["tests"].values()) == {"C4-001", "K2-001", "K5-001", "F2-002"}
+    assert set(certification["tests"].values()) == {"C3-001", "K2-001", "K5-001", "C3-002"}
     summary = json.loads(files["summary.json"])
     assert summary["totals"].get("xfailed") == 1 and "failed" not in summary["totals"]
     assert any(name.startswith("allure-results/") and name.endswith("-result.json") for name in files)

@@ -21,7 +21,7 @@ INFO = {"host": "127.0.0.1", "port": 4430, "thumbprint": ":".join(["AB"] * 20), 
 def test_a_complete_file_becomes_a_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "pw-from-env")
     monkeypatch.setenv("VDDKC_LAB_TEST_GUEST", "guest-pw")
-    target = file_target(write_target(tmp_path / "lab.toml", INFO))
+    target = file_target(write_target(tmp_path / "lab.toml", INFO), read_server=False)
     assert target.password == "pw-from-env" and target.guest.password == "guest-pw"
     assert target.endpoint.thumbprint == INFO["thumbprint"] and target.default_proxy == "proxy-rhel83"
     assert "target-vmfs" in target.allow_vms and target.target_vms["VMFS"] == "target-vmfs"
@@ -79,7 +79,7 @@ def test_the_password_may_come_from_a_file(tmp_path: Path, monkeypatch: pytest.M
     path = write_target(
         tmp_path / "lab.toml", INFO, credentials='[credentials]\nuser = "u"\npassword_file = "secret"\n'
     )
-    assert file_target(path).password == "from-file"
+    assert file_target(path, read_server=False).password == "from-file"
 
 
 def test_run_with_a_bad_target_file_stops_in_one_line(tmp_path: Path, sim_server: SimServer) -> None:

@@ -28,6 +28,8 @@ from tests.sim.conftest import find
 from tests.vixdisklib.conftest import connect_params, disk_path, snapshot, wait
 
 LINKED = "createNewChildDiskBacking"
+K1_PROXY = "proxy-rhel79"  # a proxy OS both 7.0.2 and 7.0.3 support (F2)
+K6_PROXY = "proxy-win2019"  # the inventory's only proxy OS 6.7.x supports (F2)
 
 
 @contextmanager
@@ -91,10 +93,10 @@ def test_k1_declaration_keeps_the_first_foreign_folder_only() -> None:
 def test_k1_hotadd_of_a_linked_clone_of_a_linked_clone(
     tmp_path: Path, build: str, datastore_vm: str, breaks: bool
 ) -> None:
-    with simulator("7.0U3") as (sim, content), library(build, tmp_path, "proxy-rhel83") as lib:
+    with simulator("7.0U3") as (sim, content), library(build, tmp_path, K1_PROXY) as lib:
         source = find(content, vim.VirtualMachine, datastore_vm)
         second = clone(clone(source, "lc-1", linked=True), "lc-2", linked=True)
-        proxy = find(content, vim.VirtualMachine, "proxy-rhel83")
+        proxy = find(content, vim.VirtualMachine, K1_PROXY)
         if breaks:
             with pytest.raises(VixError) as caught:
                 hotadd_read(lib, sim, second)
@@ -114,7 +116,6 @@ def test_k1_hotadd_of_a_linked_clone_of_a_linked_clone(
 @pytest.mark.parametrize(("vsphere", "build", "proxy", "flags"), [
     ("6.7U3", "6.7.3", "proxy-win2019", 1),
     ("6.7U3", "7.0.0", "proxy-win2019", 0),
-    ("6.7U3", "6.7.3", "proxy-rhel83", 0),
     ("7.0U3", "6.7.3", "proxy-win2019", 0),
 ])  # fmt: skip
 def test_k3_reboot_flag_needs_6_7_a_windows_2019_proxy_and_vsphere_6(
@@ -162,7 +163,7 @@ def test_k6_hotadd_without_nfc_session_fails_on_a_percent_name_with_6_7_1_agains
     tmp_path: Path, vsphere: str, build: str, no_nfc_session: int, opens: bool
 ) -> None:
     config: dict[str, str | int] = {KEY_NO_NFC_SESSION: no_nfc_session}
-    with simulator(vsphere) as (sim, content), library(build, tmp_path, "proxy-rhel83", config) as lib:
+    with simulator(vsphere) as (sim, content), library(build, tmp_path, K6_PROXY, config) as lib:
         vm = clone(find(content, vim.VirtualMachine, "target-vmfs"), "k6 a%41 100%")
         assert "%41" in disk_path(vm)
         if opens:

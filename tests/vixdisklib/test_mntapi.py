@@ -34,7 +34,7 @@ from tests.sim.conftest import find
 from tests.vixdisklib.conftest import connect_params, guest, snapshot
 from tests.vixdisklib.conftest import disks_of as disks
 
-PROXY = "proxy-rhel83"
+PROXY = "proxy-rhel79"  # a Linux proxy OS 7.0.2 and 7.0.3 both support (F2)
 FILES = {"hello.txt": b"hello from the guest\n", "data/blob.bin": bytes(range(256)) * 300}
 OS_RELEASE = b'NAME="Red Hat Enterprise Linux"\nVERSION_ID="8.3"\nVARIANT="Server"\n'
 MakeLibs = Callable[[str], tuple[VixDiskLib, VixMntApi]]

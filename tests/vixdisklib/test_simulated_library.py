@@ -206,16 +206,6 @@ def test_c2_san_alone_on_vsan_or_vvol_fails_at_open_naming_san(
     assert "SAN" in error.text and ds_type in error.text
 
 
-def test_c2_before_6_7_san_on_vsan_opens_and_fails_at_the_first_io(
-    make_lib: MakeLib, snapshots: Callable[[str], Backup]
-) -> None:
-    lib = make_lib("6.5.4")
-    backup = snapshots("target-vsan")
-    with opened_backup(lib, backup, "san") as disk:
-        assert lib.get_transport_mode(disk) == "san"
-        assert vix_error(lambda: lib.read(disk, 0, 1)).code == VixCode.DISK_NOIO
-
-
 @pytest.mark.parametrize("modes", ["nbd", "nbdssl", "hotadd", "san"])
 def test_a_wrong_thumbprint_fails_at_open_with_vix_e_fail_not_at_connect(
     make_lib: MakeLib, content: Any, vmfs_backup: Backup, modes: str
@@ -279,14 +269,6 @@ def test_query_allocated_blocks_accepts_the_boundaries(
     with opened_backup(lib, vmfs_backup, "nbd") as disk:
         blocks = lib.query_allocated_blocks(disk, start, count, chunk)
     assert all(start <= b.offset and b.offset + b.length <= start + count for b in blocks)
-
-
-@pytest.mark.parametrize("build", ["6.5.0", "6.5.4"])
-def test_query_allocated_blocks_is_not_supported_before_6_7(make_lib: MakeLib, vmfs_backup: Backup, build: str) -> None:
-    lib = make_lib(build)
-    with opened_backup(lib, vmfs_backup, "nbd") as disk:
-        error = vix_error(lambda: lib.query_allocated_blocks(disk, 0, 128, 128))
-    assert error.code == VixCode.NOT_SUPPORTED
 
 
 @pytest.mark.parametrize("chunk", [128, 2048, 131072])
@@ -423,7 +405,7 @@ def test_async_errors_arrive_in_the_callback(
     assert results == [VixCode.DISK_OUTOFRANGE]
 
 
-@pytest.mark.parametrize(("build", "sector_size"), [("6.5.0", None), ("6.7.3", None), ("7.0.0", 512), ("7.0.3", 512)])
+@pytest.mark.parametrize(("build", "sector_size"), [("6.7.3", None), ("7.0.0", 512), ("7.0.3", 512)])
 def test_get_info_has_sector_sizes_from_7_0_on(
     make_lib: MakeLib, vmfs_backup: Backup, build: str, sector_size: int | None
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import logging
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -66,10 +67,32 @@ def format_message(fmt: bytes | None, args: int | None) -> str:
     return buffer.value.decode("utf-8", "replace")
 
 
+#: how VDDK names itself in its log at InitEx: "VMware VixDiskLib (7.0.3) Release build-18705167"
+ANNOUNCEMENT = re.compile(r"VixDiskLib \((\d+\.\d+\.\d+)\) Release build-(\d+)")
+_announced: list[tuple[str, str]] = []
+
+
+def take_announcement() -> tuple[str, str] | None:
+    """The (version, build number) the library last announced in its log since the previous call, or None."""
+    with _secrets_lock:
+        found = _announced[-1] if _announced else None
+        _announced.clear()
+    return found
+
+
+def _note_announcement(message: str) -> None:
+    match = ANNOUNCEMENT.search(message)
+    if match:
+        with _secrets_lock:
+            _announced.append((match.group(1), match.group(2)))
+
+
 def _router(level: int) -> Any:
     def route(fmt: bytes | None, args: int | None) -> None:
         try:
-            vddk_log.log(level, "%s", redact(format_message(fmt, args).rstrip("\n")))
+            message = format_message(fmt, args).rstrip("\n")
+            _note_announcement(message)
+            vddk_log.log(level, "%s", redact(message))
         except Exception:  # an exception must never unwind into C
             log.exception("formatting a VixDiskLib log message failed")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,15 @@ from conformance.vixdisklib.errors import VixCode, VixError, error_text
 from conformance.vixdisklib.native import params as cparams
 from conformance.vixdisklib.native.abi import VIX_ASYNC, VIX_OK, BlockList, blocks_of, info_struct
 from conformance.vixdisklib.native.abi import connect_params_struct as params_layout
-from conformance.vixdisklib.native.callbacks import COMPLETIONS, LOG, ON_COMPLETE, PANIC, WARNING, redact
+from conformance.vixdisklib.native.callbacks import (
+    COMPLETIONS,
+    LOG,
+    ON_COMPLETE,
+    PANIC,
+    WARNING,
+    redact,
+    take_announcement,
+)
 from conformance.vixdisklib.native.loader import find_mntapi, load
 from conformance.vixdisklib.types import SECTOR_SIZE, AdapterType, Block, ConnectParams, DiskInfo, Geometry
 
@@ -36,6 +45,25 @@ class NativeCleanupError(VixError):
 
     def __reduce__(self) -> Any:
         return (type(self), (self.raw, self.cleaned, self.remaining, self.text))
+
+
+class LibraryBuildMismatchError(VixError):
+    """The loaded library announces another VDDK release than the run is configured for (one line).
+
+    Why the run refuses rather than warns: expectations (the catalog) follow the configured build, so a run
+    with a library of another release would judge it by the wrong expectations. InitEx is undone first.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(VixCode.FAIL, "VixDiskLib_InitEx", detail)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.text,))
+
+
+def _release_of(build: str) -> str | None:
+    match = re.match(r"\s*(?:vddk\s*)?(\d+\.\d+\.\d+)", build, re.IGNORECASE)
+    return match.group(1) if match else None
 
 
 @dataclass
@@ -62,7 +90,11 @@ class NativeVixDiskLib:
     name = "native"
 
     def __init__(self, build: str, libdir: Path, major: int | None = None) -> None:
+        #: the build the library announces at InitEx (until then, and if it announces none: the configured one)
         self.build = build
+        self.configured_build = build
+        #: (version, build number) from the library's "VMware VixDiskLib (x.y.z) Release build-n" log line
+        self.announced: tuple[str, str] | None = None
         self.libdir = Path(libdir)
         self.loaded = load(self.libdir, major)
         self.major = self.loaded.major
@@ -91,6 +123,7 @@ class NativeVixDiskLib:
         """InitEx with our log callbacks; libDir defaults to the kit folder (as nbdkit passes its libdir), so
         the library finds its own plugins and message catalogs there."""
         lib_dir = lib_dir or self.libdir
+        take_announcement()  # forget what another library said before this InitEx
         rc = self._fn("VixDiskLib_InitEx")(
             major,
             minor,
@@ -102,6 +135,25 @@ class NativeVixDiskLib:
         )
         self._check(rc, "VixDiskLib_InitEx")
         log.info("%s initialised (VixDiskLib %d.%d requested)", self.path, major, minor)
+        self._adopt_announced_build()
+
+    def _adopt_announced_build(self) -> None:
+        """The build is what the loaded library says it is, not what the run was told; a different release
+        than the configured one refuses the run (``LibraryBuildMismatchError``)."""
+        self.announced = take_announcement()
+        if self.announced is None:
+            log.warning("%s announced no version at InitEx; taking the configured build %s", self.path, self.build)
+            return
+        version, number = self.announced
+        if _release_of(self.configured_build) != version:
+            self._fn("VixDiskLib_Exit")()
+            raise LibraryBuildMismatchError(
+                f"{self.path} announces VDDK {version} (build-{number}), the run is configured for "
+                f"{self.configured_build} (fix: point the libdir at a {self.configured_build} kit or pass "
+                f"--vddk-build {version})"
+            )
+        if "ep" not in self.configured_build.lower():  # an express patch ("6.5.2 EP1") is not in the line
+            self.build = version
 
     def exit(self) -> None:
         self._fn("VixDiskLib_Exit")()

@@ -31,6 +31,7 @@ from conformance.vixdisklib.simulated.control import (
     parent_chain,
 )
 from conformance.vixdisklib.simulated.disk import DIRECT_REQUEST, SimDisk, map_dataplane_error
+from conformance.vixdisklib.simulated.support import check_server, hotadd_refusal
 from conformance.vixdisklib.simulated.tmpstate import (
     HotAddedDisk,
     SessionFolder,
@@ -142,6 +143,7 @@ class SimulatedVixDiskLib:
             return connection  # local (hosted) disks
         connection.control = login(params, "VixDiskLib_ConnectEx")
         try:
+            check_server(self.build, connection.control.content.about, "VixDiskLib_ConnectEx")  # C4
             if params.vm_moref:
                 connection.vm = connection.control.vm(params.vm_moref)
                 if snapshot_ref:
@@ -259,6 +261,9 @@ class SimulatedVixDiskLib:
             raise _TransportRefusedError("not running in a proxy VM")
         assert connection.control is not None and connection.folder is not None
         proxy = connection.control.find_vm(self.proxy_vm)
+        refusal = hotadd_refusal(self.build, proxy)  # F2
+        if refusal is not None:
+            raise _TransportRefusedError(refusal)
         if self.behaviour.hotadd_special_names_broken and self.config.no_nfc_session:
             connection.control.fetch_file_encoded_once(connection.vm, path)  # K6: the descriptor, without NFC
         parents = None

@@ -13,6 +13,12 @@
  *   VIXDOUBLE_V65    a 6.5-era library: ConnectParams ends at vimApiVer (80 bytes), and neither
  *                    QueryAllocatedBlocks, FreeBlockList nor AllocateConnectParams exist.
  *   VIXDOUBLE_OMIT_WAIT  leaves out VixDiskLib_Wait (a library too old for the harness).
+ *   VIXDOUBLE_VERSION="x.y.z"  the version InitEx announces (default per major: 6.7.3, 7.0.3, 8.0.1);
+ *   VIXDOUBLE_BUILD_NUMBER="n" the build number it announces (default: the major, then six zeros).
+ *
+ * At InitEx the double announces itself through the log callback as VDDK does,
+ * "VMware VixDiskLib (x.y.z) Release build-n"; VIXDOUBLE_VERSION in the environment overrides the
+ * compiled-in version (an empty value announces nothing), so a test can load a "7.0.2" library.
  *
  * Fault injection, read at call time from the environment:
  *   VIXDOUBLE_FAIL_CONNECT=code   VIXDOUBLE_FAIL_OPEN=code   VIXDOUBLE_FAIL_PREPARE=code
@@ -48,6 +54,20 @@
 
 #ifndef VIXDOUBLE_MAJOR
 #define VIXDOUBLE_MAJOR 7
+#endif
+#ifndef VIXDOUBLE_VERSION
+#if VIXDOUBLE_MAJOR == 6
+#define VIXDOUBLE_VERSION "6.7.3"
+#elif VIXDOUBLE_MAJOR == 8
+#define VIXDOUBLE_VERSION "8.0.1"
+#else
+#define VIXDOUBLE_VERSION "7.0.3"
+#endif
+#endif
+#ifndef VIXDOUBLE_BUILD_NUMBER
+#define VIXDOUBLE_STR2(x) #x
+#define VIXDOUBLE_STR(x) VIXDOUBLE_STR2(x)
+#define VIXDOUBLE_BUILD_NUMBER VIXDOUBLE_STR(VIXDOUBLE_MAJOR) "000000"
 #endif
 #define EXPORT __attribute__((visibility("default")))
 
@@ -506,6 +526,8 @@ EXPORT VixError VixDiskLib_InitEx(uint32_t major, uint32_t minor, VixDiskLibGene
     }
     if (f) fclose(f);
   }
+  const char *version = getenv("VIXDOUBLE_VERSION") ? getenv("VIXDOUBLE_VERSION") : VIXDOUBLE_VERSION;
+  if (*version) LOG("VMware VixDiskLib (%s) Release build-%s\n", version, VIXDOUBLE_BUILD_NUMBER);
   LOG("VixDiskLib double %d (requested %u.%u) initialised; libDir=%s tmpDirectory=%s\n", VIXDOUBLE_MAJOR, major,
       minor, libDir ? libDir : "(null)", *g_tmpdir ? g_tmpdir : "(default)");
   return VIX_OK;
