@@ -55,7 +55,8 @@ def child_env(
     """A child that builds `library` (the run's, from `vixdisklib_spec`) and connects with `params`."""
     creds = params.credentials
     assert isinstance(creds, UidCredentials) and params.server_name and params.thumbprint
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VDDK_")}
+    # not inherited: our own variables, and the one holding the password (a target file's password_env)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VDDK_") and v != creds.password}
     if tmpdir is not None:
         env["TMPDIR"] = str(tmpdir)  # where VDDK's default (per-process) temporary directory goes
     env.update(
