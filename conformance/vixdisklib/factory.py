@@ -33,8 +33,9 @@ def make_library(
 ) -> VixDiskLib:
     """A VixDiskLib facade (not yet initialised) that behaves as VDDK `build`, running in `proxy_vm`.
 
-    The native backend loads libvixDiskLib.so.<major of build> from `libdir` (or its lib64/); the proxy is
-    then wherever this process runs, so `proxy_vm` and `physical_proxy` do not apply to it.
+    The native backend loads libvixDiskLib.so.<major of build> from `libdir` (or its lib64/); it runs wherever
+    this process runs, so `proxy_vm` can only name that VM (the target's `harness_vm`): callers ask the target
+    first (`Target.placement_missing`, the fixtures' `library_spec`), the factory cannot move it.
     """
     if backend == "simulated":
         from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
