@@ -6,7 +6,8 @@ configuration the build will refuse or misuse (F1, K5, K6) must be reported up f
 of failing somewhere in a backup. ``preflight`` returns those lines (empty when everything is fine); lines
 that only warn start with ``warning:``. The decisions come from data: the support policy
 (``conformance.versions.vddk_supports``), the proxy matrix (``conformance.proxy_support``), the per-build
-switches of ``conformance/data/vddk_builds.toml`` and the vSphere profiles.
+switches of ``conformance/data/vddk_builds.toml`` (``conformance.build_facts``) and the vSphere versions
+(``conformance/data/vsphere_versions.toml``), never the simulator's own tables.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from conformance.build_facts import behaviour_of
 from conformance.proxy_support import check_proxy
 from conformance.versions import VddkBuild, VersionError, VsphereVersion, vddk_supports
 from conformance.vixdisklib.config import (
@@ -27,7 +29,6 @@ from conformance.vixdisklib.config import (
     parse_config,
     render_config,
 )
-from conformance.vixdisklib.simulated.behaviour import behaviour_of
 
 __all__ = ["WARNING", "ConfigLike", "compatibility_problems", "config_problems", "preflight", "target_preflight"]
 
@@ -82,7 +83,7 @@ def config_problems(
             f"{where}: {vsphere.label} needs {KEY_NO_NFC_SESSION}=1 for security (after M5), "
             f"got {no_nfc if no_nfc is not None else 'unset (0)'} (fix: set it to 1)"
         )
-    special_names_broken = behaviour.hotadd_special_names_broken and vsphere.profile.http_double_decode
+    special_names_broken = behaviour.hotadd_special_names_broken and vsphere.facts.http_double_decode
     if hotadd and special_names_broken and not vsphere.is_vmc and no_nfc == "1":
         lines.append(
             f"{WARNING}{where}: with VDDK {build} against {vsphere.label}, HotAdd cannot open disks whose names "

@@ -25,6 +25,7 @@ Layout::
     allow = ["target-vmfs", "target-nfs"]           # the only VMs the run may snapshot, restore into or clone
     proxy = "proxy-rhel83"                          # the HotAdd proxy VM
     proxy_os = "Red Hat Enterprise Linux 8.3"       # optional
+    harness_vm = "proxy-rhel83"                     # backend native: the proxy VM this harness runs in
     physical_proxy = "backup-server"                # optional (SAN)
     sources = { VMFS = "target-vmfs" }              # VM per datastore type that fresh clones start from
 
@@ -57,12 +58,12 @@ __all__ = ["BACKENDS", "CAPABILITIES", "TargetFile", "TargetFileError", "load_ta
 
 BACKENDS = ("simulated", "native")
 #: capabilities a target file may declare (fault injection needs the embedded simulator's hooks)
-CAPABILITIES = ("create-vms", "guest-operations", "maintenance-mode", "physical-proxy")
+CAPABILITIES = ("create-vms", "guest-operations", "maintenance-mode", "physical-proxy", "simple-volumes")
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "": ("name", "capabilities", "server", "credentials", "vms", "datastores", "vddk", "guest"),
     "server": ("host", "port", "thumbprint", "datacenter", "vsphere"),
     "credentials": ("user", "password_env", "password_file"),
-    "vms": ("allow", "proxy", "proxy_os", "physical_proxy", "sources"),
+    "vms": ("allow", "proxy", "proxy_os", "harness_vm", "physical_proxy", "sources"),
     "vddk": ("build", "backend", "libdir", "transports"),
     "guest": ("user", "password_env", "password_file"),
 }
@@ -127,6 +128,7 @@ class TargetFile:
     proxy: str | None
     proxy_os: str | None
     physical_proxy: str | None
+    harness_vm: str | None  # the proxy VM the harness (and so a native library) runs in
     sources: dict[str, str]
     datastores: dict[str, list[str]]
     build: str | None
@@ -265,11 +267,11 @@ def load_target_file(path: str | Path) -> TargetFile:
     datacenter = r.string(server, "server", "datacenter")
     vsphere = r.string(server, "server", "vsphere", required=False)
     if vsphere is not None:
-        from conformance.sim.profiles import UnknownProfileError, get_profile
+        from conformance.versions import VersionError, vsphere_release
 
         try:
-            vsphere = get_profile(vsphere).name
-        except UnknownProfileError as exc:
+            vsphere = vsphere_release(vsphere).name
+        except VersionError as exc:
             raise r.fail("server.vsphere", str(exc), 'write the release, e.g. vsphere = "7.0U3"') from None
 
     user = r.string(creds, "credentials", "user")
@@ -282,6 +284,7 @@ def load_target_file(path: str | Path) -> TargetFile:
         )
     proxy = r.string(vms, "vms", "proxy", required=False)
     proxy_os = r.string(vms, "vms", "proxy_os", required=False)
+    harness_vm = r.string(vms, "vms", "harness_vm", required=False)
     physical_proxy = r.string(vms, "vms", "physical_proxy", required=False)
     sources_raw = vms.get("sources", {})
     if not isinstance(sources_raw, dict) or not all(isinstance(v, str) and v for v in sources_raw.values()):
@@ -364,6 +367,7 @@ def load_target_file(path: str | Path) -> TargetFile:
         proxy=proxy,
         proxy_os=proxy_os,
         physical_proxy=physical_proxy,
+        harness_vm=harness_vm,
         sources=sources,
         datastores=datastores,
         build=build,

@@ -24,6 +24,13 @@ MAINTENANCE_MODE = "maintenance-mode"  # the run may put a host into maintenance
 GUEST_OPERATIONS = "guest-operations"  # workloads can run inside target VMs
 CREATE_VMS = "create-vms"  # the run may create (and delete) VMs for restores and clones
 LIBRARY_BUILDS = "library-builds"  # the run may load VDDK builds other than its own (K3's upgrade workaround)
+#: a library can be placed in any of the target's proxy VMs (the simulated library can; VMware's runs where the
+#: harness runs, the proxy VM the target file names in `vms.harness_vm`)
+PROXY_PLACEMENT = "proxy-placement"
+#: the target shows what its data plane received from each client (vendor name, phone home), via `controls`
+SERVER_RECORDS = "server-records"
+#: the target's VixMntApi mounts the harness's own volume format (VDDKCFS1, conformance.vsphere.volumes)
+SIMPLE_VOLUMES = "simple-volumes"
 
 
 @dataclass
@@ -60,6 +67,13 @@ class Target:
 
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities
+
+    def placement_missing(self, proxy_vm: str | None) -> str | None:
+        """The capability a library in `proxy_vm` needs and this target lacks (None: it can run there). Without
+        PROXY_PLACEMENT the library runs only where the harness runs: `default_proxy` (or no proxy at all)."""
+        if proxy_vm is None or proxy_vm == self.default_proxy or self.supports(PROXY_PLACEMENT):
+            return None
+        return PROXY_PLACEMENT
 
     def missing(self, *capabilities: str) -> list[str]:
         return [c for c in capabilities if c not in self.capabilities]
@@ -127,6 +141,12 @@ class SimulatorControls:
     def datastore_free_space(self, name: str, free_bytes: int | None) -> None:
         self._simulator.set_datastore_free_space(name, free_bytes)
 
+    def dataplane_clients(self) -> list[dict[str, Any]]:
+        """SERVER_RECORDS: what the server recorded for every data-plane client, oldest first (product,
+        version, phone_home, transport, session), from the server's own records."""
+        clients: list[dict[str, Any]] = self._simulator.ctx.dataplane.describe()["clients"]
+        return clients
+
     def reset(self) -> None:
         self._simulator.faults.update(
             soap_latency=0.0, disk_latency=0.0, maintenance_entering_seconds=1.0, drop_connections=0
@@ -172,6 +192,7 @@ def simulator_target(simulator: Any, build: str | None = None) -> Target:
         target_vms=targets,
         capabilities=frozenset(
             {FAULT_INJECTION, MAINTENANCE_MODE, GUEST_OPERATIONS, CREATE_VMS, LIBRARY_BUILDS}
+            | {PROXY_PLACEMENT, SERVER_RECORDS, SIMPLE_VOLUMES}
             | ({PHYSICAL_PROXY} if physical else set())
         ),
         guest=GuestCredentials("root", "simulated-guest"),
@@ -229,12 +250,17 @@ def file_target(path: str | Path, read_server: bool = True) -> Target:
         if spec.guest_password is not None
         else GuestCredentials("root", "unused")
     )
-    proxies = {spec.proxy_os or "proxy": spec.proxy} if spec.proxy else {}
+    proxy = spec.proxy or spec.harness_vm
+    proxies = {spec.proxy_os or "proxy": proxy} if proxy else {}
     capabilities = set(spec.capabilities) | ({PHYSICAL_PROXY} if spec.physical_proxy else set())
     endpoint = Endpoint(spec.host, spec.port, spec.thumbprint)
     vsphere = spec.vsphere or ""  # not read: only a parsed file, never a guessed release
     if read_server:
         vsphere = server_release(endpoint, spec.user, password, spec.vsphere, str(spec.path))
+    # the simulated library places itself in any proxy VM; VMware's runs where the harness runs (vms.harness_vm)
+    default_proxy = spec.proxy if spec.backend == "simulated" else spec.harness_vm
+    if spec.backend == "simulated":
+        capabilities.add(PROXY_PLACEMENT)
     return Target(
         name=spec.name,
         endpoint=endpoint,
@@ -243,7 +269,7 @@ def file_target(path: str | Path, read_server: bool = True) -> Target:
         datacenter=spec.datacenter,
         vsphere=vsphere,
         proxies=proxies,
-        default_proxy=spec.proxy,
+        default_proxy=default_proxy,
         physical_proxy=spec.physical_proxy,
         datastores=spec.datastores,
         target_vms=dict(spec.sources),

@@ -17,18 +17,20 @@ Sources (VDDK 7.0.3 release notes, "About" and "Compatibility Notices"):
 * New features are excepted on older servers: a feature introduced in a VDDK build of family X.Y is only promised
   on vSphere X.Y and later unless the catalog says otherwise (``feature_available``).
 
-vSphere versions wrap the simulator's profiles (``conformance.sim.profiles``); their release level (family and update)
-is read from the profile's API version, so a VMC milestone compares like the on-prem release it tracks (M16 -> 7.0 U3).
+vSphere versions are knowledge of their own (``conformance/data/vsphere_versions.toml``, read here as
+``VsphereRelease``): names and spellings, GA builds, API versions and what each release changed. The simulator plays
+them (``conformance.sim.profiles`` builds on this module, never the reverse). A version's release level (family and
+update) is read from its API version, so a VMC milestone compares like the on-prem release it tracks (M16 -> 7.0 U3).
 """
 
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
 from typing import Protocol
-
-from conformance.sim.profiles import UnknownProfileError, VsphereProfile, all_profiles, get_profile
 
 __all__ = [
     "KNOWN_BUILDS",
@@ -38,14 +40,18 @@ __all__ = [
     "Support",
     "VddkBuild",
     "VersionError",
+    "VsphereRelease",
     "VsphereVersion",
     "all_builds",
     "all_vsphere",
     "feature_available",
     "match_builds",
     "match_vsphere",
+    "normalize_vsphere",
     "supported_pairs",
     "vddk_supports",
+    "vsphere_release",
+    "vsphere_releases",
 ]
 
 #: Every VDDK build the harness models, oldest first.
@@ -119,9 +125,59 @@ class VddkBuild:
         return self.name
 
 
+@dataclass(frozen=True)
+class VsphereRelease:
+    """What is known of one vSphere release (or VMC milestone), from conformance/data/vsphere_versions.toml."""
+
+    name: str
+    full_name: str
+    version: str
+    build: str
+    api_version: str
+    major: str
+    http_double_decode: bool  # K6: the HTTP file service decodes names twice (6.7 GA and U1)
+    default_profile_preserves_cbt: bool  # R6: the VM default profile keeps each disk's CBT state (7.0 U3+)
+    vmc: bool = False
+    #: K3: a Windows Server 2019 HotAdd proxy that opens the disk adapter flags the target VM for reboot
+    windows_adapter_reboot_flag: bool = False
+    #: K5: the server decides phone home by CEIP and ignores a client's EnablePhoneHome (vSphere 7.0.x)
+    phone_home_by_ceip: bool = False
+
+
+def normalize_vsphere(name: str) -> str:
+    """'7.0 U3', '7.0u3', '7.0.3' and 'vSphere 7.0U3' all name '7.0U3'; 'm16' names 'M16'."""
+    text = name.strip().lower().replace("vsphere", "").replace("update", "u").replace(" ", "")
+    if re.fullmatch(r"m\d+", text):
+        return text.upper()
+    match = re.fullmatch(r"(\d+)\.(\d+)(?:\.(\d+)|u(\d+))?", text)
+    if not match:
+        return name.strip()
+    major, minor, patch, update = match.groups()
+    level = update or patch
+    if level and level != "0":
+        return f"{major}.{minor}U{level}"
+    return f"{major}.{minor}"
+
+
+@cache
+def vsphere_releases() -> dict[str, VsphereRelease]:
+    """Every known vSphere version by name, in the data file's order (on-prem releases, then VMC milestones)."""
+    raw = tomllib.loads(resources.files("conformance.data").joinpath("vsphere_versions.toml").read_text())
+    return {name: VsphereRelease(name=name, **values) for name, values in raw["versions"].items()}
+
+
+def vsphere_release(name: str) -> VsphereRelease:
+    """The release a spelling names; VersionError (one line, listing the known names) otherwise."""
+    releases = vsphere_releases()
+    key = normalize_vsphere(name)
+    if key not in releases:
+        raise VersionError(f"unknown vSphere version {name!r}: use one of {', '.join(releases)}")
+    return releases[key]
+
+
 @dataclass(frozen=True, order=True)
 class VsphereVersion:
-    """A simulator profile seen as a version: ordered by the release it tracks, then on-prem before VMC."""
+    """A known vSphere release seen as a version: ordered by the release it tracks, then on-prem before VMC."""
 
     sort_key: tuple[int, int, int, int, int] = field(repr=False)
     name: str = field(compare=False)
@@ -132,14 +188,10 @@ class VsphereVersion:
 
     @classmethod
     def parse(cls, text: str | VsphereVersion) -> VsphereVersion:
-        """Accept every spelling ``conformance.sim.profiles.normalize`` knows ('7.0 U3', 'vSphere 7.0u3', 'm16')."""
+        """Accept every spelling ``normalize_vsphere`` knows ('7.0 U3', 'vSphere 7.0u3', 'm16')."""
         if isinstance(text, VsphereVersion):
             return text
-        try:
-            profile = get_profile(str(text))
-        except UnknownProfileError as exc:
-            raise VersionError(str(exc)) from None
-        return _from_profile(profile)
+        return _from_release(vsphere_release(str(text)))
 
     @property
     def release(self) -> tuple[int, int, int]:
@@ -157,9 +209,9 @@ class VsphereVersion:
         return f"VMC {self.name}" if self.is_vmc else f"vSphere {self.name}"
 
     @property
-    def profile(self) -> VsphereProfile:
-        """The simulator profile behind this version."""
-        return get_profile(self.name)
+    def facts(self) -> VsphereRelease:
+        """What is known of this release (build, API version, what it changed)."""
+        return vsphere_releases()[self.name]
 
     def at_least(self, other: str | VsphereVersion) -> bool:
         """True when this server's release is ``other``'s or newer (VMC compared by the release it tracks)."""
@@ -169,13 +221,13 @@ class VsphereVersion:
         return self.name
 
 
-def _from_profile(profile: VsphereProfile) -> VsphereVersion:
+def _from_release(release: VsphereRelease) -> VsphereVersion:
     """Family and update come from the API version: 6.7U1 speaks 6.7.1, M16 speaks 7.0.3.0."""
-    parts = [int(p) for p in re.findall(r"\d+", profile.api_version)] + [0, 0, 0]
+    parts = [int(p) for p in re.findall(r"\d+", release.api_version)] + [0, 0, 0]
     major, minor, update = parts[0], parts[1], parts[2]
-    milestone = int(profile.name[1:]) if profile.vmc and re.fullmatch(r"M\d+", profile.name) else None
-    key = (major, minor, update, int(profile.vmc), milestone or 0)
-    return VsphereVersion(key, profile.name, f"{major}.{minor}", update, profile.vmc, milestone)
+    milestone = int(release.name[1:]) if release.vmc and re.fullmatch(r"M\d+", release.name) else None
+    key = (major, minor, update, int(release.vmc), milestone or 0)
+    return VsphereVersion(key, release.name, f"{major}.{minor}", update, release.vmc, milestone)
 
 
 @dataclass(frozen=True)
@@ -210,8 +262,8 @@ def all_builds() -> tuple[VddkBuild, ...]:
 
 @cache
 def all_vsphere() -> tuple[VsphereVersion, ...]:
-    """Every simulator profile as a version, in the profile file's order (on-prem releases, then VMC milestones)."""
-    return tuple(_from_profile(profile) for profile in all_profiles().values())
+    """Every known vSphere version, in the data file's order (on-prem releases, then VMC milestones)."""
+    return tuple(_from_release(release) for release in vsphere_releases().values())
 
 
 def match_builds(selector: str) -> tuple[VddkBuild, ...]:
@@ -230,7 +282,7 @@ def match_builds(selector: str) -> tuple[VddkBuild, ...]:
 
 def match_vsphere(selector: str) -> tuple[VsphereVersion, ...]:
     """Versions named by a selector: 'all', 'on-prem', 'vmc', a major '6.x', a family '7.0.x' (VMC milestones
-    included, by the release they track), or one profile name ('6.7U1', 'M16')."""
+    included, by the release they track), or one version name ('6.7U1', 'M16')."""
     text = selector.strip().lower()
     every = all_vsphere()
     groups = {"all": every, "on-prem": tuple(v for v in every if not v.is_vmc)}

@@ -10,15 +10,15 @@ parent after a successful Attach is an error: every test here closes the parent,
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conformance.sim.storage.vmdk import VirtualDiskFile
 from conformance.vixdisklib.api import Connection, Disk, VixDiskLib
-from conformance.vixdisklib.errors import VixCode, VixError
+from conformance.vixdisklib.errors import VixError
 from conformance.vixdisklib.types import SECTOR_SIZE, ConnectParams, OpenFlags
 
 pytestmark = [pytest.mark.release_note("C3")]
@@ -44,19 +44,66 @@ class Attached:
     child: Disk
 
 
+GRAIN = 64 * KiB  # the delta's grain: CHILD_DATA and OVERWRITE are one grain each, grain aligned
+CAPACITY = 4 * MiB
+DESCRIPTOR = """# Disk DescriptorFile
+version=1
+CID={cid:08x}
+parentCID={parent_cid:08x}
+createType="{create_type}"
+{hint}
+# Extent description
+RW {sectors} {kind} "{extent}"{offset}
+"""
+
+
+def _descriptor(path: Path, cid: int, parent_cid: int, create_type: str, kind: str, extent: str, hint: str) -> None:
+    offset = " 0" if kind == "FLAT" else ""
+    text = DESCRIPTOR.format(
+        cid=cid, parent_cid=parent_cid, create_type=create_type, hint=hint, sectors=CAPACITY // SECTOR_SIZE,
+        kind=kind, extent=extent, offset=offset,
+    )  # fmt: skip
+    path.write_text(text)
+
+
+def _sparse_extent(path: Path, grains: dict[int, bytes]) -> None:
+    """A hosted sparse extent (version 1, one grain table) holding `grains` (byte offset -> one grain)."""
+    grain_sectors, gtes = GRAIN // SECTOR_SIZE, 512
+    overhead = grain_sectors  # header, grain directory (sector 1) and the one grain table (sectors 2-5)
+    header = struct.pack(
+        "<4sIIQQQQIQQQB4sH", b"KDMV", 1, 1, CAPACITY // SECTOR_SIZE, grain_sectors, 0, 0, gtes, 0, 1, overhead,
+        0, b"\n \r\n", 0,
+    )  # fmt: skip
+    table = [0] * gtes
+    data = bytearray()
+    for index, offset in enumerate(sorted(grains)):
+        table[offset // GRAIN] = overhead + index * grain_sectors
+        data += grains[offset]
+    image = bytearray(overhead * SECTOR_SIZE)
+    image[: len(header)] = header
+    image[SECTOR_SIZE : SECTOR_SIZE + 4] = struct.pack("<I", 2)
+    image[2 * SECTOR_SIZE : 2 * SECTOR_SIZE + 4 * gtes] = struct.pack(f"<{gtes}I", *table)
+    path.write_bytes(bytes(image) + bytes(data))
+
+
+def hosted_chain(folder: Path) -> tuple[Path, Path]:
+    """(base, delta): a flat base holding PARENT_DATA at 0 and 128 KiB, a sparse delta holding CHILD_DATA at
+    64 KiB and OVERWRITE at 128 KiB (what a hosted snapshot of the base would hold after those writes)."""
+    base, delta = folder / "parent.vmdk", folder / "parent-000001.vmdk"
+    flat = bytearray(CAPACITY)
+    flat[0 : len(PARENT_DATA)] = PARENT_DATA
+    flat[128 * KiB : 128 * KiB + len(PARENT_DATA)] = PARENT_DATA
+    (folder / "parent-flat.vmdk").write_bytes(bytes(flat))
+    _descriptor(base, 0x1234ABCD, 0xFFFFFFFF, "monolithicFlat", "FLAT", "parent-flat.vmdk", "")
+    _sparse_extent(folder / "parent-000001-delta.vmdk", {64 * KiB: CHILD_DATA, 128 * KiB: OVERWRITE})
+    hint = f'parentFileNameHint="{base.name}"'
+    _descriptor(delta, 0x5678EF01, 0x1234ABCD, "twoGbMaxExtentSparse", "SPARSE", "parent-000001-delta.vmdk", hint)
+    return base, delta
+
+
 @pytest.fixture
 def chain(tmp_path: Path) -> tuple[Path, Path]:
-    """(base, delta) hosted disks: the base holds PARENT_DATA at 0 and 128 KiB, the delta CHILD_DATA and
-    OVERWRITE."""
-    base = VirtualDiskFile.create(tmp_path / "parent.vmdk", 4 * MiB)
-    base.write(0, PARENT_DATA)
-    base.write(128 * KiB, PARENT_DATA)
-    child = VirtualDiskFile.create_delta(tmp_path / "parent-000001.vmdk", base)
-    child.write(64 * KiB, CHILD_DATA)
-    child.write(128 * KiB, OVERWRITE)
-    child.close()
-    base.close()
-    return base.path, child.path
+    return hosted_chain(tmp_path)
 
 
 @pytest.fixture
@@ -94,12 +141,18 @@ def test_reads_through_the_child_see_the_chain_after_the_parent_is_closed(attach
 
 
 @pytest.mark.test_id("C3-003")
-@pytest.mark.parametrize("handle", ["parent", "child"])
-def test_closing_the_child_releases_both_handles(attached: Attached, handle: str) -> None:
+@pytest.mark.parametrize("released", ["parent", "child"])
+def test_closing_the_child_releases_both_handles(attached: Attached, chain: tuple[Path, Path], released: str) -> None:
+    """Closing the child gives both files back: each opens again for writing (a handle still holding it would
+    keep it locked), and a write through the new handle reads back. No call touches a closed handle."""
     lib = attached.lib
     lib.close(attached.parent)
     lib.close(attached.child)
-    released = attached.parent if handle == "parent" else attached.child
-    with pytest.raises(VixError) as caught:
-        lib.read(released, 0, 1)
-    assert caught.value.code == VixCode.INVALID_HANDLE
+    path = chain[0] if released == "parent" else chain[1]
+    writer = lib.connect_ex(ConnectParams(), False)
+    try:
+        with lib.opened(writer, str(path), OpenFlags(0)) as disk:
+            lib.write(disk, 2 * MiB // SECTOR_SIZE, b"\x44" * SECTOR_SIZE)
+            assert lib.read(disk, 2 * MiB // SECTOR_SIZE, 1) == b"\x44" * SECTOR_SIZE
+    finally:
+        lib.disconnect(writer)

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from conformance.plugin.settings import RunSettings
 from conformance.resources import ResourceTracker
-from conformance.sequences.backup_process import child_env, cleanup_process, crashed_backup
+from conformance.sequences.backup_process import ChildLaunch, child_env, cleanup_process, crashed_backup
 from conformance.targets import Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import KEY_TMP_DIRECTORY, render_config
+from conformance.vixdisklib.factory import LibrarySpec
 from conformance.vsphere.session import VsphereSession, disks_of
 
 pytestmark = [pytest.mark.sequence("cleanup")]
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.sequence("cleanup")]
 class Crash:
     """What process A left behind, and how to start process B like it."""
 
-    env: Callable[..., dict[str, str]]  # child_env for Cleanup with A's connection details
+    env: Callable[..., ChildLaunch]  # child_env for Cleanup with A's connection details and library
     disk: str  # the snapshot disk A hot-added
     tmp_directory: Path  # where A kept its session state
     hot_added: Callable[[], int]  # how many times the proxy VM has `disk` attached now
@@ -44,7 +44,7 @@ def proxy_copies(vsphere: VsphereSession, proxy_vm: str, disk: str) -> int:
 @pytest.fixture
 def crash(
     vixdisklib_factory: Callable[..., VixDiskLib],  # first: its libraries outlive the resources' teardown
-    vddk_settings: RunSettings,
+    vixdisklib_spec: Callable[..., LibrarySpec],
     vddk_target: Target,
     vsphere: VsphereSession,
     resources: ResourceTracker,
@@ -56,7 +56,7 @@ def crash(
         pytest.skip(f"target {vddk_target.name} has no VMFS target VM or no HotAdd proxy VM")
     vm = vsphere.vm(vm_name)
     params = vddk_target.connect_params()
-    build = vddk_settings.sim_behaviour
+    library = vixdisklib_spec(proxy)  # the run's library (backend, libdir, build) in the proxy VM
     default_tmp = tmp_path / "TMPDIR"  # the processes' TMPDIR: VDDK's default folder goes below it
     default_tmp.mkdir()
 
@@ -70,8 +70,8 @@ def crash(
         resources.add("snapshot", name, lambda: vsphere.remove_snapshot(snapshot, name))
         disk = disks_of(snapshot)[0].file_name
 
-        def env(action: str, **extra: Any) -> dict[str, str]:
-            return child_env(action, params, build, proxy, config, default_tmp, **extra)
+        def env(action: str, **extra: Any) -> ChildLaunch:
+            return child_env(action, params, library, config, default_tmp, **extra)
 
         report = crashed_backup(env("hotadd-open", vm=vm._moId, snapshot=snapshot._moId, disk=disk))
         left = Path(report["tmp_directory"])

@@ -5,10 +5,8 @@ The harness's own InitEx configuration check accepts the legal values (letters, 
 period and space; double quotes mandatory when a value contains a space) and rejects the others before any
 connection is made. The server records the vendor name each data-plane client sent.
 
-Reading what the server recorded: the simulated ESXi exposes it as `GET /sim/dataplane` ("clients") on the
-target's own endpoint for a logged-in session. That is a test hook of the same family as the fault hooks
-(`/sim/faults`), and a target without fault injection has no such hook, so the test requires FAULT_INJECTION
-(it skips with the target's name elsewhere) and reads it with the data plane's `discover` client.
+Reading what the server recorded comes through the target: one with the SERVER_RECORDS capability offers
+`controls.dataplane_clients()` (the server's own records of each client); a target without it skips naming it.
 """
 
 from __future__ import annotations
@@ -20,8 +18,7 @@ from typing import Any
 import pytest
 
 from conformance.plugin.fixtures import require
-from conformance.sim.dataplane.client import discover
-from conformance.targets import FAULT_INJECTION, Target
+from conformance.targets import SERVER_RECORDS, Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import (
     KEY_DATABASE_DIR,
@@ -74,11 +71,9 @@ def test_config_check_rejects_an_illegal_phone_home_value(key: str, raw_value: s
     assert len(problems(key, raw_value)) == 1
 
 
-def recorded_clients(target: Target, vsphere: VsphereSession) -> list[dict[str, Any]]:
+def recorded_clients(target: Target) -> list[dict[str, Any]]:
     """Every data-plane client the server has recorded: product, version, phone_home, transport, session."""
-    cookie = vsphere.si._stub.cookie
-    endpoint = target.endpoint
-    clients: list[dict[str, Any]] = discover(endpoint.host, endpoint.port, cookie, endpoint.thumbprint)["clients"]
+    clients: list[dict[str, Any]] = target.controls.dataplane_clients()
     return clients
 
 
@@ -97,7 +92,7 @@ def test_server_records_the_vendor_name_it_received(
     config: dict[str, str],
     expected: tuple[str, str],
 ) -> None:
-    require(vddk_target, FAULT_INJECTION)
+    require(vddk_target, SERVER_RECORDS)
     vm_name = vddk_target.target_vms.get("VMFS")
     if vm_name is None:
         pytest.skip(f"target {vddk_target.name} has no VM on a VMFS datastore")
@@ -108,13 +103,13 @@ def test_server_records_the_vendor_name_it_received(
 def clients_of_one_read(lib: VixDiskLib, target: Target, vsphere: VsphereSession, vm_name: str) -> list[dict[str, Any]]:
     """What the server recorded for one NBDSSL open and read of the VM's first disk with ``lib``."""
     vm = vsphere.vm(vm_name)
-    before = len(recorded_clients(target, vsphere))
+    before = len(recorded_clients(target))
     with (
         lib.connected(target.connect_params(vm._moId), True, None, "nbdssl") as connection,
         lib.opened(connection, disks_of(vm)[0].file_name) as disk,
     ):
         lib.read(disk, 0, 1)
-    return recorded_clients(target, vsphere)[before:]
+    return recorded_clients(target)[before:]
 
 
 @pytest.mark.release_note("K5")
@@ -123,7 +118,7 @@ def test_enable_phone_home_reaches_the_server(
     vixdisklib_factory: Callable[..., VixDiskLib], vddk_target: Target, vsphere: VsphereSession
 ) -> None:
     """The reproducer: EnablePhoneHome=1 alone must turn phone home on (vSphere 7.0.x ignores it with VDDK 7.0)."""
-    require(vddk_target, FAULT_INJECTION)
+    require(vddk_target, SERVER_RECORDS)
     vm_name = vddk_target.target_vms.get("VMFS")
     if vm_name is None:
         pytest.skip(f"target {vddk_target.name} has no VM on a VMFS datastore")

@@ -5,6 +5,10 @@ failed with "No volume found to perform verification of reading files." The test
 fresh VM, writes a volume with a known file on it from inside the guest, backs the VM up over HotAdd (the
 FCD is one of its disks) and cleans up, then mounts the FCD through VixMntApi on an FCD connection and
 reads the known file back. Parametrized over the transport the mount itself uses.
+
+The volume is written in the harness's own format (VDDKCFS1, `conformance.vsphere.volumes`), which only a
+VixMntApi that knows it can mount: the test needs the target's SIMPLE_VOLUMES capability (a lab target file
+declares it only if its VixMntApi mounts that format) and skips naming it otherwise.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from pathlib import Path
 import pytest
 from pyVmomi import vim
 
+from conformance.plugin.fixtures import require
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
-from conformance.targets import Target
+from conformance.targets import SIMPLE_VOLUMES, Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.factory import make_mntapi
 from conformance.vixdisklib.mntapi import VixMntApi
@@ -52,6 +57,7 @@ def fcd_with_known_files(
     guest: Callable[[str], GuestWorkload],
 ) -> Fcd:
     """A new FCD attached to a fresh VM, holding a volume with KNOWN_FILES written from inside the guest."""
+    require(vddk_target, SIMPLE_VOLUMES)
     vm_name = fresh_vm("VMFS")
     ds_name = vddk_target.datastore_of_type("VMFS")
     assert ds_name is not None

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from conformance.plugin.settings import RunSettings
 from conformance.resources import ResourceTracker
 from conformance.sequences.backup_process import child_env, crashed_backup
 from conformance.targets import Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import KEY_TMP_DIRECTORY, render_config
 from conformance.vixdisklib.errors import VixError
+from conformance.vixdisklib.factory import LibrarySpec
 from conformance.vsphere.session import VsphereSession, disks_of
 
 pytestmark = [pytest.mark.release_note("R4"), pytest.mark.sequence("cleanup")]
@@ -46,7 +46,7 @@ def leftovers(tmp_directory: Path) -> list[str]:
 @pytest.fixture
 def cleanup_outcome(
     vixdisklib_factory: Callable[..., VixDiskLib],
-    vddk_settings: RunSettings,
+    vixdisklib_spec: Callable[..., LibrarySpec],
     vddk_target: Target,
     vsphere: VsphereSession,
     resources: ResourceTracker,
@@ -67,8 +67,7 @@ def cleanup_outcome(
     env = child_env(
         "hotadd-closed",
         params,
-        vddk_settings.sim_behaviour,
-        proxy,
+        vixdisklib_spec(proxy),  # the run's library (backend, libdir, build) in the proxy VM
         config,
         vm=vm._moId,
         snapshot=snapshot._moId,

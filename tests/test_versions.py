@@ -21,6 +21,8 @@ from conformance.versions import (
     match_vsphere,
     supported_pairs,
     vddk_supports,
+    vsphere_release,
+    vsphere_releases,
 )
 
 BUILDS = [b.name for b in all_builds()]
@@ -134,8 +136,20 @@ def test_vsphere_fields(
     assert version.release_name == release_name
 
 
-def test_all_vsphere_wraps_every_profile() -> None:
-    assert list(all_profiles()) == VSPHERE
+@pytest.mark.parametrize(
+    ("spelling", "name"), [("vSphere 7.0 Update 3", "7.0U3"), ("6.7.0", "6.7"), ("6.7.2", "6.7U2"), ("m16", "M16")]
+)
+def test_the_knowledge_layer_reads_every_spelling_of_a_vsphere_version(spelling: str, name: str) -> None:
+    assert vsphere_release(spelling).name == name
+
+
+def test_an_unknown_vsphere_version_is_one_line_listing_the_known_ones() -> None:
+    with pytest.raises(VersionError, match=r"^unknown vSphere version '9\.9': use one of 6\.5, 6\.7, .*M16$"):
+        vsphere_release("9.9")
+
+
+def test_the_simulator_plays_every_known_vsphere_version() -> None:
+    assert [v.name for v in all_vsphere()] == list(vsphere_releases()) == list(all_profiles()) == VSPHERE
 
 
 @pytest.mark.parametrize(

@@ -31,13 +31,14 @@ from conformance.targets import (
     FAULT_INJECTION,
     GUEST_OPERATIONS,
     LIBRARY_BUILDS,
+    PROXY_PLACEMENT,
     Target,
     file_target,
     simulator_target,
 )
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import render_config
-from conformance.vixdisklib.factory import make_library
+from conformance.vixdisklib.factory import LibrarySpec
 from conformance.vsphere.guest import GuestWorkload
 from conformance.vsphere.session import VsphereSession
 
@@ -62,6 +63,7 @@ __all__ = [
     "vddk_tmp_directory",
     "vixdisklib",
     "vixdisklib_factory",
+    "vixdisklib_spec",
     "vsphere",
 ]
 
@@ -158,26 +160,45 @@ def vddk_config_file(vddk_tmp_directory: Path, tmp_path_factory: pytest.TempPath
     return path
 
 
-def _library(
+def library_spec(
     settings: RunSettings, target: Target, proxy_vm: str | None = None, build: str | None = None
-) -> VixDiskLib:
-    """The target's backend: the simulated library, or VMware's (ctypes) from the target file's libdir. `build`
-    (another build than the run's) needs the target's LIBRARY_BUILDS capability; callers check it."""
-    extra: dict[str, Any] = {"libdir": target.libdir} if target.backend != "simulated" else {}
-    return make_library(
-        build or settings.sim_behaviour,
+) -> LibrarySpec:
+    """The target's backend (the simulated library, or VMware's from the target file's libdir) in `proxy_vm`
+    (default: the target's own proxy). A library in another proxy VM needs PROXY_PLACEMENT: without it the test
+    skips naming it, rather than running on the harness machine and passing for a proxy it never ran in. `build`
+    (another build than the run's) needs LIBRARY_BUILDS; callers check it."""
+    if target.placement_missing(proxy_vm):
+        pytest.skip(
+            f"target {target.name} does not offer {PROXY_PLACEMENT}: the library runs in "
+            f"{target.default_proxy or 'no proxy VM'}, not in {proxy_vm}"
+        )
+    return LibrarySpec(
+        build=build or settings.sim_behaviour,
+        backend=target.backend,
+        libdir=target.libdir,
         proxy_vm=proxy_vm or target.default_proxy,
         physical_proxy=target.physical_proxy,
-        backend=target.backend,
-        **extra,
     )
+
+
+@pytest.fixture
+def vixdisklib_spec(vddk_settings: RunSettings, vddk_target: Target) -> Callable[..., LibrarySpec]:
+    """How the fixtures build a library, for a helper process to build the same one (K2, R4):
+    `vixdisklib_spec(proxy_vm=None, build=None)`, with the checks of `vixdisklib_factory`."""
+
+    def spec(proxy_vm: str | None = None, build: str | None = None) -> LibrarySpec:
+        if build is not None:
+            require(vddk_target, LIBRARY_BUILDS)
+        return library_spec(vddk_settings, vddk_target, proxy_vm, build)
+
+    return spec
 
 
 @pytest.fixture(scope="session")
 def vixdisklib(vddk_settings: RunSettings, vddk_target: Target, vddk_config_file: Path) -> Iterator[VixDiskLib]:
     from conformance.vixdisklib.native.library import LibraryBuildMismatchError
 
-    lib = _library(vddk_settings, vddk_target)
+    lib = library_spec(vddk_settings, vddk_target).make()
     try:
         lib.init_ex(vddk_config_file)
     except LibraryBuildMismatchError as exc:  # expectations would be another build's: refuse the run
@@ -207,7 +228,7 @@ def vixdisklib_factory(
         values = {"tmpDirectory": str(tmp_path / f"vddk-tmp-{len(made)}"), **(config or {})}
         path = tmp_path / f"vddk-{len(made)}.conf"
         path.write_text(render_config(values))
-        lib = _library(vddk_settings, vddk_target, proxy_vm, build)
+        lib = library_spec(vddk_settings, vddk_target, proxy_vm, build).make()
         lib.init_ex(path)
         resources.add("library", f"VixDiskLib InitEx {path.name}", lib.exit)
         made.append(lib)

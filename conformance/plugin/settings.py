@@ -9,8 +9,7 @@ import pytest
 
 from conformance.resources import new_run_id
 from conformance.shards import ShardError, parse_shard
-from conformance.sim.profiles import UnknownProfileError, get_profile
-from conformance.versions import VddkBuild, VersionError
+from conformance.versions import VddkBuild, VersionError, vsphere_release
 
 STASH_KEY = "vddk_settings"
 
@@ -83,9 +82,9 @@ class RunSettings:
         except VersionError as exc:
             raise SettingsError(f"--vddk-build/--sim-behaviour: {exc}") from exc
         try:
-            vsphere = get_profile(option.vsphere).name
-            sim_vsphere = get_profile(option.sim_vsphere).name if option.sim_vsphere else vsphere
-        except UnknownProfileError as exc:
+            vsphere = vsphere_release(option.vsphere).name
+            sim_vsphere = vsphere_release(option.sim_vsphere).name if option.sim_vsphere else vsphere
+        except VersionError as exc:
             raise SettingsError(f"--vsphere/--sim-vsphere: {exc}") from exc
         if option.backup_app:  # import it now: a bad spec is a usage error before collection
             from conformance.sequences.app import BackupAppError, load_backup_app

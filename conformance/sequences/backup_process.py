@@ -1,11 +1,12 @@
 """A separate backup process (K2, R4, and the simulated library's own tests): the harness's library built the
 way the fixtures build it, in an OS process of its own.
 
-Run as `python -m conformance.sequences.backup_process`; everything comes from the environment (the password
-never appears on a command line):
-VDDK_CHILD_ACTION, VDDK_BUILD, VDDK_PROXY_VM, VDDK_CONFIG (an InitEx configuration file; unset = VDDK's default
-temporary directory), VDDK_SERVER, VDDK_PORT, VDDK_USER, VDDK_PASSWORD, VDDK_THUMBPRINT, and for the disk
-actions VDDK_VM (moref), VDDK_SNAPSHOT (moref), VDDK_DISK ("[ds] dir/disk.vmdk").
+Run as `python -m conformance.sequences.backup_process`; the library is the one the run's fixtures build
+(`LibrarySpec`: backend, libdir, build, proxy, in VDDK_LIB_* variables), everything else comes from the
+environment too: VDDK_CHILD_ACTION, VDDK_CONFIG (an InitEx configuration file; unset = VDDK's default temporary
+directory), VDDK_SERVER, VDDK_PORT, VDDK_USER, VDDK_THUMBPRINT, and for the disk actions VDDK_VM (moref),
+VDDK_SNAPSHOT (moref), VDDK_DISK ("[ds] dir/disk.vmdk"). The password is neither on the command line nor in
+the environment (which a failing test's locals could show): the child reads it from its stdin, a pipe.
 
 Actions:
 - "hotadd-open": ConnectEx on the snapshot, Open over HotAdd, Read one sector, print one JSON line
@@ -24,59 +25,68 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from conformance.vixdisklib.errors import VixError
-from conformance.vixdisklib.factory import make_library
+from conformance.vixdisklib.factory import LibrarySpec
 from conformance.vixdisklib.types import ConnectParams, UidCredentials
 
 COMMAND = [sys.executable, "-m", "conformance.sequences.backup_process"]
 
 
+@dataclass(frozen=True)
+class ChildLaunch:
+    """How to start one child: its environment (no secret in it) and the password it reads from stdin."""
+
+    env: dict[str, str]
+    password: str = field(repr=False)
+
+
 def child_env(
     action: str,
     params: ConnectParams,
-    build: str,
-    proxy_vm: str | None,
+    library: LibrarySpec,
     config: Path | None = None,
     tmpdir: Path | None = None,
     **disk: str,
-) -> dict[str, str]:
-    """The environment of a child: connection details (password included) never go on its command line."""
+) -> ChildLaunch:
+    """A child that builds `library` (the run's, from `vixdisklib_spec`) and connects with `params`."""
     creds = params.credentials
     assert isinstance(creds, UidCredentials) and params.server_name and params.thumbprint
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VDDK_")}
+    # not inherited: our own variables, and the one holding the password (a target file's password_env)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VDDK_") and v != creds.password}
     if tmpdir is not None:
         env["TMPDIR"] = str(tmpdir)  # where VDDK's default (per-process) temporary directory goes
     env.update(
+        library.to_env(),
         VDDK_CHILD_ACTION=action,
-        VDDK_BUILD=build,
-        VDDK_PROXY_VM=proxy_vm or "",
         VDDK_SERVER=params.server_name,
         VDDK_PORT=str(params.port),
         VDDK_USER=creds.user,
-        VDDK_PASSWORD=creds.password,
         VDDK_THUMBPRINT=params.thumbprint,
         **{f"VDDK_{k.upper()}": v for k, v in disk.items()},
     )
     if config is not None:
         env["VDDK_CONFIG"] = str(config)
-    return env
+    return ChildLaunch(env, creds.password)
 
 
-def crashed_backup(env: dict[str, str], timeout: float = 60.0) -> dict[str, Any]:
+def crashed_backup(launch: ChildLaunch, timeout: float = 60.0) -> dict[str, Any]:
     """Start a child with a disk action, read its report, SIGKILL it; the report."""
     process = subprocess.Popen(
         COMMAND,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=launch.env,
     )
     try:
-        assert process.stdout is not None
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(launch.password + "\n")
+        process.stdin.close()
         line = process.stdout.readline()
         if not line:
             process.wait(timeout)
@@ -84,14 +94,21 @@ def crashed_backup(env: dict[str, str], timeout: float = 60.0) -> dict[str, Any]
         report: dict[str, Any] = json.loads(line)
     finally:
         process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=timeout)  # reaped: its pid is no longer a live owner
+        process.wait(timeout)  # reaped: its pid is no longer a live owner
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
     assert process.returncode == -signal.SIGKILL, process.returncode
     return report
 
 
-def cleanup_process(env: dict[str, str], timeout: float = 60.0) -> dict[str, Any]:
+def cleanup_process(launch: ChildLaunch, timeout: float = 60.0) -> dict[str, Any]:
     """A new OS process that calls Cleanup; what it printed."""
-    done = subprocess.run(COMMAND, capture_output=True, text=True, env=env, timeout=timeout, check=True)
+    done = subprocess.run(
+        COMMAND, input=launch.password + "\n", capture_output=True, text=True, env=launch.env, timeout=timeout
+    )
+    if done.returncode:
+        raise RuntimeError(f"the cleanup process failed ({done.returncode}): {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
@@ -99,13 +116,14 @@ def cleanup_process(env: dict[str, str], timeout: float = 60.0) -> dict[str, Any
 def main() -> None:
     env = os.environ
     action = env["VDDK_CHILD_ACTION"]
+    password = sys.stdin.readline().rstrip("\n")
     params = ConnectParams(
         server_name=env["VDDK_SERVER"],
         port=int(env["VDDK_PORT"]),
-        credentials=UidCredentials(env["VDDK_USER"], env["VDDK_PASSWORD"]),
+        credentials=UidCredentials(env["VDDK_USER"], password),
         thumbprint=env["VDDK_THUMBPRINT"],
     )
-    lib = make_library(env["VDDK_BUILD"], proxy_vm=env.get("VDDK_PROXY_VM") or None)
+    lib = LibrarySpec.from_env(env).make()
     lib.init_ex(Path(env["VDDK_CONFIG"]) if env.get("VDDK_CONFIG") else None)
     if action in ("hotadd-open", "hotadd-closed"):
         connection = lib.connect_ex(params.with_vm(env["VDDK_VM"]), True, env["VDDK_SNAPSHOT"], "hotadd")

@@ -1,37 +1,29 @@
-"""vSphere version profiles of the simulated server, loaded from data."""
+"""vSphere versions as the simulated server plays them: the knowledge (names, builds, API versions, what each
+release changed) is ``conformance.versions``; this module adds only what playing a version needs (the vim25
+version list the server advertises)."""
 
 from __future__ import annotations
 
 import re
-import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
-from importlib import resources
 
 from pyVmomi import VmomiSupport
 
+from conformance.versions import VersionError, VsphereRelease, normalize_vsphere, vsphere_releases
 
-class UnknownProfileError(ValueError):
+__all__ = ["UnknownProfileError", "VsphereProfile", "all_profiles", "get_profile", "normalize"]
+
+normalize = normalize_vsphere
+
+
+class UnknownProfileError(VersionError):
     """A vSphere version name that no profile matches; the message lists the known ones."""
 
 
 @dataclass(frozen=True)
-class VsphereProfile:
-    """What one vSphere release (or VMC milestone) looks like to a client."""
-
-    name: str
-    full_name: str
-    version: str
-    build: str
-    api_version: str
-    major: str
-    http_double_decode: bool
-    default_profile_preserves_cbt: bool
-    vmc: bool = False
-    #: K3: a Windows Server 2019 HotAdd proxy that opens the disk adapter flags the target VM for reboot
-    windows_adapter_reboot_flag: bool = False
-    #: K5: the server decides phone home by CEIP and ignores a client's EnablePhoneHome (vSphere 7.0.x)
-    phone_home_by_ceip: bool = False
+class VsphereProfile(VsphereRelease):
+    """One known vSphere release, as the simulated server presents it to a client."""
 
     @property
     def vim_version(self) -> str:
@@ -58,31 +50,15 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", version)) if _numeric(version) else (0,)
 
 
-def normalize(name: str) -> str:
-    """'7.0 U3', '7.0u3', '7.0.3' and 'vSphere 7.0U3' all name the profile '7.0U3'; 'm16' names 'M16'."""
-    text = name.strip().lower().replace("vsphere", "").replace("update", "u").replace(" ", "")
-    if re.fullmatch(r"m\d+", text):
-        return text.upper()
-    match = re.fullmatch(r"(\d+)\.(\d+)(?:\.(\d+)|u(\d+))?", text)
-    if not match:
-        return name.strip()
-    major, minor, patch, update = match.groups()
-    level = update or patch
-    if level and level != "0":
-        return f"{major}.{minor}U{level}"
-    return f"{major}.{minor}"
-
-
 @cache
 def all_profiles() -> dict[str, VsphereProfile]:
-    raw = tomllib.loads(resources.files("conformance.data").joinpath("vsphere_profiles.toml").read_text())
-    return {name: VsphereProfile(name=name, **fields) for name, fields in raw["profiles"].items()}
+    """Every known vSphere version, playable."""
+    return {name: VsphereProfile(**asdict(release)) for name, release in vsphere_releases().items()}
 
 
 def get_profile(name: str) -> VsphereProfile:
     profiles = all_profiles()
     key = normalize(name)
     if key not in profiles:
-        known = ", ".join(profiles)
-        raise UnknownProfileError(f"unknown vSphere version {name!r}: use one of {known}")
+        raise UnknownProfileError(f"unknown vSphere version {name!r}: use one of {', '.join(profiles)}")
     return profiles[key]

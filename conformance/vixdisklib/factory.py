@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,8 +33,9 @@ def make_library(
 ) -> VixDiskLib:
     """A VixDiskLib facade (not yet initialised) that behaves as VDDK `build`, running in `proxy_vm`.
 
-    The native backend loads libvixDiskLib.so.<major of build> from `libdir` (or its lib64/); the proxy is
-    then wherever this process runs, so `proxy_vm` and `physical_proxy` do not apply to it.
+    The native backend loads libvixDiskLib.so.<major of build> from `libdir` (or its lib64/); it runs wherever
+    this process runs, so `proxy_vm` can only name that VM (the target's `harness_vm`): callers ask the target
+    first (`Target.placement_missing`, the fixtures' `library_spec`), the factory cannot move it.
     """
     if backend == "simulated":
         from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
@@ -50,14 +53,59 @@ def make_library(
     raise BackendError(f"unknown VixDiskLib backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 
+@dataclass(frozen=True)
+class LibrarySpec:
+    """Everything `make_library` needs, so a helper process builds the very library the run's fixtures build
+    (backend, libdir, build and proxy travel together; none of it is secret)."""
+
+    build: str
+    backend: str = "simulated"
+    libdir: Path | None = None
+    proxy_vm: str | None = None
+    physical_proxy: str | None = None
+
+    def make(self) -> VixDiskLib:
+        return make_library(
+            self.build,
+            proxy_vm=self.proxy_vm,
+            physical_proxy=self.physical_proxy,
+            backend=self.backend,
+            libdir=self.libdir,
+        )
+
+    def to_env(self, prefix: str = "VDDK_LIB_") -> dict[str, str]:
+        """The spec as environment variables (empty string = None) for a child process."""
+        values = {
+            "BUILD": self.build,
+            "BACKEND": self.backend,
+            "LIBDIR": str(self.libdir) if self.libdir is not None else "",
+            "PROXY_VM": self.proxy_vm or "",
+            "PHYSICAL_PROXY": self.physical_proxy or "",
+        }
+        return {prefix + key: value for key, value in values.items()}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], prefix: str = "VDDK_LIB_") -> LibrarySpec:
+        """The spec `to_env` wrote."""
+        libdir = env.get(prefix + "LIBDIR") or None
+        return cls(
+            build=env[prefix + "BUILD"],
+            backend=env.get(prefix + "BACKEND") or "simulated",
+            libdir=Path(libdir) if libdir else None,
+            proxy_vm=env.get(prefix + "PROXY_VM") or None,
+            physical_proxy=env.get(prefix + "PHYSICAL_PROXY") or None,
+        )
+
+
 def make_mntapi(lib: VixDiskLib) -> VixMntApi:
     """The VixMntApi facade (not yet initialised) next to ``lib``, on the same backend."""
     from conformance.vixdisklib.mntapi import VixMntApi
-    from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
 
-    if isinstance(lib.backend, SimulatedVixDiskLib):
+    if lib.backend.name == "simulated":  # imported only then: a native run never loads the simulated library
+        from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
         from conformance.vixdisklib.simulated.mntapi import SimulatedVixMntApi
 
+        assert isinstance(lib.backend, SimulatedVixDiskLib)
         return VixMntApi(lib, SimulatedVixMntApi(lib.backend))
     from conformance.vixdisklib.native.library import NativeVixDiskLib
 

@@ -41,8 +41,8 @@ def detect_release(about: Any) -> str | None:
     build = str(getattr(about, "build", "") or "")
     api = str(getattr(about, "apiVersion", "") or "")
     onprem = [v for v in known if not v.is_vmc]
-    match = next((v for v in onprem if v.profile.build == build), None) or next(
-        (v for v in onprem if v.profile.api_version == api), None
+    match = next((v for v in onprem if v.facts.build == build), None) or next(
+        (v for v in onprem if v.facts.api_version == api), None
     )
     return match.name if match else None
 

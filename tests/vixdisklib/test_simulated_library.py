@@ -27,6 +27,7 @@ from conformance.sim.storage.vmdk import VirtualDiskFile
 from conformance.vixdisklib.api import Disk, VixDiskLib
 from conformance.vixdisklib.config import KEY_AIO_BUF_COUNT, KEY_AIO_BUF_SIZE, KEY_TMP_DIRECTORY
 from conformance.vixdisklib.errors import VixCode, VixError
+from conformance.vixdisklib.factory import LibrarySpec
 from conformance.vixdisklib.simulated.library import CleanupError
 from conformance.vixdisklib.simulated.tmpstate import SESSIONS, UNMOUNT_INFO, SessionFolder, session_folders
 from conformance.vixdisklib.types import MAX_CHUNK_NUMBER, SECTOR_SIZE, Block, ConnectParams, OpenFlags, UidCredentials
@@ -517,14 +518,16 @@ def crashed_hotadd_backup(sim: Simulator, backup: Backup, config: Path | None, t
     """A real process opens `backup` over HotAdd and is SIGKILLed mid-backup; what it reported."""
     assert backup.params.vm_moref is not None
     env = child_env(
-        "hotadd-open", connect_params(sim), "7.0.3", PROXY_VM, config, tmpdir,
+        "hotadd-open", connect_params(sim), LibrarySpec("7.0.3", proxy_vm=PROXY_VM), config, tmpdir,
         vm=backup.params.vm_moref, snapshot=backup.snapshot, disk=backup.path,
     )  # fmt: skip
     return crashed_backup(env)
 
 
 def cleanup_in_new_process(sim: Simulator, config: Path | None, tmpdir: Path | None) -> dict[str, Any]:
-    return cleanup_process(child_env("cleanup", connect_params(sim), "7.0.3", PROXY_VM, config, tmpdir), timeout=120)
+    return cleanup_process(
+        child_env("cleanup", connect_params(sim), LibrarySpec("7.0.3", proxy_vm=PROXY_VM), config, tmpdir), timeout=120
+    )
 
 
 def test_k2_cleanup_with_a_shared_tmp_directory_releases_a_crashed_hotadd_session(

@@ -1,69 +1,8 @@
-"""Per-build behaviour switches of the simulated VixDiskLib, read from data (conformance/data/vddk_builds.toml)."""
+"""The simulated VixDiskLib plays each build from the knowledge layer's per-build facts
+(``conformance.build_facts``, data in conformance/data/vddk_builds.toml); this module only re-exports them."""
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, fields
-from functools import cache
-from importlib import resources
+from conformance.build_facts import BehaviourError, BuildBehaviour, all_behaviours, behaviour_of
 
-from conformance.versions import VddkBuild, all_builds
-
-
-@dataclass(frozen=True)
-class BuildBehaviour:
-    build: str
-    query_allocated_blocks: bool
-    nfc_aio_keys: bool
-    san_rejected_on_vsan_vvol: bool
-    attach_marks_parent: bool
-    disk_full_code: int
-    maintenance_codes: bool
-    releases_hotadd_during_emm: bool
-    cleanup_orphan_session_dir: bool
-    fcd_mount_after_hotadd: bool
-    vvol_linked_clone_hotadd_bug: bool
-    info_sector_sizes: bool
-    windows_thread_local_storage: bool
-    hotadd_opens_disk: bool
-    hotadd_special_names_broken: bool
-    phone_home_via_server: bool
-
-    @property
-    def library_major(self) -> int:
-        return VddkBuild.parse(self.build).library_major
-
-
-class BehaviourError(ValueError):
-    """The behaviour data file is inconsistent (a key no build defines, or an unknown switch)."""
-
-
-@cache
-def _table() -> dict[VddkBuild, dict[str, object]]:
-    raw = tomllib.loads(resources.files("conformance.data").joinpath("vddk_builds.toml").read_text())
-    known = {f.name for f in fields(BuildBehaviour)} - {"build"}
-    table: dict[VddkBuild, dict[str, object]] = {}
-    for name, switches in raw["builds"].items():
-        unknown = set(switches) - known
-        if unknown:
-            raise BehaviourError(f"vddk_builds.toml [{name}]: unknown switch(es) {sorted(unknown)}")
-        table[VddkBuild.parse(name)] = switches
-    return table
-
-
-@cache
-def behaviour_of(build: str) -> BuildBehaviour:
-    """Switches of `build`: each one as set by the newest listed build not newer than it."""
-    target = VddkBuild.parse(build)
-    merged: dict[str, object] = {}
-    for listed in sorted(_table()):
-        if listed <= target:
-            merged.update(_table()[listed])
-    missing = {f.name for f in fields(BuildBehaviour)} - {"build"} - set(merged)
-    if missing:
-        raise BehaviourError(f"vddk_builds.toml: no value for {sorted(missing)} at or before build {target.name}")
-    return BuildBehaviour(build=target.name, **merged)  # type: ignore[arg-type]
-
-
-def all_behaviours() -> list[BuildBehaviour]:
-    return [behaviour_of(b.name) for b in all_builds()]
+__all__ = ["BehaviourError", "BuildBehaviour", "all_behaviours", "behaviour_of"]
