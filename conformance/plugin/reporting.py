@@ -166,6 +166,7 @@ class _ControllerHooks:
             entry["outcome"] = outcome
         entry["release_note"] = props.get("release_note")
         entry["expectation"] = props.get("expectation")
+        entry["verdict_kind"] = props.get("verdict_kind")  # "product" or "platform" (plugin/expectations.py)
         if "metrics" in props:
             entry["metrics"] = props["metrics"]
         if "target" in props:
@@ -189,9 +190,13 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
     settings = config.stash[SETTINGS]
     results = sorted(config.stash[RESULTS].values(), key=lambda r: r["nodeid"])
     totals: dict[str, int] = {}
+    by_kind: dict[str, dict[str, int]] = {}
     items: dict[str, dict[str, int]] = {}
     for result in results:
         totals[result["outcome"]] = totals.get(result["outcome"], 0) + 1
+        if result.get("verdict_kind"):
+            kind = by_kind.setdefault(result["verdict_kind"], {})
+            kind[result["outcome"]] = kind.get(result["outcome"], 0) + 1
         if result.get("release_note"):
             per = items.setdefault(result["release_note"], {})
             per[result["outcome"]] = per.get(result["outcome"], 0) + 1
@@ -212,6 +217,7 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
         "finished": time.time(),
         "exit_status": int(exitstatus),
         "totals": totals,
+        "totals_by_kind": by_kind,  # product tests vs platform checks (VDDK or the server alone)
         "release_notes": items,
         "tests": results,
     }
