@@ -107,6 +107,18 @@ def test_only_the_symptom_raised_by_the_test_module_is_the_known_issue(tmp_path:
         "test_passes": "failed",  # strict: XPASS fails
     }, done.stdout[-3000:]
     assert done.returncode == 1
+    allure = allure_statuses(tmp_path / "reports")  # the Allure results agree with summary.json
+    assert allure.pop("test_symptom_from_the_test") == "skipped"
+    allure.pop("test_teardown_error")  # Allure keeps the call's status when only the teardown fails
+    assert "skipped" not in allure.values(), sorted(allure.items())
+
+
+def allure_statuses(reports: Path) -> dict[str, str]:
+    found = {}
+    for path in reports.glob("*/allure-results/*-result.json"):
+        result = json.loads(path.read_text())
+        found[result["name"]] = result["status"]
+    return found
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the simulator runs on Linux")

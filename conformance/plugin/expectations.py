@@ -53,8 +53,6 @@ def apply(config: pytest.Config, items: list[pytest.Item]) -> None:
     from conformance.plugin.reporting import SETTINGS
 
     settings = config.stash[SETTINGS]
-    if not config.pluginmanager.has_plugin(KnownIssueHooks.NAME):
-        config.pluginmanager.register(KnownIssueHooks(), KnownIssueHooks.NAME)
     catalog = load_catalog()
     for item in items:
         for mark in item.iter_markers("release_note"):
@@ -93,7 +91,10 @@ class KnownIssueHooks:
 
     NAME = "vddk-conformance-known-issues"
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    # Registered at configure time (plugin/reporting.configure), after pytest's skipping plugin and before
+    # allure-pytest and the run's report hooks: this wrapper sees skipping's verdict, and they see this one.
+
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report: pytest.TestReport = yield
         if not hasattr(report, "wasxfail") or not report.skipped or EXPECTATION not in item.stash:
