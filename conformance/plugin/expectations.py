@@ -22,13 +22,11 @@ from conformance.catalog import CatalogError, Expectation, load_catalog
 from conformance.symptoms import KnownIssueSymptom, raised_by_test
 
 EXPECTATION = pytest.StashKey[dict[str, str]]()
-
-
 PRODUCT, PLATFORM = "product", "platform"
 
 
 def verdict_kind(item: pytest.Item) -> str:
-    """ "product" when the test exercises the backup application under test (uses ``backup_app``), else "platform"."""
+    """Product when the test exercises the backup application under test (uses ``backup_app``), else platform."""
     return PRODUCT if "backup_app" in getattr(item, "fixturenames", ()) else PLATFORM
 
 
