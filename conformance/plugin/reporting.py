@@ -193,13 +193,9 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
     settings = config.stash[SETTINGS]
     results = sorted(config.stash[RESULTS].values(), key=lambda r: r["nodeid"])
     totals: dict[str, int] = {}
-    by_kind: dict[str, dict[str, int]] = {}
     items: dict[str, dict[str, int]] = {}
     for result in results:
         totals[result["outcome"]] = totals.get(result["outcome"], 0) + 1
-        if result.get("verdict_kind"):
-            kind = by_kind.setdefault(result["verdict_kind"], {})
-            kind[result["outcome"]] = kind.get(result["outcome"], 0) + 1
         if result.get("release_note"):
             per = items.setdefault(result["release_note"], {})
             per[result["outcome"]] = per.get(result["outcome"], 0) + 1
@@ -220,7 +216,6 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
         "finished": time.time(),
         "exit_status": int(exitstatus),
         "totals": totals,
-        "totals_by_kind": by_kind,  # product tests vs platform checks (VDDK or the server alone)
         "release_notes": items,
         "tests": results,
     }
