@@ -3,9 +3,16 @@
 `vixDiskLib.nfcAio.Session.BufSizeIn64KB` (default 1) x `vixDiskLib.nfcAio.Session.BufCount` (default 4) x
 64 KiB is the session's buffer memory: up to 16 MiB a disk opens over NBD/NBDSSL, above it Open fails. Each
 library here is initialised with its own InitEx configuration and opens the same snapshot disk of the
-target's VMFS VM. Malformed values are the harness's own config check's business, before any connection.
-With storage latency injected, a tuned session (16 x 4) reads at least as fast as the default one (1 x 4);
-the MB/s of each setting are recorded as the test's metrics.
+target's VMFS VM. Malformed values are the harness's own config check's business, before any connection
+(tests/vixdisklib/test_config.py, formerly F1-003).
+With storage latency injected, a tuned session (16 x 4) reads at least SPEEDUP times as fast as the default one
+(1 x 4); the MB/s of each setting are recorded as the test's metrics.
+
+Why a margin and this latency: a build that ignores the keys (7.0.2) reads both settings alike, and "at least as
+fast" then passes or fails on noise. With 50 ms per request the default needs ~32 round trips for 8 MiB and the
+tuned setting ~2, so reading is latency-bound, not CPU-bound: measured on a loaded 2-core machine (3 runs each,
+NBD and NBDSSL), 7.0.3 gave a tuned/default ratio of 7.9 to 10.5 (about 4 MB/s against 32 to 48 MB/s) and
+7.0.2's behaviour 0.86 to 1.04; SPEEDUP = 3 leaves a factor of 2.6 below the one and 2.9 above the other.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import pytest
 
 from conformance.targets import Target
 from conformance.vixdisklib.api import VixDiskLib
-from conformance.vixdisklib.config import KEY_AIO_BUF_COUNT, KEY_AIO_BUF_SIZE, parse_config, render_config
+from conformance.vixdisklib.config import KEY_AIO_BUF_COUNT, KEY_AIO_BUF_SIZE
 from conformance.vixdisklib.errors import VixError
 from conformance.vixdisklib.types import SECTOR_SIZE, ConnectParams, OpenFlags
 from conformance.vsphere.session import VsphereSession, disks_of
@@ -31,8 +38,8 @@ NFC_TRANSPORTS = ("nbd", "nbdssl")
 #: (BufSizeIn64KB, BufCount); None: the key is left out (the defaults, 1 x 4)
 WITHIN_LIMIT = [(16, 16), (256, 1), (1, 256), (None, None)]  # 16 MiB exactly, and the defaults
 OVER_LIMIT = [(16, 17), (257, 1), (1, 257)]  # one buffer or one 64 KiB unit over 16 MiB
-MALFORMED = ["0", "-1", "abc"]
-LATENCY = 0.005  # seconds per data-plane request
+LATENCY = 0.05  # seconds per data-plane request
+SPEEDUP = 3.0  # the tuned setting must read at least this many times as fast as the defaults
 THROUGHPUT_BYTES = 8 * MiB
 TUNED, DEFAULT = (16, 4), (1, 4)
 
@@ -111,16 +118,6 @@ def test_a_session_over_16_mib_fails_at_open(
     assert caught.value.call == "VixDiskLib_Open"
 
 
-@pytest.mark.test_id("F1-003")
-@pytest.mark.parametrize("value", MALFORMED)
-@pytest.mark.parametrize("key", [KEY_AIO_BUF_SIZE, KEY_AIO_BUF_COUNT])
-def test_the_config_check_rejects_a_malformed_value_before_any_connection(key: str, value: str) -> None:
-    """The check reads only the text: no library, no target, no connection is involved."""
-    problems = parse_config(render_config({key: value}), "f1.conf").problems()
-    assert [(p.key, p.line) for p in problems] == [(key, 2)]  # line 1 is render_config's comment
-    assert repr(value) in problems[0].message
-
-
 def throughput(
     vixdisklib_factory: Callable[..., VixDiskLib], disk: SnapshotDisk, transport: str, setting: tuple[int, int]
 ) -> float:
@@ -138,7 +135,7 @@ def throughput(
 
 @pytest.mark.test_id("F1-004")
 @pytest.mark.parametrize("transport", NFC_TRANSPORTS)
-def test_tuned_buffers_read_at_least_as_fast_as_the_defaults_under_latency(
+def test_tuned_buffers_read_several_times_as_fast_as_the_defaults_under_latency(
     request: pytest.FixtureRequest,
     vixdisklib_factory: Callable[..., VixDiskLib],
     snapshot_disk: SnapshotDisk,
@@ -153,4 +150,4 @@ def test_tuned_buffers_read_at_least_as_fast_as_the_defaults_under_latency(
     request.node.user_properties.append(
         ("metrics", {"unit": "MB/s", "transport": transport, "disk_latency_s": LATENCY, **rates})
     )
-    assert rates["16x4"] >= rates["1x4"]
+    assert rates["16x4"] >= SPEEDUP * rates["1x4"], f"tuned {rates['16x4']:.1f} MB/s, defaults {rates['1x4']:.1f} MB/s"

@@ -6,6 +6,10 @@ backup used the transport it asked for. The reproducer is a linked clone of a li
 HotAdd; the workarounds make the linked clone from a full-clone source, or use another transport; the control
 case repeats the reproducer on VMFS, where the notes say it passes. Should a variant break the shared proxy,
 the tracker reloads the proxy's configuration at teardown, so the tests after it find a valid proxy.
+
+The known issue's symptom is the server's view of the proxy (``runtime.connectionState`` "invalid", read through
+pyVmomi after the backup, whether or not the backup raised): only that is the known issue. A backup that fails
+while the proxy stays valid is the backup application's failure; a target without a HotAdd proxy skips.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import pytest
 from conformance.resources import ResourceTracker
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
+from conformance.symptoms import symptom
+from conformance.targets import Target
 from conformance.vsphere.session import VsphereSession
 
 pytestmark = [pytest.mark.sequence("backup")]
@@ -50,8 +56,9 @@ def proxy_state(vsphere: VsphereSession, proxy_name: str) -> str:
 
 
 @pytest.fixture
-def proxy(sequence: SequenceContext, vsphere: VsphereSession) -> str:
-    assert sequence.proxy_vm is not None, "the target has no HotAdd proxy VM"
+def proxy(sequence: SequenceContext, vsphere: VsphereSession, vddk_target: Target) -> str:
+    if sequence.proxy_vm is None:
+        pytest.skip(f"target {vddk_target.name} has no HotAdd proxy VM")
     assert proxy_state(vsphere, sequence.proxy_vm) == "connected", "the proxy is invalid before the test"
     guard_proxy(vsphere, sequence.resources, sequence.proxy_vm)
     return sequence.proxy_vm
@@ -76,6 +83,26 @@ def back_up(backup_app: BackupApplication, sequence: SequenceContext, vm_name: s
     return {d.transport for d in backup.disks}
 
 
+def back_up_keeping_the_proxy_valid(
+    backup_app: BackupApplication,
+    sequence: SequenceContext,
+    vsphere: VsphereSession,
+    proxy: str,
+    vm_name: str,
+    transport: str,
+) -> None:
+    """Back up ``vm_name``; an invalid proxy afterwards is K1's symptom, whatever the backup itself did."""
+    try:
+        used = back_up(backup_app, sequence, vm_name, transport)
+    except Exception as exc:
+        if proxy_state(vsphere, proxy) == "invalid":
+            symptom("K1", "the HotAdd backup left the proxy VM invalid", observed=f"the backup raised {exc!r}")
+        raise
+    if proxy_state(vsphere, proxy) == "invalid":
+        symptom("K1", "the HotAdd backup left the proxy VM invalid", observed="connectionState 'invalid'")
+    assert used == {transport}
+
+
 REPRODUCER = [pytest.mark.release_note("K1"), pytest.mark.test_id("K1-001")]
 OTHER_TRANSPORT = [pytest.mark.release_note("K1", workaround="non-hotadd-transport"), pytest.mark.test_id("K1-003")]
 ON_VMFS = [pytest.mark.release_note("K1", control="vmfs-datastore"), pytest.mark.test_id("K1-004")]
@@ -98,8 +125,7 @@ def test_backing_up_a_linked_clone_of_a_linked_clone_keeps_the_proxy_valid(
     datastore_type: str,
     transport: str,
 ) -> None:
-    target = clone_of_clone(datastore_type)
-    assert back_up(backup_app, sequence, target, transport) == {transport}
+    back_up_keeping_the_proxy_valid(backup_app, sequence, vsphere, proxy, clone_of_clone(datastore_type), transport)
     assert proxy_state(vsphere, proxy) == "connected"
 
 
@@ -113,5 +139,5 @@ def test_a_linked_clone_of_a_full_clone_on_vvol_backs_up_with_hotadd(
     fresh_vm: Callable[..., str],
 ) -> None:
     target = linked_clone(vsphere, sequence.resources, fresh_vm("VVOL"), "lc1")  # fresh_vm is a full clone
-    assert back_up(backup_app, sequence, target, "hotadd") == {"hotadd"}
+    back_up_keeping_the_proxy_valid(backup_app, sequence, vsphere, proxy, target, "hotadd")
     assert proxy_state(vsphere, proxy) == "connected"

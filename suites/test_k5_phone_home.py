@@ -1,9 +1,9 @@
 """K5: phone-home settings. EnablePhoneHome=1 does nothing in vSphere 7.0; backup software names itself with
 vixDiskLib.phoneHome.ProductName, .ProductVersion and .DatabaseDir (the workaround), or shows as "Unknown".
 
-The harness's own InitEx configuration check accepts the legal values (letters, digits, underscore, minus,
-period and space; double quotes mandatory when a value contains a space) and rejects the others before any
-connection is made. The server records the vendor name each data-plane client sent.
+The server records the vendor name each data-plane client sent. (The harness's own InitEx configuration check of
+the legal values — letters, digits, underscore, minus, period and space; double quotes mandatory when a value
+contains a space — is the harness's business: tests/vixdisklib/test_config.py, formerly K5-001 and K5-002.)
 
 Reading what the server recorded comes through the target: one with the SERVER_RECORDS capability offers
 `controls.dataplane_clients()` (the server's own records of each client); a target without it skips naming it.
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from conformance.plugin.fixtures import require
+from conformance.symptoms import symptom
 from conformance.targets import SERVER_RECORDS, Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import (
@@ -25,50 +26,12 @@ from conformance.vixdisklib.config import (
     KEY_PHONE_HOME,
     KEY_PRODUCT_NAME,
     KEY_PRODUCT_VERSION,
-    parse_config,
 )
 from conformance.vsphere.session import VsphereSession, disks_of
 
 pytestmark = [pytest.mark.release_note("K5", workaround="phonehome-vendor-keys")]
-PHONE_HOME_KEYS = [KEY_PRODUCT_NAME, KEY_PRODUCT_VERSION, KEY_DATABASE_DIR]
-VALID = {
-    "letters": "AcmeBackup",
-    "digits": "2021",
-    "underscore-minus-period": "Acme_Backup-7.0.3",
-    "quoted-space": '"Acme Backup"',
-    "quoted-without-space": '"AcmeBackup"',
-}
-INVALID = {
-    "unquoted-space": "Acme Backup",
-    "slash": "Acme/Backup",
-    "ampersand": "Acme&Co",
-    "colon": "Acme:1",
-    "apostrophe": "Acme's",
-    "non-ascii": "Acmé",
-    "tab": '"Acme\tBackup"',
-    "quote-inside": '"Acme"Backup"',
-    "unclosed-quote": '"Acme Backup',
-}
 VENDOR, VENDOR_VERSION = f"Acme Backup {uuid.uuid4().hex[:8]}", "7.0.3-1"
 VENDOR_KEYS = {KEY_PRODUCT_NAME: VENDOR, KEY_PRODUCT_VERSION: VENDOR_VERSION, KEY_DATABASE_DIR: "acme_db"}
-
-
-def problems(key: str, raw_value: str) -> list[str]:
-    return [str(p) for p in parse_config(f"{key} = {raw_value}\n").problems()]
-
-
-@pytest.mark.test_id("K5-001")
-@pytest.mark.parametrize("key", PHONE_HOME_KEYS)
-@pytest.mark.parametrize("raw_value", list(VALID.values()), ids=list(VALID))
-def test_config_check_accepts_a_legal_phone_home_value(key: str, raw_value: str) -> None:
-    assert problems(key, raw_value) == []
-
-
-@pytest.mark.test_id("K5-002")
-@pytest.mark.parametrize("key", PHONE_HOME_KEYS)
-@pytest.mark.parametrize("raw_value", list(INVALID.values()), ids=list(INVALID))
-def test_config_check_rejects_an_illegal_phone_home_value(key: str, raw_value: str) -> None:
-    assert len(problems(key, raw_value)) == 1
 
 
 def recorded_clients(target: Target) -> list[dict[str, Any]]:
@@ -123,4 +86,7 @@ def test_enable_phone_home_reaches_the_server(
     if vm_name is None:
         pytest.skip(f"target {vddk_target.name} has no VM on a VMFS datastore")
     lib = vixdisklib_factory(config={KEY_PHONE_HOME: 1})
-    assert [c["phone_home"] for c in clients_of_one_read(lib, vddk_target, vsphere, vm_name)] == [True]
+    recorded = [c["phone_home"] for c in clients_of_one_read(lib, vddk_target, vsphere, vm_name)]
+    if recorded == [False]:
+        symptom("K5", "the server recorded phone home off although EnablePhoneHome=1", observed=recorded)
+    assert recorded == [True]

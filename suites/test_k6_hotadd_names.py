@@ -18,6 +18,7 @@ import pytest
 from conformance.plugin.fixtures import require
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
+from conformance.symptoms import symptom
 from conformance.targets import CREATE_VMS, Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import KEY_NO_NFC_SESSION
@@ -54,8 +55,14 @@ def hotadd_backup(
 ) -> set[str]:
     lib = vixdisklib_factory(config={KEY_NO_NFC_SESSION: no_nfc_session})
     through = dataclasses.replace(sequence, lib=lib)
-    backup = backup_app.backup(through, vm_name, "hotadd")
-    backup_app.cleanup(through, backup)
+    try:
+        backup = backup_app.backup(through, vm_name, "hotadd")
+        backup_app.cleanup(through, backup)
+    except Exception as exc:
+        failed = [r for r in lib.recorder.records() if r.call == "VixDiskLib_Open" and r.error is not None]
+        if failed:  # K6's documented symptom, read from the library's own call trace
+            symptom("K6", "Open in HotAdd mode failed for a name with special characters", observed=repr(exc))
+        raise
     return {d.transport for d in backup.disks}
 
 

@@ -26,6 +26,7 @@ from conformance.plugin.fixtures import require
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.model import Backup
+from conformance.symptoms import symptom
 from conformance.targets import MAINTENANCE_MODE, Target
 from conformance.vsphere.guest import GuestWorkload
 from conformance.vsphere.session import VsphereSession, disks_of
@@ -177,7 +178,14 @@ def interrupted(
 
 
 def released(state: Interrupted) -> None:
-    """The fixed library's part: closing the disks released them although the host was entering maintenance."""
+    """The fixed library's part: closing the disks released them although the host was entering maintenance.
+    R2's symptom, as the server sees the proxy: hot-added disks stayed on it."""
+    if state.left_after_close:
+        symptom(
+            "R2",
+            "hot-added disks stayed on the proxy while the host entered maintenance",
+            observed=state.left_after_close,
+        )
     assert state.left_after_close == [], (
         f"hot-added disk(s) stayed on the proxy while the host entered maintenance: {state.left_after_close}"
     )

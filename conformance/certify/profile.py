@@ -4,13 +4,19 @@ Why data: like the Kubernetes conformance list or an OpenStack interop guideline
 published, and a bundle names the profile (id and version) it was made against; verify-bundle judges a bundle by
 the published profile, never by what the bundle claims. Every problem in a profile file is one line naming the
 file, the test and the key.
+
+Test statuses: "required" tests decide the verdict, "advisory" ones are run and shown; both must be product tests
+(they use the ``backup_app`` fixture). "platform" tests check only VDDK or the server: run and reported in their own
+section, never deciding the product's certification (conformance.certify.selection refuses a profile that mixes
+them up). A published file never changes, so a newer profile retires an older one with ``supersedes``: the older
+one then loads with status "superseded", its text (what its bundles carry) untouched.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,11 +27,11 @@ from conformance.versions import VddkBuild, VersionError, VsphereVersion
 __all__ = ["Profile", "RequiredTest", "available_profiles", "load_profile", "parse_profile"]
 
 TEST_ID = re.compile(r"^[A-Z]{1,3}\d?-\d{3}$")
-STATUSES = ("required", "advisory")
+STATUSES = ("required", "advisory", "platform")
 KNOWN_ISSUE = ("allowed", "not_allowed")
 PROFILE_STATUSES = ("draft", "approved", "superseded")
 _PROFILE_KEYS = {"id", "version", "status", "published", "title", "vddk_build", "vsphere_min", "vsphere_max",
-                 "description"}  # fmt: skip
+                 "description", "supersedes"}  # fmt: skip
 _PROFILE_REQUIRED = ("id", "version", "status", "title", "vddk_build", "vsphere_min", "vsphere_max")
 _TEST_KEYS = {"id", "status", "known_issue", "note"}
 
@@ -42,6 +48,11 @@ class RequiredTest:
     @property
     def required(self) -> bool:
         return self.status == "required"
+
+    @property
+    def platform(self) -> bool:
+        """A check of VDDK or the server only: reported apart, never part of the product's verdict."""
+        return self.status == "platform"
 
     @property
     def known_issue_allowed(self) -> bool:
@@ -62,6 +73,7 @@ class Profile:
     tests: tuple[RequiredTest, ...]
     published: str = ""
     description: str = ""
+    supersedes: tuple[str, ...] = ()  # keys of the profiles this one retires
     text: str = ""  # the file as published, packed into bundles
 
     @property
@@ -124,6 +136,11 @@ def parse_profile(text: str, origin: str) -> Profile:
         raise CertifyError(f"{where}: {exc}") from None
     if low.release > high.release:
         raise CertifyError(f"{where}: vsphere_min {low} is newer than vsphere_max {high}")
+    supersedes = head.get("supersedes", [])
+    if isinstance(supersedes, str):
+        supersedes = [supersedes]
+    if not isinstance(supersedes, list) or not all(isinstance(k, str) and k for k in supersedes):
+        raise CertifyError(f"{where}: 'supersedes' must be a profile key or a list of them")
     raw_tests = data.get("test")
     if not isinstance(raw_tests, list) or not raw_tests:
         raise CertifyError(f"{origin}: no [[test]] tables (list the required tests)")
@@ -164,6 +181,7 @@ def parse_profile(text: str, origin: str) -> Profile:
         tests=tuple(tests),
         published=str(head.get("published", "")),
         description=str(head.get("description", "")),
+        supersedes=tuple(supersedes),
         text=text,
     )
     stem = Path(origin).name.removesuffix(".toml")
@@ -188,7 +206,7 @@ def available_profiles() -> list[str]:
 def load_profile(name: str | None = None) -> Profile:
     """A packaged profile by key ("vddk-7.0.3-v1"), a profile file by path, or (None) the newest approved one."""
     if name is None:
-        approved = [p for p in (load_profile(k) for k in available_profiles()) if p.status == "approved"]
+        approved = [p for p in map(load_profile, available_profiles()) if p.status == "approved"]
         if not approved:
             raise CertifyError("no approved certification profile is packaged")
         return max(approved, key=lambda p: (p.id, p.version))
@@ -203,5 +221,13 @@ def load_profile(name: str | None = None) -> Profile:
     if name not in available_profiles():
         known = ", ".join(available_profiles()) or "none"
         raise CertifyError(f"unknown certification profile {name!r}: use one of {known} or a .toml file")
+    profile = _packaged(name)
+    newer = [_packaged(k) for k in available_profiles() if k != name]
+    if profile.status == "approved" and any(p.status == "approved" and name in p.supersedes for p in newer):
+        return replace(profile, status="superseded")
+    return profile
+
+
+def _packaged(name: str) -> Profile:
     resource = _directory().joinpath(f"{name}.toml")
     return parse_profile(resource.read_text(encoding="utf-8"), f"{name}.toml")

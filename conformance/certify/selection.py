@@ -2,7 +2,9 @@
 node ids carry which permanent test id, and hand the target's passwords to the secret scan.
 
 Why a plugin: summary.json names tests by node id, a profile by test id; only collection sees both (the
-``test_id`` marker). The passwords live in the ``vddk_target`` fixture inside the (worker) processes; they are
+``test_id`` marker). It also refuses a profile whose required or advisory tests are platform checks, or whose
+platform tests exercise the backup application (the kind is derived by conformance.plugin.expectations). The
+passwords live in the ``vddk_target`` fixture inside the (worker) processes; they are
 written to a private folder outside the run directory, which certify reads for the scan and then deletes.
 """
 
@@ -16,7 +18,8 @@ from typing import Any
 import pytest
 
 from conformance.certify import CertifyError
-from conformance.certify.profile import load_profile
+from conformance.certify.profile import Profile, load_profile
+from conformance.plugin.expectations import PLATFORM, verdict_kind
 
 #: written into the run directory: {"tests": {nodeid: test_id}, "profile": key}
 TEST_MAP = "certification-tests.json"
@@ -56,6 +59,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     drop: list[pytest.Item] = []
     for item in items:
         (keep if test_id_of(item) in wanted else drop).append(item)
+    check_kinds(profile, keep)
     items[:] = keep
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -65,6 +69,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         run_dir.mkdir(parents=True, exist_ok=True)
         mapping = {item.nodeid: test_id_of(item) for item in sorted(keep, key=lambda i: i.nodeid)}
         _write_atomically(run_dir / TEST_MAP, json.dumps({"profile": profile.key, "tests": mapping}, indent=2))
+
+
+def check_kinds(profile: Profile, items: list[pytest.Item]) -> None:
+    """UsageError when a product test is listed as a platform check or the other way round (one line)."""
+    for item in items:
+        test = profile.test(test_id_of(item) or "")
+        kind = verdict_kind(item)
+        if test is not None and test.platform != (kind == PLATFORM):
+            why = (
+                "it does not use the backup_app fixture; only product tests decide a certification"
+                if kind == PLATFORM
+                else "it uses the backup_app fixture; list it as required or advisory"
+            )
+            raise pytest.UsageError(f"profile {profile.key}: test {test.id} is {test.status} but a {kind} test: {why}")
 
 
 def _record_secrets(config: pytest.Config, target: Any) -> None:

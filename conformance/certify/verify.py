@@ -2,8 +2,11 @@
 
 Checks, in order: the manifest (every file listed, present and unchanged, nothing extra), the profile (the
 bundle's copy is the published one), the environment (the profile's VDDK build, a vSphere version in its range,
-a whole run rather than one shard), then every test of the profile: it ran, no case failed, at least one case
-passed or ended as a known issue the profile allows. Required tests decide the verdict; advisory ones are shown.
+a whole run rather than one shard), then every test of the profile: it ran, no case failed or was skipped (a
+skipped case is a case the product was not shown to handle: the problem names it and the skip reason), every case
+passed or ended as a known issue the profile allows, and it exercised the backup application (summary.json's
+``verdict_kind``). Required tests decide the verdict; advisory ones are shown; platform checks (VDDK or the
+server alone) are shown in their own section and never decide the product's verdict.
 
 Why it never extracts to disk: members are read into memory, so a crafted bundle (absolute or ``..`` paths,
 links) cannot write anywhere; such members are reported as problems. The manifest proves integrity, not origin:
@@ -68,7 +71,8 @@ class Verdict:
         product = self.certification.get("product") or {}
         env = self.environment
         required = [r for r in self.results if r.test.required]
-        advisory = [r for r in self.results if not r.test.required]
+        advisory = [r for r in self.results if r.test.status == "advisory"]
+        platform = [r for r in self.results if r.test.platform]
         known = sum(1 for r in required if r.ok and r.counts.get("xfailed"))
         totals = self.summary.get("totals") or {}
         profile = self.profile
@@ -85,6 +89,7 @@ class Verdict:
             f"required     {sum(r.ok for r in required)}/{len(required)} ok"
             + (f" ({known} ended as a known issue the profile allows)" if known else ""),
             f"advisory     {sum(r.ok for r in advisory)}/{len(advisory)} ok (not counted)",
+            f"platform     {sum(r.ok for r in platform)}/{len(platform)} ok (VDDK and the server alone, not counted)",
             f"manifest     {self.files} files"
             + ("" if any("MANIFEST" in p or "sha256" in p for p in self.problems) else ", every sha256 matches"),
         ]
@@ -95,7 +100,7 @@ class Verdict:
                 lines.append(f"  ... and {len(self.problems) - MAX_PROBLEMS} more")
         else:
             lines.append("problems     none")
-        notes = self.warnings + [f"advisory {r.problem}" for r in advisory if r.problem]
+        notes = self.warnings + [f"{r.test.status} {r.problem}" for r in advisory + platform if r.problem]
         lines += [f"  note: {w}" for w in notes[:5]]
         if len(notes) > 5:
             lines.append(f"  note: ... and {len(notes) - 5} more")
@@ -168,8 +173,15 @@ def judge_tests(profile: Profile, test_map: dict[str, str], tests: list[dict[str
             counts[str(case.get("outcome"))] = counts.get(str(case.get("outcome")), 0) + 1
         result = TestResult(test, counts)
         bad = [c for c in mine if c.get("outcome") in BAD]
+        skipped = [c for c in mine if c.get("outcome") == "skipped"]
+        platform = [c for c in mine if c.get("verdict_kind") == "platform"]
         if not mine:
             result.problem = f"{test.id}: did not run"
+        elif platform and not test.platform:
+            result.problem = (
+                f"{test.id}: a platform check ({platform[0].get('nodeid')} does not exercise the backup application);"
+                " it cannot decide the product's certification"
+            )
         elif bad:
             first = bad[0]
             reason = str(first.get("reason") or "").strip()
@@ -181,9 +193,11 @@ def judge_tests(profile: Profile, test_map: dict[str, str], tests: list[dict[str
             known = next(c for c in mine if c.get("outcome") == "xfailed")
             note = known.get("release_note") or "?"
             result.problem = f"{test.id}: ended as known issue {note}, which the profile does not allow"
-        elif not counts.get("passed") and not counts.get("xfailed"):
-            reason = str(mine[0].get("reason") or "").strip()
-            result.problem = f"{test.id}: every case was skipped" + (f" ({reason[:120]})" if reason else "")
+        elif skipped:
+            reason = str(skipped[0].get("reason") or "").strip()
+            result.problem = f"{test.id}: {len(skipped)} of {len(mine)} case(s) skipped: {skipped[0].get('nodeid')}" + (
+                f" ({reason[:120]})" if reason else ""
+            )
         results.append(result)
     return results
 

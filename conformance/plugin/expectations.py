@@ -1,13 +1,33 @@
 """Expectations are data: each test's release-note marker plus the selected build and vSphere version decide
-whether it must pass, is a known issue (strict expected failure) or is not applicable (skipped)."""
+whether it must pass, is a known issue (strict expected failure) or is not applicable (skipped).
+
+A known issue expects exactly its documented symptom (``raises=KnownIssueSymptom``, see conformance/symptoms.py);
+:class:`KnownIssueHooks` makes sure nothing else reads as the known issue: pytest's xfail also covers setup and
+teardown errors and ``pytest.xfail()`` calls, and those are turned back into errors and failures here.
+
+Every conformance test is also a "product" test or a "platform" check (:func:`verdict_kind`, reported per test in
+summary.json): derived, not declared, from whether the test uses the ``backup_app`` fixture (directly or through
+another fixture). Why derived: a product test cannot exercise the backup application without that fixture, and a
+derived kind cannot be forgotten or claimed; platform checks (VDDK or the server alone) never decide a product's
+certification (conformance/certify).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from conformance.catalog import CatalogError, Expectation, load_catalog
+from conformance.symptoms import KnownIssueSymptom, raised_by_test
 
 EXPECTATION = pytest.StashKey[dict[str, str]]()
+PRODUCT, PLATFORM = "product", "platform"
+
+
+def verdict_kind(item: pytest.Item) -> str:
+    """Product when the test exercises the backup application under test (uses ``backup_app``), else platform."""
+    return PRODUCT if "backup_app" in getattr(item, "fixturenames", ()) else PLATFORM
 
 
 def marker_ids(item: pytest.Item) -> list[str]:
@@ -54,8 +74,34 @@ def apply(config: pytest.Config, items: list[pytest.Item]) -> None:
             item.stash[EXPECTATION] = {"id": item_id, "outcome": verdict.outcome, "reason": verdict.reason}
             item.user_properties.append(("release_note", item_id))
             item.user_properties.append(("expectation", verdict.outcome))
+            item.user_properties.append(("verdict_kind", verdict_kind(item)))
             if verdict.outcome == "not_applicable":
                 item.add_marker(pytest.mark.skip(reason=f"{item_id} not applicable: {verdict.reason}"))
             elif verdict.outcome == "known_issue":
-                item.add_marker(pytest.mark.xfail(reason=f"{item_id} known issue: {verdict.reason}", strict=True))
+                reason = f"{item_id} known issue: {verdict.reason}"
+                item.add_marker(pytest.mark.xfail(reason=reason, strict=True, raises=KnownIssueSymptom))
             break
+
+
+class KnownIssueHooks:
+    """In a conformance test (one with a release-note expectation) only a call that raised its documented symptom
+    from the test's own module ends as xfailed; a ``pytest.xfail()`` from anywhere else is a failure too."""
+
+    NAME = "vddk-conformance-known-issues"
+
+    # Registered at configure time (plugin/reporting.configure), after pytest's skipping plugin and before
+    # allure-pytest and the run's report hooks: this wrapper sees skipping's verdict, and they see this one.
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report: pytest.TestReport = yield
+        if not hasattr(report, "wasxfail") or not report.skipped or EXPECTATION not in item.stash:
+            return report
+        excinfo = call.excinfo
+        if call.when == "call" and excinfo is not None and raised_by_test(excinfo.value, excinfo.traceback, item.path):
+            return report
+        del report.wasxfail
+        report.outcome = "failed"  # a setup or teardown failure shows as an error
+        if excinfo is not None and isinstance(excinfo.value, KnownIssueSymptom) and call.when == "call":
+            report.longrepr = f"{excinfo.value} -- but not raised by the test module {item.path.name}: not accepted"
+        return report

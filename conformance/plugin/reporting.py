@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from conformance.plugin.expectations import KnownIssueHooks
 from conformance.plugin.settings import RunSettings
 from conformance.reports import attachments, labels
 from conformance.reports.categories import write_categories
@@ -30,6 +31,8 @@ def is_worker(config: pytest.Config) -> bool:
 
 
 def configure(config: pytest.Config, settings: RunSettings) -> None:
+    if not config.pluginmanager.has_plugin(KnownIssueHooks.NAME):
+        config.pluginmanager.register(KnownIssueHooks(), KnownIssueHooks.NAME)
     config.stash[RESULTS] = {}
     config.stash[STARTED] = time.time()
     config.pluginmanager.register(_AllureHooks(config, settings), "vddk-conformance-allure")
@@ -166,6 +169,7 @@ class _ControllerHooks:
             entry["outcome"] = outcome
         entry["release_note"] = props.get("release_note")
         entry["expectation"] = props.get("expectation")
+        entry["verdict_kind"] = props.get("verdict_kind")  # "product" or "platform" (plugin/expectations.py)
         if "metrics" in props:
             entry["metrics"] = props["metrics"]
         if "target" in props:

@@ -35,16 +35,25 @@ known_issue = "not_allowed"
 [[test]]
 id = "R5-001"
 status = "advisory"
+
+[[test]]
+id = "C3-001"
+status = "platform"
 """
 
-#: (nodeid, test id, outcome, release note) of a run that satisfies SMALL_PROFILE
+#: (nodeid, test id, outcome, release note) of a run that satisfies SMALL_PROFILE (a failing advisory test and a
+#: failing platform check do not decide it)
 GOOD_CASES: list[tuple[str, str, str, str]] = [
     ("suites/test_roundtrip.py::test_full[nbd]", "RT-001", "passed", "C4"),
-    ("suites/test_roundtrip.py::test_full[san]", "RT-001", "skipped", "C4"),
+    ("suites/test_roundtrip.py::test_full[nbdssl]", "RT-001", "passed", "C4"),
     ("suites/test_k2.py::test_default_tmp", "K2-001", "xfailed", "K2"),
     ("suites/test_k4.py::test_vsan[hotadd]", "K4-001", "passed", "K4"),
     ("suites/test_r5.py::test_full", "R5-001", "failed", "R5"),
+    ("suites/test_c3.py::test_attach", "C3-001", "failed", "C3"),
 ]
+#: the fabricated runs' platform checks (summary.json's verdict_kind); every other test is a product test
+PLATFORM_IDS = {"C3-001"}
+SKIP_REASON = "target lab does not offer physical-proxy"
 
 
 def write_run(
@@ -54,8 +63,16 @@ def write_run(
     run_dir = root / "run"
     (run_dir / "allure-results").mkdir(parents=True)
     tests = [
-        {"nodeid": n, "duration": 0.1, "outcome": o, "release_note": r, "expectation": "pass", "reason": ""}
-        for n, _, o, r in sorted(cases)
+        {
+            "nodeid": n,
+            "duration": 0.1,
+            "outcome": o,
+            "release_note": r,
+            "expectation": "pass",
+            "verdict_kind": "platform" if t in PLATFORM_IDS else "product",
+            "reason": SKIP_REASON if o == "skipped" else "",
+        }
+        for n, t, o, r in sorted(cases)
     ]
     totals, items = recount(tests)
     data = {

@@ -18,7 +18,7 @@ from conformance.certify.command import verify
 from conformance.certify.product import load_product
 from conformance.certify.profile import load_profile
 from conformance.certify.verify import read_bundle, verify_bundle
-from tests.certify.conftest import GOOD_CASES
+from tests.certify.conftest import GOOD_CASES, SKIP_REASON
 
 
 def make_bundle(run_dir: Path, profile: Path | str, product: Path, out: Path, secrets: tuple[str, ...] = ()) -> Path:
@@ -51,6 +51,8 @@ def test_a_complete_run_passes_with_a_one_screen_verdict(good_bundle: Path, prof
     assert "test-small-v1" in text and "Acme Backup 2.10 by Acme Corp" in text and "vSphere 7.0U3" in text
     assert "required     3/3 ok (1 ended as a known issue the profile allows)" in text
     assert "advisory     0/1 ok" in text and "R5-001" in text  # shown, not counted
+    assert "platform     0/1 ok (VDDK and the server alone, not counted)" in text
+    assert "note: platform C3-001: 1 of 1 case(s) failed" in text  # its own section, never the product's verdict
     assert len(text.splitlines()) <= 24
 
 
@@ -117,10 +119,14 @@ def _bundle_of(
             lambda c: [(n, t, "xfailed" if t == "K4-001" else o, r) for n, t, o, r in c],
             "K4-001: ended as known issue K4, which the profile does not allow",
         ),
-        (lambda c: [(n, t, "failed" if "nbd" in n else o, r) for n, t, o, r in c], "RT-001: 1 of 2 case(s) failed"),
+        (lambda c: [(n, t, "failed" if "nbd]" in n else o, r) for n, t, o, r in c], "RT-001: 1 of 2 case(s) failed"),
         (
             lambda c: [(n, t, "skipped" if t == "RT-001" else o, r) for n, t, o, r in c],
-            "RT-001: every case was skipped",
+            "RT-001: 2 of 2 case(s) skipped",
+        ),
+        (
+            lambda c: [(n, t, "skipped" if "nbdssl" in n else o, r) for n, t, o, r in c],
+            f"RT-001: 1 of 2 case(s) skipped: suites/test_roundtrip.py::test_full[nbdssl] ({SKIP_REASON})",
         ),
         (
             lambda c: [(n, t, "xpassed" if t == "K2-001" else o, r) for n, t, o, r in c],
@@ -141,6 +147,20 @@ def test_required_tests_must_run_and_pass_or_be_an_allowed_known_issue(
     assert not verdict.passed
     assert any(p.startswith(problem) for p in verdict.problems), verdict.problems
     assert verify(bundle, str(profile_file)) == 1
+
+
+def test_a_required_test_that_ran_as_a_platform_check_cannot_decide_the_verdict(
+    make_run: Callable[..., Path], profile_file: Path, product_file: Path, tmp_path: Path
+) -> None:
+    run_dir = make_run()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for case in summary["tests"]:
+        if "roundtrip" in case["nodeid"]:
+            case["verdict_kind"] = "platform"
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    verdict = verify_bundle(make_bundle(run_dir, profile_file, product_file, tmp_path / "b.tar.gz"), profile_file)
+    assert not verdict.passed
+    assert any(p.startswith("RT-001: a platform check") for p in verdict.problems), verdict.problems
 
 
 @pytest.mark.parametrize(

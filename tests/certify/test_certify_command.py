@@ -24,18 +24,20 @@ vsphere_min = "7.0"
 vsphere_max = "8.0"
 
 [[test]]
-id = "C3-001"
+id = "C1-001"
 
 [[test]]
-id = "K2-001"
+id = "K4-001"
 known_issue = "allowed"
 
 [[test]]
-id = "K5-001"
+id = "K2-001"
+status = "platform"
+known_issue = "allowed"
 
 [[test]]
-id = "C3-002"
-status = "advisory"
+id = "C3-001"
+status = "platform"
 """
 
 
@@ -78,15 +80,21 @@ def test_certify_then_verify_bundle_passes_and_tampering_fails(tmp_path: Path, i
     with tarfile.open(bundle) as tar:
         files = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
     certification = json.loads(files["certification.json"])
-    assert set(certification["tests"].values()) == {"C3-001", "K2-001", "K5-001", "C3-002"}
+    assert set(certification["tests"].values()) == {"C1-001", "K4-001", "K2-001", "C3-001"}
     summary = json.loads(files["summary.json"])
-    assert summary["totals"].get("xfailed") == 1 and "failed" not in summary["totals"]
+    assert summary["totals"].get("xfailed") == 3 and "failed" not in summary["totals"]  # K4-001 twice, K2-001
+    kinds = {t["nodeid"].split("::")[0]: t["verdict_kind"] for t in summary["tests"]}
+    assert (
+        kinds["suites/test_k2_cleanup_processes.py"] == "platform"
+        and kinds["suites/test_k4_vsan_hotadd.py"] == "product"
+    )
     assert any(name.startswith("allure-results/") and name.endswith("-result.json") for name in files)
     assert not any(b"simulated-guest" in data for data in files.values())  # the simulator's guest password
 
     checked = cli("verify-bundle", str(bundle), "--profile", str(profile), timeout=60)
     assert checked.returncode == 0 and checked.stdout.startswith("verify-bundle: PASS"), checked.stdout
-    assert "required     3/3 ok" in checked.stdout and "VDDK 7.0.3, vSphere 7.0U3" in checked.stdout
+    assert "required     2/2 ok" in checked.stdout and "VDDK 7.0.3, vSphere 7.0U3" in checked.stdout
+    assert "platform     2/2 ok" in checked.stdout
 
     with tarfile.open(bundle, "w:gz") as tar:  # one byte more in the JUnit file, manifest untouched
         for name, data in files.items():
@@ -97,6 +105,29 @@ def test_certify_then_verify_bundle_passes_and_tampering_fails(tmp_path: Path, i
     tampered = cli("verify-bundle", str(bundle), "--profile", str(profile), timeout=60)
     assert tampered.returncode == 1
     assert "junit.xml: changed (its sha256 differs from MANIFEST.sha256)" in tampered.stdout
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            'id = "K2-001"\nstatus = "platform"',
+            'id = "K2-001"\nstatus = "required"',
+            "test K2-001 is required but a platform",
+        ),
+        ('id = "C1-001"', 'id = "C1-001"\nstatus = "platform"', "test C1-001 is platform but a product test"),
+    ],
+)
+def test_certify_refuses_a_profile_that_mixes_up_product_and_platform_tests(
+    tmp_path: Path, inputs: tuple[Path, Path], old: str, new: str, message: str
+) -> None:
+    profile, product = inputs
+    profile.write_text(PROFILE.replace(old, new, 1))
+    bundle = tmp_path / "b.tar.gz"
+    result = cli("certify", "--product", str(product), "--out", str(bundle), "--profile", str(profile), "-n", "0")
+    assert result.returncode != 0 and not bundle.exists()
+    assert message in result.stdout + result.stderr, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

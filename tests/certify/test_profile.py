@@ -13,6 +13,7 @@ import pytest
 from conformance.catalog import load_catalog
 from conformance.certify import CertifyError
 from conformance.certify.profile import available_profiles, load_profile, parse_profile
+from conformance.plugin.expectations import verdict_kind
 from conformance.sim.profiles import get_profile
 from conformance.versions import VsphereVersion
 from tests.certify.conftest import SMALL_PROFILE
@@ -26,6 +27,7 @@ class _MarkerCollector:
 
     def __init__(self) -> None:
         self.found: dict[str, dict[str, Any]] = {}
+        self.kinds: dict[str, set[str]] = {}
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
@@ -35,20 +37,35 @@ class _MarkerCollector:
             note = item.get_closest_marker("release_note")
             mark = {"item": note.args[0], **note.kwargs} if note is not None and note.args else {}
             self.found.setdefault(str(test_id.args[0]), mark)
+            self.kinds.setdefault(str(test_id.args[0]), set()).add(verdict_kind(item))
 
 
 @functools.cache
-def _suite_markers() -> dict[str, dict[str, Any]]:
+def _collected() -> _MarkerCollector:
     collector = _MarkerCollector()
     options = ["--collect-only", "-q", "-p", "conformance.plugin", "-p", "no:cacheprovider", "-p", "no:xdist"]
     options += ["-p", "no:benchmark"]
     code = pytest.main([str(SUITES), *options], plugins=[collector])
     assert code == 0, f"collecting the suites failed ({code})"
-    return collector.found
+    return collector
+
+
+def _suite_markers() -> dict[str, dict[str, Any]]:
+    return _collected().found
 
 
 def suite_test_ids() -> set[str]:
     return set(_suite_markers())
+
+
+def suite_kinds() -> dict[str, set[str]]:
+    """test id -> {"product"} or {"platform"} (how conformance.plugin.expectations derives it, per case)."""
+    return _collected().kinds
+
+
+def current_profiles() -> list[str]:
+    """The packaged profiles not superseded (a superseded one may name test ids since retired from the suites)."""
+    return [k for k in available_profiles() if load_profile(k).status != "superseded"]
 
 
 def suite_release_notes() -> dict[str, dict[str, Any]]:
@@ -57,14 +74,36 @@ def suite_release_notes() -> dict[str, dict[str, Any]]:
 
 
 def test_the_published_profile_loads_under_its_file_name() -> None:
-    assert "vddk-7.0.3-v1" in available_profiles()
-    profile = load_profile("vddk-7.0.3-v1")
-    assert profile.key == "vddk-7.0.3-v1" and profile.status == "approved" and profile.vddk_build == "7.0.3"
-    assert sum(t.required for t in profile.tests) >= 20
-    assert load_profile(None).key == "vddk-7.0.3-v1"  # the newest approved one is the default
+    assert {"vddk-7.0.3-v1", "vddk-7.0.3-v2"} <= set(available_profiles())
+    profile = load_profile("vddk-7.0.3-v2")
+    assert profile.key == "vddk-7.0.3-v2" and profile.status == "approved" and profile.vddk_build == "7.0.3"
+    assert sum(t.required for t in profile.tests) >= 15
+    assert load_profile(None).key == "vddk-7.0.3-v2"  # the newest approved one is the default
 
 
-@pytest.mark.parametrize("key", available_profiles())
+def test_v2_supersedes_v1_without_changing_its_published_text() -> None:
+    old = load_profile("vddk-7.0.3-v1")
+    assert old.status == "superseded"
+    assert 'status = "approved"' in old.text  # the text its bundles carry is the file as published
+
+
+@pytest.mark.parametrize("key", current_profiles())
+def test_required_and_advisory_tests_are_product_tests_and_platform_tests_are_not(key: str) -> None:
+    kinds = suite_kinds()
+    for test in load_profile(key).tests:
+        wanted = {"platform"} if test.platform else {"product"}
+        assert kinds.get(test.id) == wanted, f"{key}: {test.id} is {test.status} but its cases are {kinds.get(test.id)}"
+
+
+def test_supersedes_names_profile_keys() -> None:
+    head = 'vsphere_max = "8.0"\n'
+    text = SMALL_PROFILE.replace(head, head + 'supersedes = "test-small-v0"\n', 1)
+    assert parse_profile(text, "test-small-v1.toml").supersedes == ("test-small-v0",)
+    with pytest.raises(CertifyError, match="'supersedes' must be a profile key"):
+        parse_profile(SMALL_PROFILE.replace(head, head + "supersedes = 1\n", 1), "test-small-v1.toml")
+
+
+@pytest.mark.parametrize("key", current_profiles())
 def test_every_profile_test_id_exists_in_the_suites(key: str) -> None:
     missing = sorted(set(load_profile(key).test_ids()) - suite_test_ids())
     assert not missing, f"{key} names test ids no suite carries: {missing}"
@@ -106,7 +145,7 @@ def test_a_profile_file_is_loaded_by_path(tmp_path: Path) -> None:
     path = tmp_path / "small.toml"
     path.write_text(SMALL_PROFILE)
     profile = load_profile(str(path))
-    assert profile.key == "test-small-v1" and profile.test_ids() == ("RT-001", "K2-001", "K4-001", "R5-001")
+    assert profile.key == "test-small-v1" and profile.test_ids() == ("RT-001", "K2-001", "K4-001", "R5-001", "C3-001")
     assert profile.covers_vsphere("7.0U3") and profile.covers_vsphere("M16") and not profile.covers_vsphere("6.7")
 
 

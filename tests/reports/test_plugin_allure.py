@@ -34,7 +34,7 @@ def allure_results(run_dir: Path) -> list[dict[str, Any]]:
 
 def test_every_result_has_one_epic_feature_release_note_link_and_run_parameters(run_dir: Path) -> None:
     results = allure_results(run_dir)
-    assert len(results) == len(json.loads((run_dir / "summary.json").read_text())["tests"]) > 20
+    assert len(results) == len(json.loads((run_dir / "summary.json").read_text())["tests"]) >= 15
     for result in results:
         names = Counter(label["name"] for label in result["labels"])
         assert names["epic"] == 1 and names["feature"] == 1, result["name"]

@@ -135,7 +135,10 @@ def test_f1_defaults_are_one_64k_buffer_times_four() -> None:
 @pytest.mark.parametrize("key", [KEY_PRODUCT_NAME, KEY_PRODUCT_VERSION, KEY_DATABASE_DIR])
 @pytest.mark.parametrize(
     "value",
-    ["AcmeBackup", "acme_backup-2.0", "7.0.3.1", '"Acme Backup Suite"', '"v 1.2_3-rc.4"', "A", '"  padded  "'],
+    [
+        *("AcmeBackup", "acme_backup-2.0", "7.0.3.1", '"Acme Backup Suite"', '"v 1.2_3-rc.4"', "A", '"  padded  "'),
+        *("2021", "Acme_Backup-7.0.3", '"AcmeBackup"'),  # formerly suite K5-001
+    ],
 )
 def test_k5_legal_phone_home_values_are_accepted(key: str, value: str) -> None:
     config = parse_config(f"{key} = {value}\n")
@@ -155,6 +158,12 @@ def test_k5_legal_phone_home_values_are_accepted(key: str, value: str) -> None:
         ("Acme\tBackup", "illegal character"),
         ("Acme Backup", "needs double quotes"),
         ("v 1.0", "needs double quotes"),
+        # formerly suite K5-002
+        ("Acme&Co", "illegal character"),
+        ("Acme's", "illegal character"),
+        ('"Acme\tBackup"', "illegal character"),
+        ('"Acme"Backup"', "illegal character"),
+        ('"Acme Backup', "opening double quote without a closing one"),
     ],
 )
 def test_k5_illegal_phone_home_values_are_rejected(key: str, value: str, fragment: str) -> None:
