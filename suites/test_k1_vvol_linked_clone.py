@@ -17,6 +17,7 @@ import pytest
 from conformance.resources import ResourceTracker
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
+from conformance.verdicts.job import backed_up
 from conformance.vsphere.session import VsphereSession
 
 pytestmark = [pytest.mark.sequence("backup")]
@@ -71,8 +72,7 @@ def clone_of_clone(
 
 
 def back_up(backup_app: BackupApplication, sequence: SequenceContext, vm_name: str, transports: str) -> set[str]:
-    backup = backup_app.backup(sequence, vm_name, transports)
-    backup_app.cleanup(sequence, backup)
+    backup = backed_up(sequence, backup_app, vm_name, transports)
     return {d.transport for d in backup.disks}
 
 

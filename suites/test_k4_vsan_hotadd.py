@@ -19,6 +19,7 @@ from conformance.resources import Resource, ResourceTracker
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.targets import Target
+from conformance.verdicts.job import backed_up
 from conformance.vsphere.session import VsphereSession
 
 pytestmark = [pytest.mark.sequence("backup")]
@@ -60,8 +61,7 @@ def proxy_off_vsan(sequence: SequenceContext, vsphere: VsphereSession, vddk_targ
 def test_hotadd_backs_up_a_vsan_vm_from_a_proxy_outside_vsan(
     sequence: SequenceContext, backup_app: BackupApplication, vsan_vm: str, proxy_off_vsan: str, transports: str
 ) -> None:
-    backup = backup_app.backup(sequence, vsan_vm, transports)
-    backup_app.cleanup(sequence, backup)
+    backup = backed_up(sequence, backup_app, vsan_vm, transports)
     assert {d.transport for d in backup.disks} == {"hotadd"}
 
 
@@ -78,8 +78,7 @@ def test_hotadd_works_once_the_proxy_is_moved_to_vsan(
     vsan = vddk_target.datastore_of_type("vsan")
     assert vsan is not None
     relocated(vsphere, sequence.resources, proxy_off_vsan, vsan)
-    backup = backup_app.backup(sequence, vsan_vm, "hotadd")
-    backup_app.cleanup(sequence, backup)
+    backup = backed_up(sequence, backup_app, vsan_vm, "hotadd")
     assert {d.transport for d in backup.disks} == {"hotadd"}
 
 

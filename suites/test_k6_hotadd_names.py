@@ -19,6 +19,7 @@ from conformance.plugin.fixtures import require
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.targets import CREATE_VMS, Target
+from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import KEY_NO_NFC_SESSION
 from conformance.vsphere.session import VsphereSession
@@ -54,8 +55,7 @@ def hotadd_backup(
 ) -> set[str]:
     lib = vixdisklib_factory(config={KEY_NO_NFC_SESSION: no_nfc_session})
     through = dataclasses.replace(sequence, lib=lib)
-    backup = backup_app.backup(through, vm_name, "hotadd")
-    backup_app.cleanup(through, backup)
+    backup = backed_up(through, backup_app, vm_name, "hotadd")
     return {d.transport for d in backup.disks}
 
 
