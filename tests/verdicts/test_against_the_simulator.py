@@ -34,6 +34,7 @@ VM = "target-vmfs"
 WRITES = [(0, os.urandom(MiB)), (5 * MiB + 4096, os.urandom(64 * 1024))]
 CHANGES = [(64 * 1024, os.urandom(128 * 1024))]
 DATA_DISK = 1
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
