@@ -102,6 +102,11 @@ class VmLock:
         fcntl.flock(held.fd, fcntl.LOCK_UN)
         os.close(held.fd)
 
+    def held_here(self) -> bool:
+        """Whether this process holds the lock (a job that never released its VM)."""
+        with _held_lock:
+            return self.path in _held
+
     @staticmethod
     def _current_holder(fd: int) -> str:
         try:

@@ -79,3 +79,22 @@ def expected_image(path: Path, capacity: int, *write_sets: list[Write]) -> Spars
     for writes in write_sets:
         image.write_many(writes)
     return image
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What one disk must hold after the guest's writes: the image built locally from them, and the ranges the
+    guest wrote (a backup image must store those, even where the guest wrote zeros)."""
+
+    image: SparseImage
+    written: tuple[tuple[int, int], ...]
+
+    @property
+    def capacity(self) -> int:
+        return self.image.capacity
+
+
+def expected(path: Path, capacity: int, *write_sets: list[Write]) -> Expected:
+    """The expectation for a disk of `capacity` that was empty before these write sets (in order)."""
+    written = tuple((offset, len(data)) for writes in write_sets for offset, data in writes)
+    return Expected(expected_image(path, capacity, *write_sets), written)

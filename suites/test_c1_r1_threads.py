@@ -18,6 +18,7 @@ import pytest
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.targets import Target
+from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import Disk, VixDiskLib
 from conformance.vixdisklib.rules import Violation, check
 from conformance.vsphere.session import VsphereSession, disks_of
@@ -30,8 +31,7 @@ def reference_backup_violations(sequence: SequenceContext, app: BackupApplicatio
     records other tests' calls too)."""
     lib = sequence.lib
     since = max((r.seq for r in lib.recorder.records()), default=0)
-    backup = app.backup(sequence, vm_name, "nbdssl")
-    app.cleanup(sequence, backup)
+    backed_up(sequence, app, vm_name, "nbdssl")
     trace = [r for r in lib.recorder.records() if r.seq > since or r.call == "VixDiskLib_InitEx"]
     return check(trace, lib.recorder.threads_before_init)
 

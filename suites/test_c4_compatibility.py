@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -19,8 +20,10 @@ from conformance.plugin.settings import RunSettings
 from conformance.preflight import preflight
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
+from conformance.verdicts.job import backed_up
+from conformance.verdicts.restored import restored_problems
 from conformance.vsphere.guest import GuestWorkload
-from conformance.workloads import apply
+from conformance.workloads import apply, expected
 
 pytestmark = [pytest.mark.release_note("C4")]
 
@@ -52,14 +55,15 @@ def test_a_supported_pair_backs_up_and_restores(
     fresh_vm: Callable[..., str],
     guest: Callable[[str], GuestWorkload],
     transport: str,
+    tmp_path: Path,
 ) -> None:
     if transport == "hotadd" and sequence.proxy_vm is None:
         pytest.skip(f"target {sequence.target.name} has no HotAdd proxy VM")
     vm = fresh_vm("VMFS", 16 * MiB)
     apply(guest(vm), DATA_DISK, WRITES)
-    backup = backup_app.backup(sequence, vm, transport)
-    backup_app.cleanup(sequence, backup)
+    backup = backed_up(sequence, backup_app, vm, transport)
     assert {d.transport for d in backup.disks} == {transport}
     apply(guest(vm), DATA_DISK, [(0, os.urandom(MiB))])  # diverge after the backup
-    restore = backup_app.restore(sequence, backup, transport)
-    assert restore.digests == restore.expected
+    backup_app.restore(sequence, backup, transport)
+    want = expected(tmp_path / "expected.img", 16 * MiB, WRITES)
+    assert restored_problems(sequence, vm, transport, {DATA_DISK: want}) == []

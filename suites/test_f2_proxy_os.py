@@ -19,9 +19,11 @@ from conformance.proxy_support import find_os
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.targets import Target
+from conformance.verdicts.image import image_problems
+from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vsphere.guest import GuestWorkload
-from conformance.workloads import apply, expected_image, pattern
+from conformance.workloads import apply, expected, pattern
 
 pytestmark = [pytest.mark.release_note("F2")]
 NEW_PROXY_OS = ("Red Hat Enterprise Linux 8.3", "CentOS 8.3", "SUSE Linux Enterprise Server 15.1")
@@ -67,8 +69,8 @@ def test_hotadd_backup_through_the_new_proxy_os_holds_what_the_guest_wrote(
     vm = fresh_vm("VMFS", disk_pattern.disk_size)
     writes = disk_pattern.writes()
     apply(guest(vm), DATA_DISK, writes)
-    backup = backup_app.backup(through_proxy, vm, "hotadd")
-    backup_app.cleanup(through_proxy, backup)
+    backup = backed_up(through_proxy, backup_app, vm, "hotadd")
     disk = backup.disk(sorted(backup.disks, key=lambda d: d.key)[DATA_DISK].key)
     assert {d.transport for d in backup.disks} == {"hotadd"}
-    assert disk.digest == expected_image(tmp_path / "expected.img", disk.capacity, writes).digest()
+    want = expected(tmp_path / "expected.img", disk_pattern.disk_size, writes)
+    assert image_problems(through_proxy, vm, disk, want) == []

@@ -23,6 +23,7 @@ from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.symptoms import symptom
 from conformance.targets import Target
+from conformance.verdicts.job import backed_up
 from conformance.vsphere.session import VsphereSession
 
 pytestmark = [pytest.mark.sequence("backup")]
@@ -78,8 +79,7 @@ def clone_of_clone(
 
 
 def back_up(backup_app: BackupApplication, sequence: SequenceContext, vm_name: str, transports: str) -> set[str]:
-    backup = backup_app.backup(sequence, vm_name, transports)
-    backup_app.cleanup(sequence, backup)
+    backup = backed_up(sequence, backup_app, vm_name, transports)
     return {d.transport for d in backup.disks}
 
 

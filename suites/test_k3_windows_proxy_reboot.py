@@ -22,6 +22,7 @@ from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.symptoms import symptom
 from conformance.targets import Target
+from conformance.verdicts.job import backed_up
 from conformance.versions import VddkBuild
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vsphere.session import VsphereSession
@@ -51,8 +52,7 @@ def reboot_flags(vm: Any) -> list[str]:
 
 
 def hotadd_backup(backup_app: BackupApplication, sequence: SequenceContext, vm_name: str) -> set[str]:
-    backup = backup_app.backup(sequence, vm_name, "hotadd")
-    backup_app.cleanup(sequence, backup)
+    backup = backed_up(sequence, backup_app, vm_name, "hotadd")
     return {d.transport for d in backup.disks}
 
 

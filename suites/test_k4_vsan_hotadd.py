@@ -23,6 +23,7 @@ from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.symptoms import symptom
 from conformance.targets import Target
+from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.recorder import CallRecord
 from conformance.vsphere.session import VsphereSession
 
@@ -77,8 +78,7 @@ def test_hotadd_backs_up_a_vsan_vm_from_a_proxy_outside_vsan(
 ) -> None:
     since = max((r.seq for r in sequence.lib.recorder.records()), default=0)
     try:
-        backup = backup_app.backup(sequence, vsan_vm, transports)
-        backup_app.cleanup(sequence, backup)
+        backup = backed_up(sequence, backup_app, vsan_vm, transports)
     except Exception as exc:
         hotadd_symptom(hotadd_opens(sequence.lib.recorder.records(), since), exc)
         raise
@@ -123,8 +123,7 @@ def test_hotadd_works_once_the_proxy_is_moved_to_vsan(
 ) -> None:
     vsan = vsan_datastore(vddk_target)
     relocated(vsphere, sequence.resources, proxy_off_vsan, vsan)
-    backup = backup_app.backup(sequence, vsan_vm, "hotadd")
-    backup_app.cleanup(sequence, backup)
+    backup = backed_up(sequence, backup_app, vsan_vm, "hotadd")
     assert {d.transport for d in backup.disks} == {"hotadd"}
 
 

@@ -20,6 +20,7 @@ from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.symptoms import symptom
 from conformance.targets import CREATE_VMS, Target
+from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import KEY_NO_NFC_SESSION
 from conformance.vsphere.session import VsphereSession
@@ -56,8 +57,7 @@ def hotadd_backup(
     lib = vixdisklib_factory(config={KEY_NO_NFC_SESSION: no_nfc_session})
     through = dataclasses.replace(sequence, lib=lib)
     try:
-        backup = backup_app.backup(through, vm_name, "hotadd")
-        backup_app.cleanup(through, backup)
+        backup = backed_up(through, backup_app, vm_name, "hotadd")
     except Exception as exc:
         failed = [r for r in lib.recorder.records() if r.call == "VixDiskLib_Open" and r.error is not None]
         if failed:  # K6's documented symptom, read from the library's own call trace

@@ -25,6 +25,7 @@ from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.symptoms import symptom
 from conformance.targets import SIMPLE_VOLUMES, Target
+from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.factory import make_mntapi
@@ -97,8 +98,7 @@ def test_fcd_volume_mounts_after_a_hotadd_backup_and_the_known_file_reads_back(
     mount_transport: str,
 ) -> None:
     fcd, lib = fcd_with_known_files, sequence.lib
-    backup = backup_app.backup(sequence, fcd.vm_name, "hotadd")
-    backup_app.cleanup(sequence, backup)
+    backup = backed_up(sequence, backup_app, fcd.vm_name, "hotadd")
     assert {d.transport for d in backup.disks} == {"hotadd"}
     params = dataclasses.replace(
         vddk_target.connect_params(),

@@ -26,6 +26,7 @@ from conformance.sequences.context import SequenceContext
 from conformance.symptoms import symptom
 from conformance.targets import PHYSICAL_PROXY, Target
 from conformance.transports import WRITE_TRANSPORTS, reach
+from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.types import SECTOR_SIZE
@@ -173,8 +174,7 @@ def test_a_restore_onto_a_full_datastore_reports_failure_not_success(
     reachable(vddk_target, transport)
     source = fresh_vm(DATASTORE_TYPE, 64 * MiB)
     apply(guest(source), DATA_DISK, GUEST_WRITES)
-    backup = backup_app.backup(sequence, source, transport)
-    backup_app.cleanup(sequence, backup)
+    backup = backed_up(sequence, backup_app, source, transport)
     controls.datastore_free_space(datastore, FREE_SPACE_FOR_RESTORE)
     with pytest.raises(Exception) as caught:  # any failure will do, as long as it is no success
         backup_app.restore(sequence, backup, transport, vm_name=sequence.resources.name("restored"))

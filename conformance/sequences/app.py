@@ -1,7 +1,8 @@
 """The backup-application interface the sequences drive, and loading a partner's implementation.
 
 The built-in reference application is the default; `--backup-app module:Class` loads another one, which
-must provide these methods (checked at load time, one line per problem).
+must provide these methods (checked at load time, one line per problem). An application reports what it did;
+it never grades itself: the suites judge it with `conformance.verdicts`.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ class BackupApplication(Protocol):
         ...
 
     def cleanup(self, ctx: SequenceContext, backup: Backup) -> None:
-        """Close, disconnect, VixDiskLib_Cleanup, remove the snapshot, EndAccess; then verify nothing is left."""
+        """Close, disconnect, VixDiskLib_Cleanup, remove the snapshot, EndAccess (the harness then checks, from
+        the server's view and the call trace, that nothing is left)."""
         ...
 
     def restore(
         self, ctx: SequenceContext, backup: Backup, transports: str, vm_name: str | None = None, thin: bool = True
     ) -> Restore:
-        """Restore into the original VM (vm_name None) or a new VM named vm_name; verify by content digest."""
+        """Restore into the original VM (vm_name None) or a new VM named vm_name (the harness reads it back)."""
         ...
 
 

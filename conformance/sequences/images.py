@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 BLOCK = 64 * 1024
 ZERO_BLOCK = bytes(BLOCK)
@@ -106,6 +107,11 @@ class SparseImage:
 
     def digest(self) -> str:
         digest = ContentDigest()
+        self.feed(digest)
+        return digest.hexdigest()
+
+    def feed(self, digest: ContentDigest | Any) -> None:
+        """Feed every block that holds stored data (holes are zeros) to a digest with `feed(offset, data)`."""
         with self.path.open("rb") as handle:
             for offset, length in self.extents():
                 start = offset // BLOCK * BLOCK
@@ -113,7 +119,6 @@ class SparseImage:
                 handle.seek(start)
                 for position in range(start, min(end, self.capacity), BLOCK):
                     digest.feed(position, handle.read(BLOCK).ljust(BLOCK, b"\0"))
-        return digest.hexdigest()
 
 
 class _limited:  # noqa: N801 - a tiny file-like adapter

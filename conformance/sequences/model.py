@@ -1,4 +1,6 @@
-"""What sequences produce: backups (per disk images with their change ids and digests) and restores."""
+"""What sequences produce: backups (per disk images with their change ids) and restores, as the application
+reports them. Verdicts never come from here: the harness checks images, disks and the server itself
+(`conformance.verdicts`)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ class DiskBackup:
     capacity: int
     change_id: str | None
     image: Path
-    digest: str
     transport: str
-    bytes_read: int
+    bytes_read: int  # as the application counts it (reports, benchmarks); the harness counts from the trace
     extents: int
+    #: the application's own digest of its image, shown next to the harness's in the report, never a verdict
+    digest: str | None = None
 
 
 @dataclass
@@ -40,13 +43,7 @@ class Backup:
 
 @dataclass
 class Restore:
-    vm_name: str
+    vm_name: str  # the VM restored into: the harness reads its disks back itself
     transport: str
-    digests: dict[int, str]  # disk key -> digest of what was read back after the restore
-    expected: dict[int, str]
     seconds: float = 0.0
     bytes_written: int = 0
-
-    @property
-    def verified(self) -> bool:
-        return self.digests == self.expected

@@ -3,9 +3,9 @@
 Backup: CBT on, PrepareForAccess, snapshot (no memory, quiesced), ConnectEx on the snapshot, Open every
 disk read-only on one thread (which also runs QueryAllocatedBlocks, C1), read on worker threads created
 after InitEx (R1), record each disk's changeId. Incremental: QueryChangedDiskAreas from the previous
-changeId. Cleanup: Close, Disconnect, VixDiskLib_Cleanup, remove the snapshot, EndAccess, then verify.
-Restore: write every extent of the backup (and zeros where the target holds data the backup does not),
-then read the disk back through a fresh snapshot and compare content digests.
+changeId. Cleanup: Close, Disconnect, VixDiskLib_Cleanup, remove the snapshot, EndAccess.
+Restore: write every extent of the backup (and zeros where the target holds data the backup does not).
+The application reports what it did; whether it worked is the harness's verdict (`conformance.verdicts`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pyVmomi import vim
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
 from conformance.sequences.context import SequenceContext
-from conformance.sequences.images import BLOCK, ContentDigest, SparseImage
+from conformance.sequences.extents import allocated_extents, changed_areas
+from conformance.sequences.images import BLOCK, SparseImage
 from conformance.sequences.model import Backup, DiskBackup, Restore
-from conformance.sequences.verify import CleanupIncompleteError, verify_clean
 from conformance.vixdisklib.api import Connection, Disk
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.types import SECTOR_SIZE, Block, OpenFlags
@@ -32,16 +32,6 @@ TRANSIENT = {14011, 14010, 36}
 #: seconds a backup waits for its VM's host to leave maintenance mode, and a cleanup to be allowed to remove
 #: its snapshot (R2)
 MAINTENANCE_WAIT = 600.0
-
-
-def _changed_areas(vm: Any, snapshot: Any, disk: DiskRef, change_id: str) -> list[tuple[int, int]]:
-    """QueryChangedDiskAreas over the whole disk, page by page."""
-    areas, offset = [], 0
-    while offset < disk.capacity:
-        page = vm.QueryChangedDiskAreas(snapshot, disk.key, offset, change_id)
-        areas += [(int(a.start), int(a.length)) for a in page.changedArea]
-        offset = int(page.startOffset) + int(page.length)
-    return areas
 
 
 class ReferenceBackupApp:
@@ -94,14 +84,14 @@ class ReferenceBackupApp:
         6.7, which has no QueryAllocatedBlocks, CBT's changed areas since "*", i.e. every allocated area)."""
         if previous is not None:
             # no change id recorded (CBT was off): everything allocated since "*"
-            return _changed_areas(vm, snapshot, disk, previous.disk(disk.key).change_id or "*")
+            return changed_areas(vm, snapshot, disk, previous.disk(disk.key).change_id or "*")
         info = ctx.lib.get_info(handle)
         try:
             blocks = ctx.lib.allocated_blocks(handle, info.capacity, ctx.chunk_sectors)
         except VixError as exc:
             if exc.code != VixCode.NOT_SUPPORTED:
                 raise
-            return _changed_areas(vm, snapshot, disk, "*")
+            return changed_areas(vm, snapshot, disk, "*")
         return [(b.offset * SECTOR_SIZE, b.length * SECTOR_SIZE) for b in blocks]
 
     def _read_disk(
@@ -134,10 +124,10 @@ class ReferenceBackupApp:
             disk.capacity,
             disk.change_id,
             target,
-            out.digest(),
             ctx.lib.get_transport_mode(handle),
             total,
             len(extents),
+            out.digest(),
         )
 
     @staticmethod
@@ -173,10 +163,8 @@ class ReferenceBackupApp:
         wait_until(f"the host to allow removing snapshot {name}", attempt, MAINTENANCE_WAIT)
 
     def cleanup(self, ctx: SequenceContext, backup: Backup) -> None:
+        """Undo the backup's job (LIFO): close, disconnect, VixDiskLib_Cleanup, remove the snapshot, EndAccess."""
         ctx.resources.unwind(getattr(backup, "job_mark", 0))
-        problems = verify_clean(ctx, backup.vm_name)
-        if problems:
-            raise CleanupIncompleteError(problems)
 
     # --- restore ---
 
@@ -225,12 +213,7 @@ class ReferenceBackupApp:
         resources.unwind(mark if vm_name is None else mark + 1)
         if vm_name is None:
             vsphere.power_on(vm)
-        digests = self.read_back(ctx, vm.name, transports)
-        expected = {t.key: s.digest for s, t in zip(backup.disks, targets, strict=False)}
-        for key, want in expected.items():
-            got = digests.get(key)
-            ctx.digests.append({"vm": vm.name, "disk": key, "expected": want, "actual": got, "match": want == got})
-        return Restore(vm.name, transport, digests, expected, time.monotonic() - started, written)
+        return Restore(vm.name, transport, time.monotonic() - started, written)
 
     def _write_disk(
         self, ctx: SequenceContext, source: DiskBackup, handle: Disk, target: DiskRef, existing_vm: Any
@@ -245,7 +228,9 @@ class ReferenceBackupApp:
         else:
             present = [
                 Block(start // SECTOR_SIZE, (end - start) // SECTOR_SIZE)
-                for start, end in _allocated_extents(ctx, handle, info.capacity, existing_vm, None, target)
+                for start, end in allocated_extents(
+                    ctx.lib, ctx.chunk_sectors, handle, info.capacity, existing_vm, None, target
+                )
             ]
         covered = {
             o // BLOCK for offset, length in extents for o in range(offset // BLOCK * BLOCK, offset + length, BLOCK)
@@ -268,48 +253,6 @@ class ReferenceBackupApp:
                     ctx.lib.write(handle, position // SECTOR_SIZE, zero)
                     written += BLOCK
         return written
-
-    def read_back(self, ctx: SequenceContext, vm_name: str, transports: str) -> dict[int, str]:
-        """Content digests of the VM's disks now, read through a fresh snapshot (then removed)."""
-        vsphere, lib, resources = ctx.vsphere, ctx.lib, ctx.resources
-        vm = vsphere.vm(vm_name)
-        mark = resources.mark()
-        name = resources.name(f"verify-{vm_name}")
-        snapshot = vsphere.create_snapshot(vm, name, quiesce=False)
-        resources.add("snapshot", name, lambda: self._remove_snapshot(ctx, snapshot, name))
-        connection = lib.connect_ex(ctx.target.connect_params(vm._moId), True, snapshot._moId, transports)
-        resources.add("connection", name, lambda: self._disconnect(ctx, connection))
-        digests: dict[int, str] = {}
-        try:
-            for disk in disks_of(snapshot):
-                with lib.opened(connection, disk.file_name, OpenFlags.READ_ONLY) as handle:
-                    digest = ContentDigest()
-                    info = lib.get_info(handle)
-                    for start, end in _allocated_extents(ctx, handle, info.capacity, vm, snapshot, disk):
-                        for piece in range(start // BLOCK * BLOCK, end, ctx.io_size):
-                            size = min(ctx.io_size, end - piece, disk.capacity - piece)
-                            digest.feed(piece, lib.read(handle, piece // SECTOR_SIZE, -(-size // SECTOR_SIZE)))
-                    digests[disk.key] = digest.hexdigest()
-        finally:
-            resources.unwind(mark)
-        return digests
-
-
-def _allocated_extents(
-    ctx: SequenceContext, handle: Disk, capacity_sectors: int, vm: Any, snapshot: Any, disk: DiskRef
-) -> list[tuple[int, int]]:
-    """(start, end) byte ranges holding data: QueryAllocatedBlocks, or before VDDK 6.7 CBT's areas since "*",
-    or the whole disk when the VM does not track changes."""
-    try:
-        blocks = ctx.lib.allocated_blocks(handle, capacity_sectors, ctx.chunk_sectors)
-        return [(b.offset * SECTOR_SIZE, (b.offset + b.length) * SECTOR_SIZE) for b in blocks]
-    except VixError as exc:
-        if exc.code != VixCode.NOT_SUPPORTED:
-            raise
-    try:
-        return [(start, start + length) for start, length in _changed_areas(vm, snapshot, disk, "*")]
-    except vim.fault.FileFault:
-        return [(0, capacity_sectors * SECTOR_SIZE)]
 
 
 def _closer(lib: Any, handle: Disk) -> Any:

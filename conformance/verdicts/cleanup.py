@@ -1,0 +1,127 @@
+"""After an application's cleanup nothing of its job may be left, as the server itself shows it (pyVmomi) and
+the call trace: no snapshot the job made, no delta disk without a snapshot, no consolidation needed, no
+hot-added disk of the VM on the proxy, no connection, disk handle or server session left open, no VM lock
+held, nothing in the tmpDirectory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyVmomi import vim
+
+from conformance.resources import PREFIX
+from conformance.sequences.context import SequenceContext
+from conformance.verdicts.trace import left_open, trace_mark
+from conformance.vsphere.session import disks_of
+
+
+class CleanupIncompleteError(AssertionError):
+    """Something the job created is still there; `problems` lists each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("cleanup left: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What was there before the job: its own snapshots, sessions and calls are what came after."""
+
+    snapshots: frozenset[str]
+    sessions: frozenset[str] | None  # None: the server does not show its sessions to this user
+    trace: int
+
+
+def baseline(ctx: SequenceContext, vm_name: str) -> Baseline:
+    vsphere = ctx.vsphere
+    snapshots = frozenset(s.snapshot._moId for s in vsphere.snapshots(vsphere.vm(vm_name)))
+    return Baseline(snapshots, _sessions(ctx), trace_mark(ctx.lib))
+
+
+def _sessions(ctx: SequenceContext) -> frozenset[str] | None:
+    manager = ctx.vsphere.content.sessionManager
+    try:
+        own = manager.currentSession.key
+        return frozenset(s.key for s in manager.sessionList or [] if s.key != own)
+    except vim.fault.NoPermission:
+        return None
+
+
+def verify_clean(ctx: SequenceContext, vm_name: str, before: Baseline | None = None) -> list[str]:
+    """Every leftover of the job since `before` (without one: snapshots named with the run id, and nothing
+    about the trace or sessions)."""
+    vsphere = ctx.vsphere
+    problems: list[str] = []
+    vm = vsphere.vm(vm_name)
+    snapshots = vsphere.snapshots(vm)
+    if before is not None:
+        left = [s.name for s in snapshots if s.snapshot._moId not in before.snapshots]
+    else:
+        left = [s.name for s in snapshots if s.name.startswith(f"{PREFIX}-{ctx.resources.run_id}")]
+    if left:
+        problems.append(f"{vm_name} still has snapshot(s) {', '.join(left)}")
+    if not snapshots:
+        deltas = own_deltas(vm)
+        if deltas:
+            problems.append(f"{vm_name} has delta disk(s) without a snapshot: {', '.join(deltas)}")
+    if vm.runtime.consolidationNeeded:
+        problems.append(f"{vm_name} needs disk consolidation")
+    if ctx.proxy_vm:
+        proxy = vsphere.vm(ctx.proxy_vm)
+        mine = files_of(vm)
+        left_on_proxy = [d.file_name for d in disks_of(proxy) if d.file_name in mine or _folder(d.file_name) in mine]
+        if left_on_proxy:
+            problems.append(f"proxy {proxy.name} still has hot-added disk(s) {', '.join(left_on_proxy)}")
+    if vsphere.locks is not None and vsphere.locks.lock(vm_name).held_here():
+        problems.append(f"the lock of {vm_name} is still held")
+    if before is not None:
+        problems += [f"VixDiskLib {what} left open" for what in left_open(ctx.lib, before.trace)]
+        now = _sessions(ctx)
+        if before.sessions is not None and now is not None and now - before.sessions:
+            problems.append(f"{len(now - before.sessions)} server session(s) opened during the job are still open")
+    if ctx.tmp_directory is not None and ctx.tmp_directory.exists():
+        stale = sorted(
+            str(p.relative_to(ctx.tmp_directory))
+            for p in ctx.tmp_directory.rglob("*")
+            if p.is_file() and p.suffix != ".log"
+        )
+        if stale:
+            problems.append(f"tmpDirectory {ctx.tmp_directory} still holds {', '.join(stale[:5])}")
+    return problems
+
+
+def assert_clean(ctx: SequenceContext, vm_name: str, before: Baseline | None = None) -> None:
+    """CleanupIncompleteError naming every leftover."""
+    problems = verify_clean(ctx, vm_name, before)
+    if problems:
+        raise CleanupIncompleteError(problems)
+
+
+def _folder(ds_path: Any) -> str:
+    return str(ds_path).rsplit("/", 1)[0]
+
+
+def files_of(vm: Any) -> set[str]:
+    """The VM's folder and its disks' files (an FCD's lives elsewhere): what a HotAdd of this VM's disks left on a
+    proxy would name. Other VMs' disks on a shared proxy (another worker's backup in progress, a linked clone's
+    source) are not this sequence's leftovers."""
+    found = {_folder(vm.config.files.vmPathName)}
+    for device in vm.config.hardware.device:
+        if isinstance(device, vim.vm.device.VirtualDisk):
+            found.add(str(getattr(device.backing, "fileName", "")))
+    return found
+
+
+def own_deltas(vm: Any) -> list[str]:
+    """Disks whose parent lies in the disk's own folder: deltas a removed snapshot should have merged. A linked
+    clone's base delta has its parent in the source VM's folder and is not one of them."""
+
+    found = []
+    for device in vm.config.hardware.device:
+        backing: Any = getattr(device, "backing", None)
+        if not isinstance(device, vim.vm.device.VirtualDisk) or getattr(backing, "parent", None) is None:
+            continue
+        if _folder(backing.parent.fileName) == _folder(backing.fileName):
+            found.append(str(backing.fileName))
+    return found
