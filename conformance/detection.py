@@ -42,8 +42,8 @@ __all__ = [
 ]
 
 DEFAULT_BUILD, DEFAULT_VSPHERE = "7.0.3", "7.0U3"
-_KEYS = {"expect", "vsphere", "behave", "sim_vsphere", "backup_app", "assume_fixed", "why"}
-_PROBE_KEYS = {"release_note", "backup_app", "why"}
+_KEYS = {"expect", "vsphere", "behave", "sim_vsphere", "backup_app", "assume_fixed", "select", "why"}
+_PROBE_KEYS = {"release_note", "backup_app", "select", "why"}
 _APP_SPEC = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*")
 #: outcomes that break a baseline: anything the item's tests may not do when behaviour matches expectations
 _NOT_GREEN = ("failed", "error", "xpassed")
@@ -65,6 +65,8 @@ class Probe:
     assume_fixed: bool = False
     #: the row id when it is not the release-note id (probes of lying applications, e.g. APP-restores-nothing)
     probe_id: str | None = None
+    #: a pytest -k expression narrowing the item's tests (probe and baseline alike), for items with many cases
+    select: str | None = None
 
     @property
     def id(self) -> str:
@@ -89,6 +91,8 @@ class Probe:
             args.append(f"--backup-app={self.backup_app}")
         if self.assume_fixed:
             args.append(f"--assume-fixed={self.item}")
+        if self.select:
+            args += ["-k", self.select]
         return args
 
 
@@ -207,7 +211,8 @@ def _app_probe(at: str, probe_id: str, table: dict[str, Any]) -> Probe:
     item_id = str(table["release_note"])
     if item_id not in load_catalog().ids():
         raise DetectionError(f"{at}: release_note {item_id!r} is not a catalog id")
-    return _probe(at, item_id, {"backup_app": table["backup_app"], "why": table.get("why", "")}, probe_id)
+    keys = {k: table[k] for k in ("backup_app", "why", "select") if k in table}
+    return _probe(at, item_id, {"why": "", **keys}, probe_id)
 
 
 def _probe(at: str, item_id: str, table: dict[str, Any], probe_id: str | None = None) -> Probe:
@@ -219,6 +224,9 @@ def _probe(at: str, item_id: str, table: dict[str, Any], probe_id: str | None = 
     app = table.get("backup_app")
     if app is not None and not (isinstance(app, str) and _APP_SPEC.fullmatch(app)):
         raise DetectionError(f"{at}: backup_app {app!r} is not module:Class (fix: e.g. mypkg.mutants:LiesAboutX)")
+    select = table.get("select")
+    if select is not None and not (isinstance(select, str) and select.strip()):
+        raise DetectionError(f'{at}: select must be a pytest -k expression (fix: e.g. select = "nbdssl-VMFS")')
     expect, vsphere = str(table.get("expect", DEFAULT_BUILD)), str(table.get("vsphere", DEFAULT_VSPHERE))
     probe = Probe(
         item=item_id,
@@ -230,6 +238,7 @@ def _probe(at: str, item_id: str, table: dict[str, Any], probe_id: str | None = 
         backup_app=app,
         assume_fixed=bool(table.get("assume_fixed", False)),
         probe_id=probe_id,
+        select=select,
     )
     unchanged = (probe.behave, probe.sim_vsphere, probe.backup_app) == (probe.expect, probe.vsphere, None)
     if unchanged and not probe.assume_fixed:

@@ -96,6 +96,8 @@ def load_plan_text(text: str, tmp: Path | None = None) -> list[Probe]:
         ('backup_app = "conformance.sequences.mutants:LeavesSnapshot"\n', 'behave = "7.0.2"\n',
          ["probes.APP-leaves-snapshot", "'behave'"]),
         ("[probes.APP-restores-nothing]", "[probes.r5]", ["probes.r5", "not a probe id"]),
+        ('select = "test_c4_compatibility', 'select = 4 or "test_c4_compatibility', ["not valid TOML"]),
+        ('[items.F1]\nbehave = "7.0.2"', '[items.F1]\nbehave = "7.0.2"\nselect = "  "', ["items.F1", "-k expression"]),
     ],
 )  # fmt: skip
 def test_a_broken_plan_is_one_line_naming_the_row(tmp_path: Path, old: str, new: str, fragments: list[str]) -> None:
@@ -162,6 +164,15 @@ def test_probe_arguments_select_the_item_and_carry_every_override() -> None:
     assert "--sim-vsphere=7.0U2" in args and "--assume-fixed=C1" in args
     assert "--assume-fixed=C1" in probe.baseline().run_arguments()
     assert not [a for a in probe.baseline().run_arguments() if a.startswith("--backup-app")]
+
+
+def test_a_selection_narrows_probe_and_baseline_alike() -> None:
+    """The round-trip rows run a slice of the C4 tests; the baseline must run the very same slice."""
+    rows = {p.id: p for p in load_plan()}
+    for row in ("C4", "APP-restores-nothing"):
+        probe = rows[row]
+        assert probe.select and probe.run_arguments()[-2:] == ["-k", probe.select]
+        assert probe.baseline().run_arguments()[-2:] == ["-k", probe.select]
 
 
 @pytest.mark.slow
