@@ -6,6 +6,7 @@ child processes too) is tested in tests/vixdisklib/test_sim_fixed.py and by the 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -44,3 +45,17 @@ def test_vmware_s_library_cannot_be_told_to_fix_a_known_issue(tmp_path: Path) ->
     assert result.returncode != 0 and "Traceback" not in output
     assert "VMware's library cannot be told to fix a known issue" in output
     assert "pw" not in output.replace("pw-", "")  # no password in what the user sees
+
+
+@pytest.mark.slow
+def test_a_run_with_k2_played_fixed_passes_k2_in_its_child_processes_and_says_so_in_its_summary(tmp_path: Path) -> None:
+    """K2's reproducer runs its backup and its Cleanup in child processes: it passes only if they play K2 fixed
+    too (with the bug, the same run fails it: the detection matrix's K2 probe). The summary records the play."""
+    args = ["run", "--release-note", "K2", "--assume-fixed", "K2", "--sim-fixed", "K2", "--reports", str(tmp_path)]
+    result = run_cli(*args, "--run-id", "fixed", "-n", "0", timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = json.loads((tmp_path / "fixed" / "summary.json").read_text())
+    assert summary["sim_fixed"] == ["K2"] and summary["assumed_fixed"] == ["K2"]
+    outcomes = {t["nodeid"].rsplit("::", 1)[-1]: t["outcome"] for t in summary["tests"]}
+    reproducer = "test_cleanup_in_a_new_process_with_the_default_tmp_directory_finds_the_killed_backup"
+    assert outcomes[reproducer] == "passed" and set(outcomes.values()) == {"passed"}
