@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from conformance.versions import VddkBuild, all_builds
 
@@ -30,6 +31,8 @@ class BuildBehaviour:
     hotadd_opens_disk: bool
     hotadd_special_names_broken: bool
     phone_home_via_server: bool
+    default_tmp_per_process: bool
+    vsan_hotadd_needs_vsan_proxy: bool
 
     @property
     def library_major(self) -> int:
@@ -41,11 +44,19 @@ class BehaviourError(ValueError):
 
 
 @cache
+def _raw() -> dict[str, Any]:
+    return tomllib.loads(resources.files("conformance.data").joinpath("vddk_builds.toml").read_text())
+
+
+def _switches() -> set[str]:
+    return {f.name for f in fields(BuildBehaviour)} - {"build"}
+
+
+@cache
 def _table() -> dict[VddkBuild, dict[str, object]]:
-    raw = tomllib.loads(resources.files("conformance.data").joinpath("vddk_builds.toml").read_text())
-    known = {f.name for f in fields(BuildBehaviour)} - {"build"}
+    known = _switches()
     table: dict[VddkBuild, dict[str, object]] = {}
-    for name, switches in raw["builds"].items():
+    for name, switches in _raw()["builds"].items():
         unknown = set(switches) - known
         if unknown:
             raise BehaviourError(f"vddk_builds.toml [{name}]: unknown switch(es) {sorted(unknown)}")
@@ -65,6 +76,28 @@ def behaviour_of(build: str) -> BuildBehaviour:
     if missing:
         raise BehaviourError(f"vddk_builds.toml: no value for {sorted(missing)} at or before build {target.name}")
     return BuildBehaviour(build=target.name, **merged)  # type: ignore[arg-type]
+
+
+@cache
+def known_issue_fixes() -> dict[str, dict[str, object]]:
+    """Item id -> the switch values of a build with that known issue fixed (the [fixed] table).
+
+    No real build has them; only the simulator plays them (``--sim-fixed``), so a detection baseline can run
+    without a bug every build has. Checked here so a typo fails at load, not as a silently unchanged run.
+    """
+    known, example = _switches(), behaviour_of("7.0.3")
+    fixes: dict[str, dict[str, object]] = {}
+    for item, switches in _raw().get("fixed", {}).items():
+        if not isinstance(switches, dict) or not switches:
+            raise BehaviourError(f"vddk_builds.toml [fixed] {item}: expected {{ switch = value, ... }}")
+        unknown = set(switches) - known
+        if unknown:
+            raise BehaviourError(f"vddk_builds.toml [fixed] {item}: unknown switch(es) {sorted(unknown)}")
+        for name, value in switches.items():
+            if type(value) is not type(getattr(example, name)):
+                raise BehaviourError(f"vddk_builds.toml [fixed] {item}: {name} = {value!r} has the wrong type")
+        fixes[item] = dict(switches)
+    return fixes
 
 
 def all_behaviours() -> list[BuildBehaviour]:

@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     ]
     if args.sim_behaviour:
         argv.append(f"--sim-behaviour={args.sim_behaviour}")
-    for option in ("sim_vsphere", "release_note", "assume_fixed"):
+    for option in ("sim_vsphere", "sim_fixed", "release_note", "assume_fixed"):
         if getattr(args, option, None):
             argv.append(f"--{option.replace('_', '-')}={getattr(args, option)}")
     if args.backup_app:
@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--vsphere", default="7.0U3", help="vSphere version or VMC milestone (default 7.0U3)")
     run.add_argument("--sim-behaviour", help="simulated VDDK behaves as this build (default: --vddk-build)")
     run.add_argument("--sim-vsphere", help="the simulated server presents this vSphere version (default: --vsphere)")
+    run.add_argument(
+        "--sim-fixed", help="comma-separated known issues the simulated VDDK plays fixed (e.g. K2,K4); not expectations"
+    )
     run.add_argument("--release-note", help="comma-separated release-note ids: run only their tests")
     run.add_argument("--assume-fixed", help="comma-separated ids whose tests must pass whatever the catalog says")
     run.add_argument("--backup-app", help="module:Class of the backup application (default: the reference one)")

@@ -6,28 +6,25 @@ backup application runs. Each probe is paired with a baseline: the same selectio
 expectations agreeing (the reference application). A test detects only when it passed in the baseline and failed
 in the probe: a test that always fails or errors proves nothing, and an error (set-up or tear-down) is never
 detection. A row whose baseline is not green is "baseline broken", never detected. Baselines with identical
-arguments run once. The plan (``conformance/data/detection_plan.toml``) is checked against the catalog when
-loaded: the expectations must say "pass" for the item (or "known issue" for an item every build has, which the
-probe then assumes fixed), and the probe must change something.
+arguments run once. The plan (``conformance/data/detection_plan.toml``) is loaded and checked against the
+catalog by ``conformance.detection_plan``: the expectations must say "pass" for the item (or "known issue" for an
+item every build has, which the probe then assumes fixed, its baseline playing it fixed with ``--sim-fixed``),
+and the probe must change something.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import re
 import subprocess
 import sys
 import time
-import tomllib
 import uuid
-from dataclasses import asdict, dataclass, field, replace
-from importlib import resources
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.catalog import CatalogError, load_catalog
-from conformance.versions import VddkBuild, VersionError
+from conformance.detection_plan import DetectionError, Probe, load_plan, select_probes
 
 __all__ = [
     "Baseline",
@@ -39,61 +36,11 @@ __all__ = [
     "markdown_table",
     "run_matrix",
     "run_probe",
+    "select_probes",
 ]
 
-DEFAULT_BUILD, DEFAULT_VSPHERE = "7.0.3", "7.0U3"
-_KEYS = {"expect", "vsphere", "behave", "sim_vsphere", "backup_app", "assume_fixed", "select", "why"}
-_PROBE_KEYS = {"release_note", "backup_app", "select", "why"}
-_APP_SPEC = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*")
 #: outcomes that break a baseline: anything the item's tests may not do when behaviour matches expectations
 _NOT_GREEN = ("failed", "error", "xpassed")
-
-
-class DetectionError(ValueError):
-    """A broken detection plan; one line naming the row, the key and the fix."""
-
-
-@dataclass(frozen=True)
-class Probe:
-    item: str
-    why: str
-    expect: str = DEFAULT_BUILD
-    vsphere: str = DEFAULT_VSPHERE
-    behave: str = DEFAULT_BUILD
-    sim_vsphere: str = DEFAULT_VSPHERE
-    backup_app: str | None = None
-    assume_fixed: bool = False
-    #: the row id when it is not the release-note id (probes of lying applications, e.g. APP-restores-nothing)
-    probe_id: str | None = None
-    #: a pytest -k expression narrowing the item's tests (probe and baseline alike), for items with many cases
-    select: str | None = None
-
-    @property
-    def id(self) -> str:
-        return self.probe_id or self.item
-
-    def describe(self) -> tuple[str, str]:
-        """(expectations, behaviour) as the table shows them."""
-        expected = f"VDDK {self.expect}, vSphere {self.vsphere}" + (" (assumed fixed)" if self.assume_fixed else "")
-        parts = [f"VDDK {self.behave}", f"vSphere {self.sim_vsphere}"]
-        if self.backup_app:
-            parts.append(f"app {self.backup_app.rsplit(':', 1)[-1]}")
-        return expected, ", ".join(parts)
-
-    def baseline(self) -> Probe:
-        """The same selection with behaviour agreeing with expectations and the reference application."""
-        return replace(self, behave=self.expect, sim_vsphere=self.vsphere, backup_app=None, probe_id=None)
-
-    def run_arguments(self) -> list[str]:
-        args = [f"--vddk-build={self.expect}", f"--vsphere={self.vsphere}", f"--release-note={self.item}"]
-        args += [f"--sim-behaviour={self.behave}", f"--sim-vsphere={self.sim_vsphere}"]
-        if self.backup_app:
-            args.append(f"--backup-app={self.backup_app}")
-        if self.assume_fixed:
-            args.append(f"--assume-fixed={self.item}")
-        if self.select:
-            args += ["-k", self.select]
-        return args
 
 
 @dataclass
@@ -162,101 +109,6 @@ class ProbeResult:
             f"{self.probe.id}: {self.verdict} (baseline {base.passed}/{len(base.outcomes)} passed, "
             f"{base.seconds:.0f} s; {note}; {len(self.errors)} error(s), {self.seconds:.0f} s)"
         )
-
-
-def select_probes(probes: list[Probe], items: str | None) -> list[Probe]:
-    """The rows `--items` names (item or probe ids, any case), in plan order; all without it."""
-    if not items:
-        return probes
-    wanted = [i.strip() for i in items.split(",") if i.strip()]
-    known = {p.id.lower() for p in probes}
-    unknown = [i for i in wanted if i.lower() not in known]
-    if unknown:
-        raise DetectionError(f"--items: unknown id(s) {', '.join(unknown)} (ids: {', '.join(p.id for p in probes)})")
-    return [p for p in probes if p.id.lower() in {i.lower() for i in wanted}]
-
-
-def load_plan(path: Path | None = None) -> list[Probe]:
-    """Every catalog item's probe in catalog order, then the other probes in file order (validated)."""
-    text = path.read_text() if path else resources.files("conformance.data").joinpath("detection_plan.toml").read_text()
-    where = path.name if path else "detection_plan.toml"
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise DetectionError(f"{where}: not valid TOML ({exc})") from None
-    raw, extra = data.get("items", {}), data.get("probes", {})
-    catalog = load_catalog()
-    missing = [i for i in catalog.ids() if i not in raw]
-    if missing:
-        raise DetectionError(f"{where}: no probe for {', '.join(missing)} (fix: add [items.ID] tables)")
-    unknown = sorted(set(raw) - set(catalog.ids()))
-    if unknown:
-        raise DetectionError(f"{where}: unknown item(s) {', '.join(unknown)} (fix: use catalog ids)")
-    probes = [_probe(f"{where}: items.{item_id}", item_id, raw[item_id]) for item_id in catalog.ids()]
-    for probe_id, table in extra.items():
-        probes.append(_app_probe(f"{where}: probes.{probe_id}", probe_id, table))
-    return probes
-
-
-def _app_probe(at: str, probe_id: str, table: dict[str, Any]) -> Probe:
-    """A lying backup application against one item's tests, expectations and behaviour those of 7.0.3."""
-    extra = sorted(set(table) - _PROBE_KEYS)
-    if extra:
-        raise DetectionError(f"{at}: unknown key {extra[0]!r} (fix: use {', '.join(sorted(_PROBE_KEYS))})")
-    if probe_id.upper() in load_catalog().ids():
-        raise DetectionError(f"{at}: a release-note id is not a probe id (fix: name it e.g. APP-{probe_id.lower()})")
-    for key in ("release_note", "backup_app"):
-        if not str(table.get(key, "")).strip():
-            raise DetectionError(f'{at}: missing {key} (fix: {key} = "...")')
-    item_id = str(table["release_note"])
-    if item_id not in load_catalog().ids():
-        raise DetectionError(f"{at}: release_note {item_id!r} is not a catalog id")
-    keys = {k: table[k] for k in ("backup_app", "why", "select") if k in table}
-    return _probe(at, item_id, {"why": "", **keys}, probe_id)
-
-
-def _probe(at: str, item_id: str, table: dict[str, Any], probe_id: str | None = None) -> Probe:
-    extra = sorted(set(table) - _KEYS)
-    if extra:
-        raise DetectionError(f"{at}: unknown key {extra[0]!r} (fix: use {', '.join(sorted(_KEYS))})")
-    if not str(table.get("why", "")).strip():
-        raise DetectionError(f'{at}: missing why (fix: say what the probe provokes, why = "...")')
-    app = table.get("backup_app")
-    if app is not None and not (isinstance(app, str) and _APP_SPEC.fullmatch(app)):
-        raise DetectionError(f"{at}: backup_app {app!r} is not module:Class (fix: e.g. mypkg.mutants:LiesAboutX)")
-    select = table.get("select")
-    if select is not None and not (isinstance(select, str) and select.strip()):
-        raise DetectionError(f'{at}: select must be a pytest -k expression (fix: e.g. select = "nbdssl-VMFS")')
-    expect, vsphere = str(table.get("expect", DEFAULT_BUILD)), str(table.get("vsphere", DEFAULT_VSPHERE))
-    probe = Probe(
-        item=item_id,
-        why=str(table["why"]),
-        expect=expect,
-        vsphere=vsphere,
-        behave=str(table.get("behave", expect)),
-        sim_vsphere=str(table.get("sim_vsphere", vsphere)),
-        backup_app=app,
-        assume_fixed=bool(table.get("assume_fixed", False)),
-        probe_id=probe_id,
-        select=select,
-    )
-    unchanged = (probe.behave, probe.sim_vsphere, probe.backup_app) == (probe.expect, probe.vsphere, None)
-    if unchanged and not probe.assume_fixed:
-        raise DetectionError(f"{at}: the probe changes nothing (fix: set behave, sim_vsphere or backup_app)")
-    item = load_catalog().get(item_id)
-    platform = item.platforms[0] if item.platforms else "linux"
-    try:
-        VddkBuild.parse(probe.behave)
-        verdict = load_catalog().expectation(item_id, probe.expect, probe.vsphere, platform=platform)
-    except (CatalogError, VersionError) as exc:
-        raise DetectionError(f"{at}: {exc}") from None
-    wanted = "known_issue" if probe.assume_fixed else "pass"
-    if verdict.outcome != wanted:
-        raise DetectionError(
-            f"{at}: expectations of VDDK {probe.expect} with {probe.vsphere} say {verdict.outcome}, not {wanted} "
-            f"({verdict.reason}) (fix: pick a build without the bug, or assume_fixed for an issue of every build)"
-        )
-    return probe
 
 
 def app_problem(spec: str | None) -> str | None:

@@ -25,7 +25,16 @@ from conformance.reports.runs import ReportError, load_run
 __all__ = ["MergeError", "Shard", "load_shard", "merge_runs", "recount", "worst_exit_status"]
 
 #: summary.json keys every shard must agree on (they decide what the tests expected).
-SUMMARY_KEYS = ("vddk_build", "sim_behaviour", "sim_vsphere", "vsphere", "backup_app", "matrix", "assumed_fixed")
+SUMMARY_KEYS = (
+    "vddk_build",
+    "sim_behaviour",
+    "sim_vsphere",
+    "sim_fixed",
+    "vsphere",
+    "backup_app",
+    "matrix",
+    "assumed_fixed",
+)
 #: environment.properties keys every shard must agree on.
 ENVIRONMENT_KEYS = ("vddk.build", "vddk.behaviour", "vsphere", "vsphere.behaviour", "backup.app")
 #: files merged rather than copied (relative to a run directory).

@@ -54,6 +54,24 @@ def test_every_probe_changes_behaviour_or_assumes_the_item_fixed_and_its_baselin
         base = probe.baseline()
         assert (base.behave, base.sim_vsphere, base.backup_app) == (probe.expect, probe.vsphere, None)
         assert f"--release-note={probe.item}" in base.run_arguments()
+        # an issue of every build: only the baseline plays it fixed, the probe keeps the bug
+        assert base.sim_fixed == ((probe.item,) if probe.assume_fixed else ()), probe.id
+        assert not [a for a in probe.run_arguments() if a.startswith("--sim-fixed")], probe.id
+
+
+@pytest.mark.parametrize("item", ["K2", "K4"])
+def test_an_issue_of_every_build_has_a_baseline_that_plays_it_fixed_and_a_probe_that_keeps_it(item: str) -> None:
+    probe = {p.id: p for p in load_plan()}[item]
+    assert probe.assume_fixed and probe.baseline_fixed == (item,)
+    assert probe.baseline().run_arguments() == [*probe.run_arguments(), f"--sim-fixed={item}"]
+    assert f"baseline plays {item} fixed" in probe.describe()[0]
+
+
+def test_an_explicit_baseline_fixed_list_is_taken_as_written() -> None:
+    text = PACKAGED.replace('[items.R4]\nbehave = "7.0.2"', '[items.R4]\nbehave = "7.0.2"\nbaseline_fixed = ["K2"]')
+    probe = {p.id: p for p in load_plan_text(text)}["R4"]
+    assert "--sim-fixed=K2" in probe.baseline().run_arguments()
+    assert not [a for a in probe.run_arguments() if a.startswith("--sim-fixed")]
 
 
 def test_a_plan_row_with_an_existing_mutant_loads_and_one_with_a_missing_class_fails_in_one_line() -> None:
@@ -98,6 +116,13 @@ def load_plan_text(text: str, tmp: Path | None = None) -> list[Probe]:
         ("[probes.APP-restores-nothing]", "[probes.r5]", ["probes.r5", "not a probe id"]),
         ('select = "test_c4_compatibility', 'select = 4 or "test_c4_compatibility', ["not valid TOML"]),
         ('[items.F1]\nbehave = "7.0.2"', '[items.F1]\nbehave = "7.0.2"\nselect = "  "', ["items.F1", "-k expression"]),
+        # hostile: a baseline that keeps the bug would fail like the probe
+        ("[items.K2]\nassume_fixed = true\n", "[items.K2]\nassume_fixed = true\nbaseline_fixed = []\n",
+         ["items.K2", "baseline keeps K2"]),
+        ("[items.K4]\nassume_fixed = true\n", '[items.K4]\nassume_fixed = true\nbaseline_fixed = ["K1"]\n',
+         ["items.K4", "K1 has no switch"]),
+        ("[items.K4]\nassume_fixed = true\n", '[items.K4]\nassume_fixed = true\nbaseline_fixed = "K4"\n',
+         ["items.K4", "must be a list"]),
     ],
 )  # fmt: skip
 def test_a_broken_plan_is_one_line_naming_the_row(tmp_path: Path, old: str, new: str, fragments: list[str]) -> None:

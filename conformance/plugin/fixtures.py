@@ -178,6 +178,7 @@ def library_spec(
         libdir=target.libdir,
         proxy_vm=proxy_vm or target.default_proxy,
         physical_proxy=target.physical_proxy,
+        fixed=settings.sim_fixed,
     )
 
 

@@ -207,6 +207,7 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
         "sim_vsphere": settings.sim_vsphere or settings.vsphere,
         "selected_release_notes": list(settings.release_notes),
         "assumed_fixed": list(settings.assume_fixed),
+        "sim_fixed": list(settings.sim_fixed),  # known issues the simulator played fixed: no real build does
         "vsphere": settings.vsphere,
         "backup_app": settings.backup_app or "reference",
         "matrix": settings.matrix,

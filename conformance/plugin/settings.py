@@ -48,6 +48,12 @@ def add_options(parser: pytest.Parser) -> None:
         "every build has)",
     )
     group.addoption(
+        "--sim-fixed",
+        default=None,
+        help="comma-separated known-issue ids the simulated VDDK plays fixed (e.g. K2,K4; detection baselines); "
+        "expectations are unchanged",
+    )
+    group.addoption(
         "--matrix",
         default="default",
         choices=("default", "full"),
@@ -72,6 +78,7 @@ class RunSettings:
     sim_vsphere: str = ""
     release_notes: tuple[str, ...] = ()
     assume_fixed: tuple[str, ...] = ()
+    sim_fixed: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RunSettings:
@@ -97,6 +104,7 @@ class RunSettings:
             _ids(option.release_note, "--release-note"),
             _ids(option.assume_fixed, "--assume-fixed"),
         )
+        sim_fixed = _fixable(_ids(option.sim_fixed, "--sim-fixed"))
         target = option.vddk_target
         if target != "sim" and not Path(target).is_file():
             raise SettingsError(f"--vddk-target {target!r}: use 'sim' or the path of a target file")
@@ -108,6 +116,10 @@ class RunSettings:
                 spec.password.read()
             except TargetFileError as exc:
                 raise SettingsError(f"--vddk-target: {exc}") from None
+            if sim_fixed and spec.backend != "simulated":
+                from conformance.vixdisklib.factory import native_fixed_refusal
+
+                raise SettingsError(native_fixed_refusal(sim_fixed))
             # expectations follow --vddk-build/--vsphere: they must be what the lab really runs
             if spec.build is not None and spec.build != build:
                 raise SettingsError(
@@ -134,6 +146,7 @@ class RunSettings:
             sim_vsphere=sim_vsphere,
             release_notes=release_notes,
             assume_fixed=assume_fixed,
+            sim_fixed=sim_fixed,
             reports=Path(option.vddk_reports) if option.vddk_reports else None,
             run_id=run_id,
             shard=shard,
@@ -152,3 +165,17 @@ def _ids(text: str | None, option: str) -> tuple[str, ...]:
     if unknown:
         raise SettingsError(f"{option}: unknown release-note id(s) {', '.join(unknown)}: use ids like F1, C2, R5, K1")
     return ids
+
+
+def _fixable(ids: tuple[str, ...]) -> tuple[str, ...]:
+    """--sim-fixed ids, each one a known issue the simulated library has a switch for (vddk_builds.toml)."""
+    from conformance.build_facts import known_issue_fixes
+
+    fixes = known_issue_fixes()
+    without = [i for i in ids if i not in fixes]
+    if without:
+        raise SettingsError(
+            f"--sim-fixed: {', '.join(without)} has no switch the simulator can play fixed "
+            f"(use some of {', '.join(fixes)})"
+        )
+    return tuple(dict.fromkeys(ids))

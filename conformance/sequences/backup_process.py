@@ -2,11 +2,12 @@
 way the fixtures build it, in an OS process of its own.
 
 Run as `python -m conformance.sequences.backup_process`; the library is the one the run's fixtures build
-(`LibrarySpec`: backend, libdir, build, proxy, in VDDK_LIB_* variables), everything else comes from the
-environment too: VDDK_CHILD_ACTION, VDDK_CONFIG (an InitEx configuration file; unset = VDDK's default temporary
-directory), VDDK_SERVER, VDDK_PORT, VDDK_USER, VDDK_THUMBPRINT, and for the disk actions VDDK_VM (moref),
-VDDK_SNAPSHOT (moref), VDDK_DISK ("[ds] dir/disk.vmdk"). The password is neither on the command line nor in
-the environment (which a failing test's locals could show): the child reads it from its stdin, a pipe.
+(`LibrarySpec`: backend, libdir, build, proxy, the known issues played fixed, in VDDK_LIB_* variables),
+everything else comes from the environment too: VDDK_CHILD_ACTION, VDDK_CONFIG (an InitEx configuration file;
+unset = VDDK's default temporary directory), VDDK_SERVER, VDDK_PORT, VDDK_USER, VDDK_THUMBPRINT, and for the
+disk actions VDDK_VM (moref), VDDK_SNAPSHOT (moref), VDDK_DISK ("[ds] dir/disk.vmdk"). The password is neither
+on the command line nor in the environment (which a failing test's locals could show): the child reads it from
+its stdin, a pipe.
 
 Actions:
 - "hotadd-open": ConnectEx on the snapshot, Open over HotAdd, Read one sector, print one JSON line

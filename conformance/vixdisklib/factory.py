@@ -30,8 +30,12 @@ def make_library(
     physical_proxy: str | None = None,
     backend: str = "simulated",
     libdir: Path | None = None,
+    fixed: tuple[str, ...] = (),
 ) -> VixDiskLib:
     """A VixDiskLib facade (not yet initialised) that behaves as VDDK `build`, running in `proxy_vm`.
+
+    `fixed` names known issues the simulated library plays fixed (``--sim-fixed``); VMware's own library cannot
+    be told to fix a bug, so the native backend refuses it.
 
     The native backend loads libvixDiskLib.so.<major of build> from `libdir` (or its lib64/); it runs wherever
     this process runs, so `proxy_vm` can only name that VM (the target's `harness_vm`): callers ask the target
@@ -40,8 +44,10 @@ def make_library(
     if backend == "simulated":
         from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
 
-        return VixDiskLib(SimulatedVixDiskLib(build, proxy_vm=proxy_vm, physical_proxy=physical_proxy))
+        return VixDiskLib(SimulatedVixDiskLib(build, proxy_vm=proxy_vm, physical_proxy=physical_proxy, fixed=fixed))
     if backend == "native":
+        if fixed:
+            raise BackendError(native_fixed_refusal(fixed))
         if libdir is None:
             raise BackendError("the native VixDiskLib backend needs --vddk-libdir (the VDDK kit's folder)")
         from conformance.vixdisklib.native.library import NativeVixDiskLib
@@ -53,16 +59,25 @@ def make_library(
     raise BackendError(f"unknown VixDiskLib backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 
+def native_fixed_refusal(fixed: tuple[str, ...]) -> str:
+    """The one line refusing --sim-fixed with VMware's library (shared by the run settings and the factory)."""
+    return (
+        f"--sim-fixed {','.join(fixed)}: VMware's library cannot be told to fix a known issue; "
+        "only the simulated backend plays it fixed (fix: drop --sim-fixed)"
+    )
+
+
 @dataclass(frozen=True)
 class LibrarySpec:
     """Everything `make_library` needs, so a helper process builds the very library the run's fixtures build
-    (backend, libdir, build and proxy travel together; none of it is secret)."""
+    (backend, libdir, build, proxy and the known issues played fixed travel together; none of it is secret)."""
 
     build: str
     backend: str = "simulated"
     libdir: Path | None = None
     proxy_vm: str | None = None
     physical_proxy: str | None = None
+    fixed: tuple[str, ...] = ()
 
     def make(self) -> VixDiskLib:
         return make_library(
@@ -71,6 +86,7 @@ class LibrarySpec:
             physical_proxy=self.physical_proxy,
             backend=self.backend,
             libdir=self.libdir,
+            fixed=self.fixed,
         )
 
     def to_env(self, prefix: str = "VDDK_LIB_") -> dict[str, str]:
@@ -81,6 +97,7 @@ class LibrarySpec:
             "LIBDIR": str(self.libdir) if self.libdir is not None else "",
             "PROXY_VM": self.proxy_vm or "",
             "PHYSICAL_PROXY": self.physical_proxy or "",
+            "FIXED": ",".join(self.fixed),
         }
         return {prefix + key: value for key, value in values.items()}
 
@@ -88,12 +105,14 @@ class LibrarySpec:
     def from_env(cls, env: Mapping[str, str], prefix: str = "VDDK_LIB_") -> LibrarySpec:
         """The spec `to_env` wrote."""
         libdir = env.get(prefix + "LIBDIR") or None
+        fixed = tuple(item for item in (env.get(prefix + "FIXED") or "").split(",") if item)
         return cls(
             build=env[prefix + "BUILD"],
             backend=env.get(prefix + "BACKEND") or "simulated",
             libdir=Path(libdir) if libdir else None,
             proxy_vm=env.get(prefix + "PROXY_VM") or None,
             physical_proxy=env.get(prefix + "PHYSICAL_PROXY") or None,
+            fixed=fixed,
         )
 
 

@@ -162,10 +162,13 @@ class DataPlaneClient:
         client: dict[str, Any] | None = None,
         aio: dict[str, Any] | None = None,
         opens: str | None = None,
+        vsan_needs_vsan_proxy: bool | None = None,
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {"cookie": cookie, "transport": transport, "client": client or {}, "aio": aio or {}}
         if opens is not None:
             fields["opens"] = opens  # HotAdd: "disk" (VDDK 7.0+) or "adapter" (older; K3)
+        if vsan_needs_vsan_proxy is not None:
+            fields["vsan_needs_vsan_proxy"] = vsan_needs_vsan_proxy  # HotAdd: K4, off only when played fixed
         if proxy_vm is not None:
             fields["proxy_vm"] = proxy_vm
         if physical_proxy is not None:

@@ -43,6 +43,8 @@ class Access:
     physical_proxy: dict[str, Any] | None = None
     #: what a HotAdd client opens in the proxy: "disk", or "adapter" (VDDK before 7.0; K3)
     opens: str = "disk"
+    #: HotAdd of a vSAN disk needs a proxy on vSAN (K4, every build); off only for a library playing K4 fixed
+    vsan_needs_vsan_proxy: bool = True
 
 
 @dataclass
@@ -223,7 +225,7 @@ def check_transport(ctx: SimContext, access: Access, link: VirtualDiskFile, data
         proxy = access.proxy_vm
         if proxy is None or ctx.registry.find(proxy.moid) is not proxy:
             raise DataPlaneError("not_found", "the session's HotAdd proxy VM no longer exists")
-        if datastore.ds_type == "vsan" and proxy.home.ds_type != "vsan":
+        if access.vsan_needs_vsan_proxy and datastore.ds_type == "vsan" and proxy.home.ds_type != "vsan":
             raise DataPlaneError(
                 "transport_unsupported",
                 f"HotAdd of a disk on vSAN datastore {datastore.name} needs "

@@ -331,6 +331,10 @@ class Connection:
             if opens not in ("disk", "adapter"):
                 raise DataPlaneError("invalid", f"opens must be 'disk' or 'adapter', got {opens!r}")
             access.opens = str(opens)
+            vsan_check = request.get("vsan_needs_vsan_proxy", True)
+            if not isinstance(vsan_check, bool):
+                raise DataPlaneError("invalid", f"vsan_needs_vsan_proxy must be true or false, got {vsan_check!r}")
+            access.vsan_needs_vsan_proxy = vsan_check
         elif transport == "san":
             name = str_field(request, "physical_proxy")
             access.physical_proxy = next((p for p in self.ctx.physical_proxies if p.get("name") == name), None)

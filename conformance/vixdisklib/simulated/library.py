@@ -21,7 +21,7 @@ from conformance.sim.storage.vmdk import VirtualDiskFile
 from conformance.vixdisklib.backend import CompletionCallback
 from conformance.vixdisklib.config import AIO_SESSION_LIMIT, VddkConfig, load_config
 from conformance.vixdisklib.errors import VixCode, VixError, error_text
-from conformance.vixdisklib.simulated.behaviour import behaviour_of
+from conformance.vixdisklib.simulated.behaviour import played_behaviour
 from conformance.vixdisklib.simulated.control import (
     ControlSession,
     declared_parents_with_k1,
@@ -91,17 +91,25 @@ class SimConnection:
 
 
 class SimulatedVixDiskLib:
-    """A VixDiskLibBackend that behaves as VDDK `build` (default 7.0.3)."""
+    """A VixDiskLibBackend that behaves as VDDK `build` (default 7.0.3), with the known issues `fixed` played
+    fixed (item ids of vddk_builds.toml's [fixed] table: K2, K4)."""
 
     name = "simulated"
 
-    def __init__(self, build: str = "7.0.3", proxy_vm: str | None = None, physical_proxy: str | None = None) -> None:
-        self.behaviour = behaviour_of(build)
+    def __init__(
+        self,
+        build: str = "7.0.3",
+        proxy_vm: str | None = None,
+        physical_proxy: str | None = None,
+        fixed: tuple[str, ...] = (),
+    ) -> None:
+        self.behaviour = played_behaviour(build, fixed)
         self.build = self.behaviour.build
+        self.fixed = fixed
         self.proxy_vm = proxy_vm
         self.physical_proxy = physical_proxy
         self.config = VddkConfig()
-        self.tmp_directory = default_tmp_directory()
+        self.tmp_directory = self._default_tmp_directory()
         self._connections: list[SimConnection] = []
         self._lock = threading.Lock()
         self._initialised = False
@@ -114,12 +122,15 @@ class SimulatedVixDiskLib:
         self.config = load_config(config_file) if config_file else VddkConfig()
         for problem in self.config.problems():
             log.warning("InitEx configuration %s %s: ignored", self.config.source, problem)
-        self.tmp_directory = self.config.tmp_directory or default_tmp_directory()
+        self.tmp_directory = self.config.tmp_directory or self._default_tmp_directory()
         self.tmp_directory.mkdir(parents=True, exist_ok=True)
         self._initialised = True
 
     def exit(self) -> None:
         self._initialised = False
+
+    def _default_tmp_directory(self) -> Path:
+        return default_tmp_directory(per_process=self.behaviour.default_tmp_per_process)  # K2
 
     def list_transport_modes(self) -> str:
         return "file:san:hotadd:nbd:nbdssl"
@@ -320,6 +331,7 @@ class SimulatedVixDiskLib:
                 },
                 aio={"buf_size_64k": self.config.aio_buf_size_64k, "buf_count": self.config.aio_buf_count},
                 opens=("disk" if self.behaviour.hotadd_opens_disk else "adapter") if transport == "hotadd" else None,
+                vsan_needs_vsan_proxy=self.behaviour.vsan_hotadd_needs_vsan_proxy if transport == "hotadd" else None,
             )
             snapshot = connection.snapshot._moId if connection.snapshot is not None and not writable else None
             reply = client.open(vm=connection.vm._moId, path=path, snapshot=snapshot, write=writable)

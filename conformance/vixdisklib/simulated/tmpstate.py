@@ -24,9 +24,11 @@ UNMOUNT_INFO = "unmount.dat"
 OWNER = "owner.json"
 
 
-def default_tmp_directory() -> Path:
-    """VDDK's default temp folder differs per process here, as it can per backup job in the field (K2)."""
-    return Path(tempfile.gettempdir()) / f"vmware-{getpass.getuser()}" / f"vixDiskLib-{os.getpid()}"
+def default_tmp_directory(per_process: bool = True) -> Path:
+    """VDDK's default temp folder differs per process here, as it can per backup job in the field (K2); with
+    K2 played fixed (switch `default_tmp_per_process` off) every process of the user shares one."""
+    folder = f"vixDiskLib-{os.getpid()}" if per_process else "vixDiskLib"
+    return Path(tempfile.gettempdir()) / f"vmware-{getpass.getuser()}" / folder
 
 
 def process_start_time(pid: int) -> str | None:
