@@ -28,8 +28,9 @@ KNOWLEDGE = {
     "conformance.proxy_support": "m.check_proxy('Windows Server 2019', '7.0.3')",
     "conformance.preflight": (
         "m.preflight('6.7.0', '6.7', proxy_os='Windows Server 2019', config={'NoNfcSession': 1}, "
-        "transports='hotadd'); m._detect_profile(type('About', (), {'build': '0', 'apiVersion': '7.0.3.0'}))"
+        "transports='hotadd')"
     ),
+    "conformance.vsphere.about": "m.detect_release(type('About', (), {'build': '0', 'apiVersion': '7.0.3.0'}))",
     "conformance.detection": "m.load_plan()",
     "conformance.certify.profile": "m.load_profile()",
     "conformance.plugin.settings": "",

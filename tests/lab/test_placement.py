@@ -50,7 +50,7 @@ def test_a_target_places_a_library_only_where_it_can(
     default_proxy: str | None,
     placeable: set[str],
 ) -> None:
-    target = file_target(lab(tmp_path, monkeypatch, backend, harness_vm))
+    target = file_target(lab(tmp_path, monkeypatch, backend, harness_vm), read_server=False)
     assert target.default_proxy == default_proxy
     assert target.supports(PROXY_PLACEMENT) == (backend == "simulated")
     assert {vm for vm in (PROXY, OTHER) if target.placement_missing(vm) is None} == placeable
@@ -60,7 +60,7 @@ def test_a_target_places_a_library_only_where_it_can(
 def test_asking_for_a_library_in_another_proxy_vm_skips_naming_the_capability(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = file_target(lab(tmp_path, monkeypatch, "native", PROXY))
+    target = file_target(lab(tmp_path, monkeypatch, "native", PROXY), read_server=False)
     assert library_spec(SETTINGS, target, PROXY) == LibrarySpec(
         "7.0.3", "native", tmp_path, PROXY, target.physical_proxy
     )
@@ -71,7 +71,7 @@ def test_asking_for_a_library_in_another_proxy_vm_skips_naming_the_capability(
 def test_a_backup_process_gets_the_runs_library_and_no_password_in_its_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = file_target(lab(tmp_path, monkeypatch, "native", PROXY))
+    target = file_target(lab(tmp_path, monkeypatch, "native", PROXY), read_server=False)
     spec = library_spec(SETTINGS, target)
     launch = child_env("cleanup", target.connect_params(), spec)
     assert LibrarySpec.from_env(launch.env) == spec

@@ -22,7 +22,7 @@ from tests.lab.conftest import GUEST_ENV, PASSWORD_ENV, write_target
 
 
 def about_of(name: str) -> SimpleNamespace:
-    profile = next(v for v in all_vsphere() if v.name == name).profile
+    profile = next(v for v in all_vsphere() if v.name == name).facts
     return SimpleNamespace(
         fullName=profile.full_name, version=profile.version, build=profile.build, apiVersion=profile.api_version
     )

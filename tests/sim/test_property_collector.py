@@ -27,7 +27,7 @@ def test_container_view_traversal_returns_every_vm_with_nested_paths(content: An
         [vm_view_spec(content, ["name", "runtime.powerState", "summary.config.numVirtualDisks"])], PC.RetrieveOptions()
     )
     rows = {o.obj._moId: {p.name: p.val for p in o.propSet} for o in result.objects}
-    assert len(rows) == 11
+    assert len(rows) == 12
     assert all(
         r["runtime.powerState"] == "poweredOn" and r["summary.config.numVirtualDisks"] == 1 for r in rows.values()
     )
@@ -42,7 +42,7 @@ def test_paging_with_max_objects_and_continue(content: Any) -> None:
     while page.token:
         page = pc.ContinueRetrievePropertiesEx(page.token)
         names.extend(o.propSet[0].val for o in page.objects)
-    assert len(names) == len(set(names)) == 11
+    assert len(names) == len(set(names)) == 12
     with pytest.raises(vmodl.fault.InvalidArgument):
         pc.ContinueRetrievePropertiesEx("no-such-token")
 

@@ -98,8 +98,8 @@ def test_c4_connect_ex_refuses_a_server_release_the_build_does_not_support(
 @pytest.mark.parametrize(("build", "proxy"), [
     ("7.0.3", "proxy-rhel83"),  # the inventory's first proxy
     ("7.0.2", "proxy-rhel79"),  # the first Linux proxy 7.0.2 supports
-    ("6.7.3", "proxy-win2019"),  # the only proxy OS of the inventory 6.7 supports
-    ("6.5.4", "proxy-rhel83"),  # none supported: the first, and HotAdd falls back
+    ("6.7.3", "proxy-rhel73"),  # Linux before Windows Server 2019, which 6.7 supports too
+    ("6.5.4", "proxy-rhel73"),  # the only proxy OS of the inventory 6.5 supports
 ])  # fmt: skip
 def test_f2_the_simulator_targets_default_proxy_is_one_the_build_supports(build: str, proxy: str) -> None:
     with Simulator() as sim:
