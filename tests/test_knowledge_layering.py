@@ -27,8 +27,7 @@ KNOWLEDGE = {
     "conformance.catalog": "[m.expectation(i.id, '7.0.3', '6.7U3') for i in m.load_catalog()]",
     "conformance.proxy_support": "m.check_proxy('Windows Server 2019', '7.0.3')",
     "conformance.preflight": (
-        "m.preflight('6.7.0', '6.7', proxy_os='Windows Server 2019', config={'NoNfcSession': 1}, "
-        "transports='hotadd')"
+        "m.preflight('6.7.0', '6.7', proxy_os='Windows Server 2019', config={'NoNfcSession': 1}, transports='hotadd')"
     ),
     "conformance.vsphere.about": "m.detect_release(type('About', (), {'build': '0', 'apiVersion': '7.0.3.0'}))",
     "conformance.detection": "m.load_plan()",

@@ -211,7 +211,9 @@ def _run(reports: Path, run_id: str, *extra: str) -> dict[str, Any]:
 
 
 #: a few fast tests across files and outcomes (passes and an expected failure)
-SELECTION = "checker_reports or closing_the_child_releases or cbt_state or phone_home_reaches or special_characters_downloads"
+SELECTION = (
+    "checker_reports or closing_the_child_releases or cbt_state or phone_home_reaches or special_characters_downloads"
+)
 
 
 def _comparable(summary: dict[str, Any]) -> dict[str, Any]:
