@@ -100,5 +100,14 @@ def known_issue_fixes() -> dict[str, dict[str, object]]:
     return fixes
 
 
+def unfixable(ids: list[str] | tuple[str, ...]) -> str | None:
+    """Why the simulator cannot play ``ids`` fixed (one clause naming the fixable ones), None when it can."""
+    fixes = known_issue_fixes()
+    without = [i for i in ids if i not in fixes]
+    if not without:
+        return None
+    return f"{', '.join(without)} has no switch the simulator can play fixed (fixable: {', '.join(fixes)})"
+
+
 def all_behaviours() -> list[BuildBehaviour]:
     return [behaviour_of(b.name) for b in all_builds()]

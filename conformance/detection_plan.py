@@ -196,15 +196,11 @@ def _probe(at: str, item_id: str, table: dict[str, Any], probe_id: str | None = 
 
 def _baseline_fixed(at: str, value: Any) -> tuple[str, ...]:
     """The baseline's --sim-fixed ids: a list of known issues the simulated library has a switch for."""
-    from conformance.build_facts import known_issue_fixes
+    from conformance.build_facts import unfixable
 
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise DetectionError(f'{at}: baseline_fixed must be a list of ids (fix: e.g. baseline_fixed = ["K2"])')
-    fixable = known_issue_fixes()
-    without = [v for v in value if v not in fixable]
-    if without:
-        raise DetectionError(
-            f"{at}: {', '.join(without)} has no switch the simulator can play fixed "
-            f"(fix: add it to [fixed] in vddk_builds.toml; fixable: {', '.join(fixable)})"
-        )
+    problem = unfixable(value)
+    if problem:
+        raise DetectionError(f"{at}: {problem} (fix: add it to [fixed] in vddk_builds.toml)")
     return tuple(value)

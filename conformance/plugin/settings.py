@@ -169,13 +169,9 @@ def _ids(text: str | None, option: str) -> tuple[str, ...]:
 
 def _fixable(ids: tuple[str, ...]) -> tuple[str, ...]:
     """--sim-fixed ids, each one a known issue the simulated library has a switch for (vddk_builds.toml)."""
-    from conformance.build_facts import known_issue_fixes
+    from conformance.build_facts import unfixable
 
-    fixes = known_issue_fixes()
-    without = [i for i in ids if i not in fixes]
-    if without:
-        raise SettingsError(
-            f"--sim-fixed: {', '.join(without)} has no switch the simulator can play fixed "
-            f"(use some of {', '.join(fixes)})"
-        )
+    problem = unfixable(ids)
+    if problem:
+        raise SettingsError(f"--sim-fixed: {problem}")
     return tuple(dict.fromkeys(ids))

@@ -21,7 +21,7 @@ INFO = {"host": "127.0.0.1", "port": 4430, "thumbprint": ":".join(["AB"] * 20), 
     ("value", "text"),
     [
         ("K9", "--sim-fixed: unknown release-note id(s) K9"),
-        ("K2,K1", "--sim-fixed: K1 has no switch the simulator can play fixed (use some of K2, K4)"),
+        ("K2,K1", "--sim-fixed: K1 has no switch the simulator can play fixed (fixable: K2, K4)"),
         ("F1", "--sim-fixed: F1 has no switch"),
     ],
 )
