@@ -10,7 +10,7 @@ from functools import cache
 
 from pyVmomi import VmomiSupport
 
-from conformance.versions import VersionError, VsphereRelease, normalize_vsphere, vsphere_releases
+from conformance.versions import VersionError, VsphereRelease, normalize_vsphere, vsphere_release, vsphere_releases
 
 __all__ = ["UnknownProfileError", "VsphereProfile", "all_profiles", "get_profile", "normalize"]
 
@@ -57,8 +57,9 @@ def all_profiles() -> dict[str, VsphereProfile]:
 
 
 def get_profile(name: str) -> VsphereProfile:
-    profiles = all_profiles()
-    key = normalize(name)
-    if key not in profiles:
-        raise UnknownProfileError(f"unknown vSphere version {name!r}: use one of {', '.join(profiles)}")
-    return profiles[key]
+    """The playable release a spelling names (the knowledge layer resolves it); UnknownProfileError otherwise."""
+    try:
+        release = vsphere_release(name)
+    except VersionError as exc:
+        raise UnknownProfileError(str(exc)) from None
+    return all_profiles()[release.name]
