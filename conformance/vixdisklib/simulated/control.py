@@ -145,7 +145,8 @@ class ControlSession:
     def attach(self, proxy: Any, file_name: str, writable: bool, parents: list[str] | None = None) -> int:
         """Hot-add an existing disk file to the proxy VM; its device key. ``parents`` declares the disk's parent
         chain (nearest first) in the backing, as 7.0.3 does for vVol binding (K1)."""
-        before = {d.key for d in disks_of(proxy)}
+        # a device key freed by another job's hot-remove meanwhile may be reused for this disk: the file names it
+        before = {(d.key, d.backing.fileName) for d in disks_of(proxy)}
         mode = "persistent" if writable else "independent_nonpersistent"
         parent = None
         for name in reversed(parents or []):
@@ -158,7 +159,11 @@ class ControlSession:
         )
         spec = vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="add", device=device)])
         WaitForTask(proxy.ReconfigVM_Task(spec), maxWaitTime=TASK_TIMEOUT)
-        added = [d.key for d in disks_of(proxy) if d.key not in before and d.backing.fileName == file_name]
+        added = [
+            d.key
+            for d in disks_of(proxy)
+            if d.backing.fileName == file_name and (d.key, d.backing.fileName) not in before
+        ]
         if not added:
             raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"hot-add of {file_name} to {proxy.name} did not show")
         return int(added[0])
