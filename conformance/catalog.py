@@ -1,4 +1,4 @@
-"""The release-note catalog: the 18 items of the VDDK 7.0.3 release notes and what a test of each must show.
+"""The catalog: the 18 items of the VDDK 7.0.3 release notes, the field failures, and what a test of each must show.
 
 Why: every suite links its tests to a release-note id and needs one answer, for the selected VDDK build, vSphere
 version and proxy platform, to "must this test pass, is it a known issue, or does it not apply?". The facts live in
@@ -28,6 +28,8 @@ A conformance test always asserts the fixed, correct behaviour. ``expectation()`
      it must avoid the issue where it is present and must never hurt where it is not. A control case
      (``[[item.controls]]``, e.g. K1 on VMFS) is a case the notes place outside the issue: rules 1-3 apply, then
      it must pass.
+   * field (ids D1..., ``field_failures.toml``): failures VDDK users meet in the field beyond the release notes (a
+     backup that reports success and restores other bytes). No build is excused: ``pass`` on every supported pair.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ __all__ = ["KINDS", "PLATFORMS", "Catalog", "CatalogError", "Expectation", "Outc
            "expectation", "load_catalog"]  # fmt: skip
 
 Outcome = Literal["pass", "known_issue", "not_applicable"]
-Kind = Literal["feature", "compatibility", "resolved", "known"]
+Kind = Literal["feature", "compatibility", "resolved", "known", "field"]
 
 #: kind -> the release-notes section it belongs to.
 KINDS: dict[str, str] = {
@@ -56,20 +58,25 @@ KINDS: dict[str, str] = {
     "compatibility": "Compatibility Notices",
     "resolved": "Recently Resolved Issues",
     "known": "Known Issues and Workarounds",
+    "field": "Field Failures",
 }
 PLATFORMS = ("linux", "windows")
-_ID_KIND = {"F": "feature", "C": "compatibility", "R": "resolved", "K": "known"}
+_ID_KIND = {"F": "feature", "C": "compatibility", "R": "resolved", "K": "known", "D": "field"}
 _SCOPES = ("all", "on-prem", "vmc")
 _REQUIRED = ("id", "section", "title", "kind", "summary", "anchor")
 _OPTIONAL = ("note", "affected_behaviour", "applies_from", "platforms", "other_platforms")
 _FIX_KEYS = ("fixed_in", "fixed_in_vsphere", "documentation_only", "support_policy")
 _KNOWN_KEYS = ("affected_builds", "affected_vsphere", "workarounds", "controls")
 _KIND_KEYS: dict[str, tuple[str, ...]] = {"feature": ("introduced_in", "min_vsphere"), "compatibility": _FIX_KEYS,
-                                          "resolved": _FIX_KEYS, "known": _KNOWN_KEYS}  # fmt: skip
-_KIND_REQUIRED: dict[str, tuple[str, ...]] = {"feature": ("introduced_in",), "known": ("affected_builds",)}
+                                          "resolved": _FIX_KEYS, "known": _KNOWN_KEYS,
+                                          "field": ("references",)}  # fmt: skip
+_KIND_REQUIRED: dict[str, tuple[str, ...]] = {"feature": ("introduced_in",), "known": ("affected_builds",),
+                                              "field": ("references",)}  # fmt: skip
 _WORKAROUND_KEYS = ("id", "title", "scope", "note")
 _TEXT = ("section", "title", "summary", "anchor", "note", "affected_behaviour")
 DEFAULT_PATH = "release_notes.toml"
+#: the field failures (D1...): what VDDK users meet in the field beyond the release notes, each with its public source
+FIELD_PATH = "field_failures.toml"
 
 
 class CatalogError(ValueError):
@@ -112,6 +119,13 @@ class ReleaseNoteItem:
     workarounds: tuple[Workaround, ...] = ()
     #: cases the notes place outside the issue (K1 on VMFS): their tests must pass on every build
     controls: tuple[Workaround, ...] = ()
+    #: field failures: the public sources (threads, KB articles, guides) the case comes from
+    references: tuple[str, ...] = ()
+
+    @property
+    def field_failure(self) -> bool:
+        """A failure met in the field, not a release-note item: it must hold on every supported pair."""
+        return self.kind == "field"
 
     @property
     def link_text(self) -> str:
@@ -160,17 +174,21 @@ class Catalog:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Catalog:
-        """Read and validate a catalog file (default: the packaged ``release_notes.toml``)."""
-        if path is None:
-            text = resources.files("conformance.data").joinpath(DEFAULT_PATH).read_text(encoding="utf-8")
-            origin = DEFAULT_PATH
-        else:
-            text, origin = Path(path).read_text(encoding="utf-8"), Path(path).name
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise CatalogError(f"{origin}: not valid TOML: {exc} (fix: correct the syntax there)") from None
-        return cls.from_dict(data, origin)
+        """Read and validate a catalog file (default: the packaged ``release_notes.toml`` followed by the field
+        failures of ``field_failures.toml``; ``source`` stays the release notes')."""
+        if path is not None:
+            return cls.from_dict(_read(Path(path).read_text(encoding="utf-8"), Path(path).name), Path(path).name)
+        package = resources.files("conformance.data")
+        notes = cls.from_dict(_read(package.joinpath(DEFAULT_PATH).read_text(encoding="utf-8"), DEFAULT_PATH))
+        field = cls.from_dict(_read(package.joinpath(FIELD_PATH).read_text(encoding="utf-8"), FIELD_PATH), FIELD_PATH)
+        clash = set(notes.ids()) & set(field.ids())
+        if clash:
+            raise CatalogError(f"{FIELD_PATH}: id(s) {', '.join(sorted(clash))} also in {DEFAULT_PATH} (fix: rename)")
+        return cls((*notes.items(), *field.items()), notes.source)
+
+    def release_notes(self) -> tuple[ReleaseNoteItem, ...]:
+        """The release-note items only (without the field failures)."""
+        return tuple(item for item in self if not item.field_failure)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str = "catalog") -> Catalog:
@@ -240,6 +258,13 @@ class Catalog:
         return Expectation(item.id, outcome, reason)
 
 
+def _read(text: str, origin: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{origin}: not valid TOML: {exc} (fix: correct the syntax there)") from None
+
+
 def _decide(
     item: ReleaseNoteItem, build: VddkBuild, server: VsphereVersion, chosen: Workaround | None, platform: str
 ) -> tuple[Outcome, str]:
@@ -260,6 +285,8 @@ def _decide(
         return _feature(item, build, server)
     if item.kind == "known":
         return _known(item, build, server, chosen)
+    if item.field_failure:
+        return "pass", f"{item.id} ({item.title}) must hold on every supported pair; VDDK {build} with {server.label}"
     if item.support_policy:
         duty = "a full backup and restore must succeed" if support else "the preflight must refuse the pair"
         return "pass", f"{item.id}: {support.reason}; {duty}"
@@ -314,8 +341,8 @@ def _parse_item(raw: object, where: str, origin: str) -> ReleaseNoteItem:
     if not isinstance(raw, dict):
         raise CatalogError(f"{where}: not a table (fix: write it as an [[item]] table)")
     item_id = raw.get("id")
-    if not isinstance(item_id, str) or not re.fullmatch(r"[FCRK]\d+", item_id):
-        raise CatalogError(f"{where}: id: {item_id!r} is not an id like F1, C2, R3 or K4 (fix: set id)")
+    if not isinstance(item_id, str) or not re.fullmatch(r"[FCRKD]\d+", item_id):
+        raise CatalogError(f"{where}: id: {item_id!r} is not an id like F1, C2, R3, K4 or D1 (fix: set id)")
     at = f"{origin}: item {item_id}"
     kind = raw.get("kind")
     if kind not in KINDS:
@@ -365,8 +392,16 @@ def _parse_item(raw: object, where: str, origin: str) -> ReleaseNoteItem:
         affected_vsphere=_selected(raw, "affected_vsphere", at, versions.match_vsphere),
         workarounds=_workarounds(raw, at),
         controls=_workarounds(raw, at, "controls"),
+        references=_references(raw, at),
         **fields,
     )
+
+
+def _references(raw: dict[str, Any], at: str) -> tuple[str, ...]:
+    references = _strings(raw, "references", at)
+    if "references" in raw and not all(r.strip() for r in references) or ("references" in raw and not references):
+        raise CatalogError(f'{at}: references: name at least one public source (fix: references = ["..."])')
+    return references
 
 
 def _string(raw: dict[str, Any], key: str, at: str) -> str:

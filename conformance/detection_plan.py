@@ -111,13 +111,19 @@ def load_plan(path: Path | None = None) -> list[Probe]:
         raise DetectionError(f"{where}: not valid TOML ({exc})") from None
     raw, extra = data.get("items", {}), data.get("probes", {})
     catalog = load_catalog()
-    missing = [i for i in catalog.ids() if i not in raw]
+    pending = data.get("pending", [])
+    if not isinstance(pending, list) or not all(isinstance(i, str) and i in catalog.ids() for i in pending):
+        raise DetectionError(f"{where}: pending: {pending!r} must list catalog ids (fix: e.g. pending = [\"D1\"])")
+    covered = sorted(set(pending) & set(raw))
+    if covered:
+        raise DetectionError(f"{where}: pending lists {', '.join(covered)}, which have rows (fix: remove from pending)")
+    missing = [i for i in catalog.ids() if i not in raw and i not in pending]
     if missing:
         raise DetectionError(f"{where}: no probe for {', '.join(missing)} (fix: add [items.ID] tables)")
     unknown = sorted(set(raw) - set(catalog.ids()))
     if unknown:
         raise DetectionError(f"{where}: unknown item(s) {', '.join(unknown)} (fix: use catalog ids)")
-    probes = [_probe(f"{where}: items.{item_id}", item_id, raw[item_id]) for item_id in catalog.ids()]
+    probes = [_probe(f"{where}: items.{item_id}", item_id, raw[item_id]) for item_id in catalog.ids() if item_id in raw]
     for probe_id, table in extra.items():
         probes.append(_app_probe(f"{where}: probes.{probe_id}", probe_id, table))
     return probes

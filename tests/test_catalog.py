@@ -20,6 +20,7 @@ ITEMS = {
     "R1": "resolved", "R2": "resolved", "R3": "resolved", "R4": "resolved", "R5": "resolved", "R6": "resolved",
     "K1": "known", "K2": "known", "K3": "known", "K4": "known", "K5": "known", "K6": "known",
 }  # fmt: skip
+FIELD = ("D1", "D2", "D3", "D4", "D5")
 SECTIONS = {
     "feature": "Changes and New Features",
     "compatibility": "Compatibility Notices",
@@ -30,8 +31,27 @@ SECTIONS = {
 # ------------------------------------------------------------------ content
 
 
-def test_catalog_has_exactly_the_18_items_in_order() -> None:
-    assert CATALOG.ids() == tuple(ITEMS) and len(CATALOG) == 18
+def test_catalog_has_exactly_the_18_items_in_order_then_the_field_failures() -> None:
+    assert tuple(i.id for i in CATALOG.release_notes()) == tuple(ITEMS) and len(CATALOG.release_notes()) == 18
+    assert CATALOG.ids() == (*ITEMS, *FIELD)
+
+
+@pytest.mark.parametrize("item_id", FIELD)
+def test_field_failures_name_their_public_sources_and_hold_on_every_supported_pair(item_id: str) -> None:
+    item = CATALOG.get(item_id)
+    assert (item.kind, item.section, item.anchor) == ("field", "Field Failures", f"field-failures#{item_id}")
+    assert item.references and all(r.strip() for r in item.references)
+    for build in BUILDS:
+        for server in VSPHERE:
+            outcome = CATALOG.expectation(item_id, build, server).outcome
+            assert outcome == ("pass" if vddk_supports(build, server) else "not_applicable"), (build, server)
+
+
+def test_a_field_failure_without_references_is_refused_in_one_line() -> None:
+    raw = {"id": "D9", "section": "Field Failures", "title": "t", "kind": "field", "summary": "s",
+           "anchor": "field-failures#D9", "references": []}  # fmt: skip
+    with pytest.raises(CatalogError, match=r"D9: references: name at least one public source"):
+        Catalog.from_dict({"item": [raw]})
 
 
 @pytest.mark.parametrize(("item_id", "kind"), ITEMS.items())
@@ -81,7 +101,7 @@ def test_known_issue_workarounds(item_id: str, workarounds: list[str]) -> None:
 
 def test_get_is_case_insensitive_and_unknown_ids_list_the_known_ones() -> None:
     assert CATALOG.get("k1") is CATALOG.get("K1") and "r6" in CATALOG and "X9" not in CATALOG
-    with pytest.raises(CatalogError, match=r"unknown release-note item 'K7': use one of F1, F2, C1.*K6$"):
+    with pytest.raises(CatalogError, match=r"unknown release-note item 'K7': use one of F1, F2, C1.*K6, D1, D2, D3, D4, D5$"):
         CATALOG.get("K7")
 
 

@@ -3,6 +3,7 @@ failed in the probe counts as catching a bug (always-failing and erroring tests,
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,8 @@ why = "a class that does not exist"
 
 def test_the_packaged_plan_has_one_probe_per_catalog_item_then_the_lying_applications() -> None:
     probes = load_plan()
-    items = list(load_catalog().ids())
+    pending = set(tomllib.loads(PACKAGED).get("pending", []))
+    items = [i for i in load_catalog().ids() if i not in pending]
     assert [p.id for p in probes[: len(items)]] == items
     liars = probes[len(items) :]
     assert [p.backup_app for p in liars] == [f"conformance.sequences.mutants:{name}" for name in LIARS]
