@@ -399,7 +399,7 @@ def _parse_item(raw: object, where: str, origin: str) -> ReleaseNoteItem:
 
 def _references(raw: dict[str, Any], at: str) -> tuple[str, ...]:
     references = _strings(raw, "references", at)
-    if "references" in raw and not all(r.strip() for r in references) or ("references" in raw and not references):
+    if "references" in raw and (not references or not all(r.strip() for r in references)):
         raise CatalogError(f'{at}: references: name at least one public source (fix: references = ["..."])')
     return references
 

@@ -101,7 +101,7 @@ def test_known_issue_workarounds(item_id: str, workarounds: list[str]) -> None:
 
 def test_get_is_case_insensitive_and_unknown_ids_list_the_known_ones() -> None:
     assert CATALOG.get("k1") is CATALOG.get("K1") and "r6" in CATALOG and "X9" not in CATALOG
-    with pytest.raises(CatalogError, match=r"unknown release-note item 'K7': use one of F1, F2, C1.*K6, D1, D2, D3, D4, D5$"):
+    with pytest.raises(CatalogError, match=r"unknown release-note item 'K7': use one of F1, F2, C1.*K6, D1, .*D5$"):
         CATALOG.get("K7")
 
 
