@@ -113,7 +113,7 @@ def load_plan(path: Path | None = None) -> list[Probe]:
     catalog = load_catalog()
     pending = data.get("pending", [])
     if not isinstance(pending, list) or not all(isinstance(i, str) and i in catalog.ids() for i in pending):
-        raise DetectionError(f"{where}: pending: {pending!r} must list catalog ids (fix: e.g. pending = [\"D1\"])")
+        raise DetectionError(f'{where}: pending: {pending!r} must list catalog ids (fix: e.g. pending = ["D1"])')
     covered = sorted(set(pending) & set(raw))
     if covered:
         raise DetectionError(f"{where}: pending lists {', '.join(covered)}, which have rows (fix: remove from pending)")
