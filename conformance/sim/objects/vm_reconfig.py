@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyVmomi import vim, vmodl
 
+from conformance.sim.objects.disk_locks import check_hotadd_lock, release_hotadd_lock
 from conformance.sim.objects.disks import FIRST_DISK_KEY, DiskState, unique_disk_path
 from conformance.sim.objects.task import TaskImpl
 from conformance.sim.registry import soap_method
@@ -109,6 +110,7 @@ def apply_device_change(vm: VirtualMachineImpl, change: Any) -> None:
     elif operation == "remove":
         disk = vm.disk(device.key)
         vm.disks.remove(disk)
+        release_hotadd_lock(vm, disk)
         if change.fileOperation == "destroy":
             if disk.attached_from is not None:
                 raise vim.fault.FileFault(
@@ -186,6 +188,7 @@ def add_disk(vm: VirtualMachineImpl, device: Any, file_operation: str | None) ->
     )
     if owner is not None and owner[0] is vm:
         disk.attached_from = None
+    check_hotadd_lock(vm, disk, backing.fileName)
     return disk
 
 
