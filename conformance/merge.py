@@ -30,13 +30,14 @@ SUMMARY_KEYS = (
     "sim_behaviour",
     "sim_vsphere",
     "sim_fixed",
+    "sim_faults",
     "vsphere",
     "backup_app",
     "matrix",
     "assumed_fixed",
 )
 #: environment.properties keys every shard must agree on.
-ENVIRONMENT_KEYS = ("vddk.build", "vddk.behaviour", "vsphere", "vsphere.behaviour", "backup.app")
+ENVIRONMENT_KEYS = ("vddk.build", "vddk.behaviour", "vsphere", "vsphere.behaviour", "backup.app", "sim.faults")
 #: files merged rather than copied (relative to a run directory).
 MERGED_FILES = {"summary.json", "junit.xml", "allure-results/environment.properties"}
 #: pytest exit codes from best to worst; 5 (no tests collected) only counts when every shard had no tests.
