@@ -58,6 +58,7 @@ class Probe:
     def whole_run(self) -> bool:
         """A [faults.NAME] row: the default suites of every item, not one item's tests."""
         return not self.item
+
     @property
     def id(self) -> str:
         return self.probe_id or self.item

@@ -304,7 +304,7 @@ def test_a_fault_row_runs_the_default_suites_with_the_fault_and_its_baseline_wit
     ("extra", "message"),
     [
         ("", r"no row plays lies-a, lies-b \(fix: add \[faults.NAME\]"),
-        (FAULT_ROWS + '\n[faults.lies-b]\nwhy = "x"\n[faults.lies-c]\nwhy = "y"\n', r"faults.lies-c: unknown simulator"),
+        (FAULT_ROWS + '\n[faults.lies-b]\nwhy = "x"\n[faults.lies-c]\nwhy = "y"\n', "faults.lies-c: unknown"),
         (FAULT_ROWS + "\n[faults.lies-b]\n", r"faults.lies-b: missing why"),
     ],
 )
