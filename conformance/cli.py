@@ -85,12 +85,15 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     """Run the conformance suites (default: embedded simulator, VDDK 7.0.3, vSphere 7.0 U3) and write reports."""
     import pytest
 
-    from conformance.resources import new_run_id
+    from conformance.resources import new_run_id, run_id_problem
 
     suites = Path(args.suites) if args.suites else _suites_dir()
     if not suites.is_dir():
         raise CliError(f"no suites folder at {suites}: run from the repository or pass --suites PATH")
     run_id = args.run_id or new_run_id()
+    problem = run_id_problem(run_id)
+    if problem:
+        raise CliError(f"--run-id: {problem} (fix: pass another --run-id)")
     argv = [
         str(suites),
         "-p",

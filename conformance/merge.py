@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.reports.runs import ReportError, load_run
+from conformance.resources import run_id_problem
 
 __all__ = ["MergeError", "Shard", "load_shard", "merge_runs", "recount", "worst_exit_status"]
 
@@ -269,6 +270,9 @@ def merge_runs(run_dirs: list[Path], out: Path, run_id: str | None = None) -> di
     _check_agreement(shards)
     _check_overlap(shards)
     run_id = run_id or out.name
+    problem = run_id_problem(run_id)
+    if problem:
+        raise MergeError(f"--run-id: {problem} (fix: pass --run-id NAME, or an --out folder with such a name)")
     summary = _merge_summary(shards, run_id)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.merging-", dir=out.parent))

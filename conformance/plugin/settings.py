@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.resources import new_run_id
+from conformance.resources import new_run_id, run_id_problem
 from conformance.shards import ShardError, parse_shard
 from conformance.versions import VddkBuild, VersionError, vsphere_release
 
@@ -149,6 +149,9 @@ class RunSettings:
         except ShardError as exc:
             raise SettingsError(str(exc)) from None
         run_id = option.run_id or getattr(config, "workerinput", {}).get("vddk_run_id") or new_run_id()
+        problem = run_id_problem(run_id)
+        if problem:
+            raise SettingsError(f"--run-id: {problem} (fix: pass another --run-id)")
         return cls(
             target=target,
             build=build,
