@@ -65,6 +65,8 @@ class SimContext:
         self.file_service: Any = None
         self.guest_transfers: Any = None
         self.physical_proxies: list[dict[str, Any]] = []
+        #: links whose hot-add lock outlived the hot-remove (only while hotadd-lock-survives-remove is played)
+        self.stale_hotadd_locks: set[Path] = set()
         self._disabled: dict[str, dict[str, str]] = {}
         self._optional_services()
 

@@ -4,7 +4,7 @@ file-locked fault. This is what blocks the retry of a backup killed before it re
 still holds the disk, so the next HotAdd of the same VM's disks fails until the leftover is removed.
 
 Server fault ``hotadd-lock-survives-remove``: the lock outlives the hot-remove (a stale lock the sweep cannot
-clear), kept per simulator in ``ctx.stale_hotadd_locks``.
+clear), kept in ``ctx.stale_hotadd_locks``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _held(ctx: Any) -> set[Path]:
         for disk in vm.disks:
             if disk.attached_from is not None:
                 held.update(link.path.resolve() for link in disk.file.chain())
-    held.update(getattr(ctx, "stale_hotadd_locks", set()))
+    held.update(ctx.stale_hotadd_locks)
     return held
 
 
@@ -53,7 +53,5 @@ def release_hotadd_lock(vm: VirtualMachineImpl, disk: DiskState) -> None:
     """A hot-added disk was removed: its lock goes with it, unless the server fault keeps it."""
     if disk.attached_from is None:
         return
-    faults = vm.ctx.faults
-    if getattr(faults, "playing", None) is not None and faults.playing(LOCK_SURVIVES_REMOVE):
-        stale: set[Path] = vm.ctx.__dict__.setdefault("stale_hotadd_locks", set())
-        stale.update(link.path.resolve() for link in disk.file.chain())
+    if vm.ctx.faults.playing(LOCK_SURVIVES_REMOVE):
+        vm.ctx.stale_hotadd_locks.update(link.path.resolve() for link in disk.file.chain())
