@@ -59,6 +59,7 @@ class Target:
     libdir: Path | None = None
     source: Path | None = None  # the target file, when there is one
     lock_dir: Path | None = None  # where VM lock files go (None: the shared default, see conformance.locks)
+    nfc_port: int = 902  # the ESXi hosts' NFC port, which VMware's library reaches for disk data
 
     @property
     def lock_key(self) -> str:
@@ -280,6 +281,7 @@ def file_target(path: str | Path, read_server: bool = True) -> Target:
         backend=spec.backend,
         libdir=spec.libdir,
         source=spec.path,
+        nfc_port=spec.nfc_port,
     )
 
 

@@ -38,6 +38,8 @@ WORKERS = 16
 #: ... and at most this many are read ahead of the workers (bounds memory when a client floods us)
 MAX_QUEUED = 64
 HANDSHAKE_TIMEOUT = 30.0
+#: server fault: the listeners refuse every connection (see DataPlane.start)
+NFC_PORT_CLOSED = "nfc-port-closed"
 Reply = tuple[dict[str, Any], bytes | bytearray]
 
 
@@ -81,9 +83,13 @@ class DataPlane:
 
     def start(self) -> DataPlane:
         self._tls_context = self.ctx.certificate.server_context()
-        plain, tls = self._listen(), self._listen()
+        # nfc-port-closed: a firewall between the proxy and the hosts' NFC port. The ports are bound (so nothing
+        # else takes them, and discovery still names them) but never listen: a connect is refused, as at a
+        # closed port, while the SOAP port keeps working.
+        closed = self.ctx.faults.playing(NFC_PORT_CLOSED)
+        plain, tls = self._listen(closed), self._listen(closed)
         self.nbd_port, self.nbdssl_port = plain.getsockname()[1], tls.getsockname()[1]
-        for listener, is_tls in ((plain, False), (tls, True)):
+        for listener, is_tls in () if closed else ((plain, False), (tls, True)):
             thread = threading.Thread(
                 target=self._accept_loop,
                 args=(listener, is_tls),
@@ -95,11 +101,12 @@ class DataPlane:
         log.info("data plane listening: nbd %s:%d, nbdssl %s:%d", self.host, self.nbd_port, self.host, self.nbdssl_port)
         return self
 
-    def _listen(self) -> socket.socket:
+    def _listen(self, closed: bool = False) -> socket.socket:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, 0))
-        listener.listen(64)
+        if not closed:
+            listener.listen(64)
         listener.settimeout(1.0)  # accept() wakes up to notice stop() even where shutdown() does not wake it
         self._listeners.append(listener)
         return listener

@@ -324,7 +324,17 @@ class SimulatedVixDiskLib:
         except ThumbprintMismatch as exc:
             raise VixError(VixCode.FAIL, "VixDiskLib_Open") from exc
         except OSError as exc:
-            raise VixError(VixCode.HOST_NETWORK_CONN_REFUSED, "VixDiskLib_Open", str(exc)) from exc
+            # The host's NFC port cannot be reached (a firewall passing 443 but not 902, D4). Every build modelled
+            # here (up to 7.0.3) reports that at Open as VIX_E_FILE_ACCESS_ERROR (13): only 7.0.3.3 started
+            # returning the network error itself (14009), per its release notes. The address goes in the text, as
+            # the library's log names it.
+            where = f"{connection.control.host}:{port}"
+            raise VixError(
+                VixCode.FILE_ACCESS_ERROR,
+                "VixDiskLib_Open",
+                f"{error_text(VixCode.FILE_ACCESS_ERROR)} (cannot connect to the NFC port {where}: "
+                f"{exc.strerror or exc})",
+            ) from exc
         try:
             client.hello(
                 connection.control.cookie,
@@ -491,15 +501,7 @@ class SimulatedVixDiskLib:
             raise VixError(VixCode.INVALID_ARG, call, "vmxSpec must name the VM (moref=vm-N)")
         control = login(params, call)
         try:
-            ports = control.dataplane_ports()
-            client = DataPlaneClient(control.host, int(ports["nbdssl_port"]), tls=True, thumbprint=control.presented)
-            try:
-                client.hello(control.cookie, "nbdssl")
-                client.call(op, vm=params.vm_moref, identity=identity)
-            except DataPlaneError as exc:
-                raise map_dataplane_error(exc, self.behaviour, call) from exc
-            finally:
-                client.bye()
+            control.set_access(params.vm_moref, identity, op == "prepare_access", call)
         finally:
             control.logout()
 
