@@ -125,7 +125,11 @@ def test_preflight_reports_each_problem_of_the_target_on_one_line(tmp_path: Path
     ]
     for text in expected:
         assert sum(text in line for line in lines) == 1, (text, lines)
-    assert len(lines) == len(expected), lines
+    # VMware's library (backend native) reaches each ESXi host's NFC port by its name, which the simulator's
+    # hosts do not serve: one line per host
+    hosts = [line for line in lines if "lab problem: data plane unreachable: cannot connect to ESXi host " in line]
+    assert len(hosts) == 3 and all(":902" not in line and "TCP 902" in line for line in hosts), lines
+    assert len(lines) == len(expected) + len(hosts), lines
 
 
 @pytest.mark.parametrize(
