@@ -212,7 +212,8 @@ def vixdisklib(vddk_settings: RunSettings, vddk_target: Target, vddk_config_file
     if vddk_settings.reports is not None:  # the call trace (arguments redacted) next to the other reports
         run_dir = vddk_settings.reports / vddk_settings.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
-        lib.recorder.write(run_dir / f"calls-{worker_id()}.json")
+        # named by run and worker: the shards of a split run (each with its own run id) merge without collision
+        lib.recorder.write(run_dir / f"calls-{vddk_settings.run_id}-{worker_id()}.json")
 
 
 @pytest.fixture
