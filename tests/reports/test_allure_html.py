@@ -118,3 +118,23 @@ def test_allure_html_of_two_runs_with_history_across_reports(
     history = (out / "history" / "history.jsonl").read_text().splitlines()
     assert len(history) == 2 and all(json.loads(line)["testResults"] for line in history)
     assert not (out / ".allure-staging").exists()
+
+
+def test_runs_that_differ_in_application_matrix_or_faults_are_separate_environments(
+    make_run: Callable[..., Path],
+) -> None:
+    from conformance.reports.allure_html import environment_id, environment_label
+    from conformance.reports.runs import load_run
+
+    def run(run_id: str, **over: Any) -> Any:
+        path = make_run(run_id)
+        summary = json.loads((path / "summary.json").read_text())
+        (path / "summary.json").write_text(json.dumps({**summary, **over}))
+        return load_run(path)
+
+    plain, again = run("r1"), run("r2")
+    others = [run("r3", backup_app="vendor:App"), run("r4", matrix="full"), run("r5", sim_faults=["x"])]
+    assert environment_id(plain) == environment_id(again) == "vddk-7-0-3-vsphere-7-0U3"
+    ids = {environment_id(r) for r in others}
+    assert len(ids) == 3 and environment_id(plain) not in ids
+    assert "backup app vendor:App" in environment_label(others[0]) and "matrix full" in environment_label(others[1])
