@@ -30,7 +30,9 @@ class DataPlaneEndpoint:
     port: int
 
 
-def data_plane_endpoints(session: Any, backend: str, nfc_port: int = 902, timeout: float = 10.0) -> list[DataPlaneEndpoint]:
+def data_plane_endpoints(
+    session: Any, backend: str, nfc_port: int = 902, timeout: float = 10.0
+) -> list[DataPlaneEndpoint]:
     """The data-plane endpoints of the server behind a logged-in ``VsphereSession``, as ``backend`` reaches them."""
     from pyVmomi import vim
 
@@ -72,6 +74,6 @@ def data_plane_problems(session: Any, backend: str, nfc_port: int = 902, timeout
     """The one-line problems of the data plane behind ``session`` (empty when every endpoint answers)."""
     try:
         endpoints = data_plane_endpoints(session, backend, nfc_port, timeout)
-    except Exception as exc:  # noqa: BLE001 - any failure to find the endpoints is reported, in one line
+    except Exception as exc:
         return [f"{LAB_PROBLEM}: cannot find the data-plane endpoints of {session.endpoint.host}: {exc}"]
     return unreachable(endpoints, timeout)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Generator
 
 import pytest
+from _pytest._code.code import ExceptionRepr
 
 from conformance.dataplane_check import data_plane_problems
 
@@ -27,7 +28,7 @@ def _problems(item: pytest.Item) -> list[str]:
         return []
     try:
         return data_plane_problems(session, target.backend, getattr(target, "nfc_port", 902))
-    except Exception:  # noqa: BLE001 - annotating a failure must never turn it into another one
+    except Exception:
         return []
 
 
@@ -35,7 +36,7 @@ def annotate(report: pytest.TestReport, lines: list[str]) -> None:
     """Add the lab problem to the failure, after its traceback (where the summary and Allure read it)."""
     text = "\n".join(lines)
     longrepr = report.longrepr
-    if hasattr(longrepr, "addsection"):
+    if isinstance(longrepr, ExceptionRepr):
         longrepr.addsection(SECTION, text)
     else:
         report.longrepr = f"{longrepr}\n{text}" if longrepr else text

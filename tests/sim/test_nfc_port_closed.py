@@ -61,9 +61,8 @@ def test_open_fails_as_vddk_reports_it_and_prepare_for_access_still_works(closed
         lib.prepare_for_access(params, "d4")  # DisableMethods: the API port, not NFC
         assert "RelocateVM_Task" in vm.disabledMethod
         lib.end_access(params, "d4")
-        with lib.connected(params, True, snapshot._moId, "nbdssl") as connection:
-            with pytest.raises(VixError) as failed:
-                lib.open(connection, disks_of(snapshot)[0].file_name)
+        with lib.connected(params, True, snapshot._moId, "nbdssl") as connection, pytest.raises(VixError) as failed:
+            lib.open(connection, disks_of(snapshot)[0].file_name)
         # every modelled build (up to 7.0.3) reports a network failure at Open as 13; 7.0.3.3 reports 14009
         assert failed.value.code == VixCode.FILE_ACCESS_ERROR
         assert "cannot connect to the NFC port" in str(failed.value)

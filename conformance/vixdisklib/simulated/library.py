@@ -293,7 +293,9 @@ class SimulatedVixDiskLib:
             raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"HotAdd of {path} failed: {detail}") from exc
         except vim.fault.FileLocked as exc:  # another hot-add holds the disk's lock (a killed backup's leftover)
             detail = getattr(exc, "msg", exc)
-            raise VixError(VixCode.FILE_ALREADY_LOCKED, "VixDiskLib_Open", f"HotAdd of {path} failed: {detail}") from exc
+            raise VixError(
+                VixCode.FILE_ALREADY_LOCKED, "VixDiskLib_Open", f"HotAdd of {path} failed: {detail}"
+            ) from exc
         record = HotAddedDisk(proxy._moId, path, key)
         connection.hot_added.append(record)
         connection.folder.record_hot_added(connection.hot_added)
