@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.dataplane_check import LAB_PROBLEM, DataPlaneEndpoint, data_plane_problems, unreachable
+from conformance.dataplane_check import LAB_PROBLEM, data_plane_problems
 from conformance.sim.instance import Simulator
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import render_config
@@ -90,22 +90,3 @@ def test_the_check_finds_nothing_on_a_healthy_simulator() -> None:
             assert data_plane_problems(session, "simulated") == []
         finally:
             session.close()
-
-
-def test_unreachable_names_each_closed_host_and_its_port() -> None:
-    with socket.socket() as listening, socket.socket() as bound:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen(1)
-        bound.bind(("127.0.0.1", 0))  # bound, not listening: refused like a closed port
-        open_port, closed_port = listening.getsockname()[1], bound.getsockname()[1]
-        lines = unreachable(
-            [
-                DataPlaneEndpoint(("esx-a",), "127.0.0.1", open_port),
-                DataPlaneEndpoint(("esx-b",), "127.0.0.1", closed_port),
-            ]
-        )
-    assert lines == [
-        f"{LAB_PROBLEM}: cannot connect to ESXi host esx-b at 127.0.0.1 TCP {closed_port} (Connection refused): "
-        f"login and metadata work but every disk Open will fail (fix: open TCP {closed_port} from the proxy to "
-        "ESXi host esx-b)"
-    ]
