@@ -74,6 +74,6 @@ def data_plane_problems(session: Any, backend: str, nfc_port: int = 902, timeout
     """The one-line problems of the data plane behind ``session`` (empty when every endpoint answers)."""
     try:
         endpoints = data_plane_endpoints(session, backend, nfc_port, timeout)
-    except Exception as exc:
+    except Exception as exc:  # discovery failing in any way is itself the finding, in one line
         return [f"{LAB_PROBLEM}: cannot find the data-plane endpoints of {session.endpoint.host}: {exc}"]
     return unreachable(endpoints, timeout)

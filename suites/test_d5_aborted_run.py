@@ -69,7 +69,13 @@ def test_a_killed_hotadd_backup_blocks_the_retry_until_the_sweep_clears_it(
 
     # the aborted run: its own run id, swept at teardown too (before the VM goes), whatever happens below
     aborted = f"{vddk_settings.run_id}-aborted{uuid.uuid4().hex[:4]}"
-    resources.add("sweep", f"leftovers of run {aborted}", lambda: _sweep(sequence, aborted))
+
+    def sweep_at_teardown() -> None:
+        failed = _sweep(sequence, aborted)[1]
+        if failed:
+            raise RuntimeError("; ".join(failed))
+
+    resources.add("sweep", f"leftovers of run {aborted}", sweep_at_teardown)
     config = tmp_path / "aborted.conf"
     config.write_text(render_config({KEY_TMP_DIRECTORY: str(tmp_path / "aborted-tmp")}))
     launch = child_env(

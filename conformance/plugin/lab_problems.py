@@ -21,15 +21,26 @@ __all__ = ["annotate", "pytest_runtest_makereport"]
 SECTION = "lab problem"
 
 
+#: the lines found for a target in this process: a port a firewall drops (no refusal) costs a timeout per check,
+#: so once the data plane is found unreachable, later failures reuse the finding
+FOUND = pytest.StashKey[dict[str, list[str]]]()
+
+
 def _problems(item: pytest.Item) -> list[str]:
     values = getattr(item, "funcargs", {})
     session, target = values.get("vsphere"), values.get("vddk_target")
     if session is None or target is None:
         return []
+    found = item.config.stash.setdefault(FOUND, {})
+    if target.name in found:
+        return found[target.name]
     try:
-        return data_plane_problems(session, target.backend, getattr(target, "nfc_port", 902))
-    except Exception:
+        lines = data_plane_problems(session, target.backend, getattr(target, "nfc_port", 902))
+    except Exception:  # annotating a failure must never turn it into another one
         return []
+    if lines:
+        found[target.name] = lines
+    return lines
 
 
 def annotate(report: pytest.TestReport, lines: list[str]) -> None:
