@@ -168,8 +168,11 @@ def _nightly(args: argparse.Namespace) -> int:
     except (ShardError, NightlyError) as exc:
         raise CliError(str(exc)) from None
     print(f"vddk-conformance: {len(selected)} build/vSphere pair(s) to run", flush=True)
-    results = run_pairs(selected, Path(args.reports), args.matrix, args.workers)
-    return 0 if all(r.exit_status == 0 for r in results) else 1
+    night = run_pairs(selected, Path(args.reports), args.matrix, args.workers)
+    print(f"vddk-conformance: nightly summary {night.path}", flush=True)
+    if night.stopped_by:
+        return exit_codes.INTERRUPTED
+    return exit_codes.OK if all(r.exit_status == 0 for r in night.results) else exit_codes.PROBLEMS
 
 
 def _compare(args: argparse.Namespace) -> int:
