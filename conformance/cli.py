@@ -13,9 +13,10 @@ from pathlib import Path
 from types import FrameType
 
 from conformance import exit_codes
+from conformance.input_errors import InputError
 
 
-class CliError(Exception):
+class CliError(InputError):
     """A problem with the user's input, reported as one line and exit code 2."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.catalog import CatalogError, load_catalog
+from conformance.input_errors import InputError
 from conformance.versions import VddkBuild, VersionError
 
 DEFAULT_BUILD, DEFAULT_VSPHERE = "7.0.3", "7.0U3"
@@ -29,7 +30,7 @@ FAULT_PREFIX = "FAULT-"
 _APP_SPEC = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*")
 
 
-class DetectionError(ValueError):
+class DetectionError(InputError):
     """A broken detection plan; one line naming the row, the key and the fix."""
 
 
@@ -127,7 +128,7 @@ def load_plan(path: Path | None = None) -> list[Probe]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DetectionError(f"{where}: not valid TOML ({exc})") from None
-    raw, extra, faults = data.get("items", {}), data.get("probes", {}), data.get("faults", {})
+    raw, extra, faults = (_tables(where, data, key) for key in ("items", "probes", "faults"))
     catalog = load_catalog()
     pending = data.get("pending", [])
     if not isinstance(pending, list) or not all(isinstance(i, str) and i in catalog.ids() for i in pending):
@@ -213,6 +214,21 @@ def _app_probe(at: str, probe_id: str, table: dict[str, Any]) -> Probe:
         raise DetectionError(f"{at}: release_note {item_id!r} is not a catalog id")
     keys: dict[str, Any] = {k: table[k] for k in ("backup_app", "why", "select") if k in table}
     return _probe(at, item_id, {"why": "", **keys}, probe_id)
+
+
+def _tables(where: str, data: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    """[key.ID] tables: a table of tables, each checked for the types of its keys."""
+    value = data.get(key, {})
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise DetectionError(f"{where}: {key} must be [{key}.ID] tables (fix: write each row as such a table)")
+    for row, table in value.items():
+        for name, entry in table.items():
+            wanted = bool if name == "assume_fixed" else list if name == "baseline_fixed" else str
+            if not isinstance(entry, wanted):
+                raise DetectionError(
+                    f"{where}: {key}.{row}: {name} must be a {wanted.__name__}, not {type(entry).__name__}"
+                )
+    return value
 
 
 def _probe(at: str, item_id: str, table: dict[str, Any], probe_id: str | None = None) -> Probe:

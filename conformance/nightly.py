@@ -22,12 +22,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from conformance.input_errors import InputError
 from conformance.versions import VddkBuild, VersionError, VsphereVersion, match_builds, match_vsphere, vddk_supports
 
 __all__ = ["Night", "NightlyError", "PairResult", "pair_command", "pairs", "run_pairs"]
 
 
-class NightlyError(ValueError):
+class NightlyError(InputError):
     """A bad selection of builds, versions or shard; one line."""
 
 

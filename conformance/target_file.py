@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.input_errors import InputError
 from conformance.secrets import remember
 from conformance.transports import TRANSPORTS
 
@@ -74,7 +75,7 @@ _THUMBPRINT = re.compile(
 )
 
 
-class TargetFileError(ValueError):
+class TargetFileError(InputError):
     """A target file problem: one line naming the file, the key and the fix."""
 
 

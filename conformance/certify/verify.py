@@ -28,6 +28,7 @@ from conformance.certify.bundle import CERTIFICATION, MANIFEST
 from conformance.certify.consistency import report_disagreements
 from conformance.certify.members import read_members
 from conformance.certify.profile import Profile, RequiredTest, load_profile, parse_profile
+from conformance.input_errors import one_line
 from conformance.versions import VersionError
 
 __all__ = ["TestResult", "Verdict", "check_manifest", "judge_tests", "read_bundle", "verify_bundle"]
@@ -69,13 +70,14 @@ class Verdict:
         return not self.problems
 
     def render(self) -> str:
-        product = self.certification.get("product") or {}
-        env = self.environment
+        """The one-screen verdict; every value from the bundle is shown as text, whatever its type."""
+        product = _texts(self.certification.get("product"))
+        env = _texts(self.environment)
         required = [r for r in self.results if r.test.required]
         advisory = [r for r in self.results if r.test.status == "advisory"]
         platform = [r for r in self.results if r.test.platform]
         known = sum(1 for r in required if r.ok and r.counts.get("xfailed"))
-        totals = self.summary.get("totals") or {}
+        totals = _texts(self.summary.get("totals"))
         profile = self.profile
         lines = [
             f"verify-bundle: {'PASS' if self.passed else 'FAIL'}  {self.bundle}",
@@ -84,8 +86,8 @@ class Verdict:
             f" (backup application: {env.get('backup_app') or product.get('backup_app') or '?'})",
             f"environment  VDDK {env.get('vddk_build', '?')}, vSphere {env.get('vsphere', '?')} build "
             f"{env.get('vsphere_build', '?')}, proxy OS {env.get('proxy_os', '?')}",
-            f"             transports {','.join(env.get('transports') or []) or '?'}; target {env.get('target', '?')}",
-            f"run          {self.certification.get('run_id', '?')}: "
+            f"             transports {env.get('transports') or '?'}; target {env.get('target', '?')}",
+            f"run          {_texts({'id': self.certification.get('run_id', '?')})['id']}: "
             + (", ".join(f"{n} {o}" for o, n in sorted(totals.items())) or "no test cases"),
             f"required     {sum(r.ok for r in required)}/{len(required)} ok"
             + (f" ({known} ended as a known issue the profile allows)" if known else ""),
@@ -106,6 +108,18 @@ class Verdict:
         if len(notes) > 5:
             lines.append(f"  note: ... and {len(notes) - 5} more")
         return "\n".join(lines)
+
+
+def _texts(value: Any) -> dict[str, str]:
+    """A mapping from the bundle as text values (lists joined with commas); anything else is an empty mapping."""
+    if not isinstance(value, dict):
+        return {}
+    shown = {}
+    for key, item in value.items():
+        if isinstance(item, list):
+            item = ",".join(str(i) for i in item)
+        shown[str(key)] = one_line(str(item))[:200]
+    return shown
 
 
 def read_bundle(path: Path) -> tuple[dict[str, bytes], list[str]]:
@@ -262,6 +276,9 @@ def verify_bundle(path: Path, profile_path: Path | None = None) -> Verdict:
         test_map = {}
     tests = verdict.summary.get("tests")
     tests = tests if isinstance(tests, list) else []
+    if not all(isinstance(t, dict) and isinstance(t.get("nodeid"), str) for t in tests):
+        verdict.problems.append("summary.json: 'tests' holds entries that are not test results with a nodeid")
+        tests = [t for t in tests if isinstance(t, dict) and isinstance(t.get("nodeid"), str)]
     verdict.problems += report_disagreements(files, tests) if verdict.summary else []
     verdict.results = judge_tests(profile, test_map, tests)
     verdict.problems += [r.problem for r in verdict.results if r.test.required and r.problem]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.input_errors import InputError
 from conformance.resources import new_run_id, run_id_problem
 from conformance.shards import ShardError, parse_shard
 from conformance.versions import VddkBuild, VersionError, vsphere_release
@@ -14,7 +15,7 @@ from conformance.versions import VddkBuild, VersionError, vsphere_release
 STASH_KEY = "vddk_settings"
 
 
-class SettingsError(ValueError):
+class SettingsError(InputError):
     """A bad option value: one line saying which and how to fix it."""
 
 

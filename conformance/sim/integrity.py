@@ -14,13 +14,15 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
+from conformance.input_errors import InputError
+
 __all__ = ["FAULTS", "SimFault", "SimFaultError", "check_faults", "load_faults"]
 
 Side = Literal["server", "library"]
 _SIDES = ("server", "library")
 
 
-class SimFaultError(ValueError):
+class SimFaultError(InputError):
     """An unknown fault name or a broken integrity.toml; one line naming it and the fix."""
 
 
