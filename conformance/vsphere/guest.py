@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pyVmomi import vim
 
 #: longest `sh -c` command one guest program run is given (a real guest's single-argument limit is 128 KiB)
-BATCH_COMMAND_CHARS = 32 * 1024
+BATCH_COMMAND_CHARS = 64 * 1024
 
 
 class GuestOperationError(RuntimeError):
@@ -93,7 +93,7 @@ class GuestWorkload:
             if info.endTime is not None:
                 return int(info.exitCode)
             time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 1.5, 1.0)
         self._processes.TerminateProcessInGuest(self.vm, self.credentials.auth(), pid)
         raise GuestOperationError(f"{program} {arguments} in {self.vm.name} did not finish within {self.timeout} s")
 
@@ -124,6 +124,15 @@ class GuestWorkload:
             code = self.run("/bin/sh", "-c " + shlex.quote(" && ".join([*batch, "sync"])))
             if code != 0:
                 raise GuestOperationError(f"dd batch onto {device} of {self.vm.name} exited {code}")
+
+    def rescan_disk(self, disk_index: int, staging: str = "/tmp/vddk-conformance-rescan") -> None:
+        """Make the guest see the current size of a disk grown while it ran (Linux sysfs rescan, written with dd:
+        guest operations start programs without a shell's redirections)."""
+        self.upload(staging, b"1\n")
+        name = f"sd{chr(ord('a') + disk_index)}"
+        code = self.run("/usr/bin/dd", f"if={staging} of=/sys/class/block/{name}/device/rescan status=none")
+        if code != 0:
+            raise GuestOperationError(f"rescan of /dev/{name} in {self.vm.name} exited {code}")
 
     def zero_disk(self, disk_index: int, offset: int, length: int) -> None:
         device = f"/dev/sd{chr(ord('a') + disk_index)}"
