@@ -13,11 +13,11 @@ Linux guests (`/bin/<name>` and `/usr/bin/<name>` both work):
   notrunc, fsync, fdatasync, sync (pad input blocks with NULs), sparse, noerror, nocreat, excl;
   `iflag=` skip_bytes, count_bytes, fullblock, direct, dsync, sync, nocache, noatime, nonblock;
   `oflag=` seek_bytes, append, direct, dsync, sync, nocache, noatime, nonblock. Disk writes go through
-  `DiskState.write`, so snapshots and changed block tracking see them. `of=/sys/class/block/sdX/device/rescan`
-  (a Linux guest rereading the size of a hot-extended disk) is accepted for an existing disk and does nothing. Writing past the end of a disk
+  `DiskState.write`, so snapshots and changed block tracking see them. Writing past the end of a disk
   writes what fits and exits 1 ("No space left on device"), as dd on a block device does; an output
   file stops at GUEST_FILE_MAX bytes the same way. Without `if=` the input is empty (there is no
-  stdin); without `of=` the output is discarded.
+  stdin); without `of=` the output is discarded. `of=/sys/class/block/sdX/device/rescan` (a Linux
+  guest rereading the size of a hot-extended disk) is accepted for an existing disk and does nothing.
 * `true` (0), `false` (1), `sync` (flushes the VM's disks, 0), `sleep N[smhd]...` (interrupted by
   TerminateProcessInGuest), and `sh`/`bash -c "cmd args && cmd args; ..."` running those commands in
   order (`&&`, `||`, `;`, `exit N`; pipes and redirections exit 2).

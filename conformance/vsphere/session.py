@@ -238,7 +238,7 @@ class VsphereSession:
         """Grow the VM's disk at `index` (unit order) to `capacity` bytes: a hot-extend, which vSphere allows on
         a powered-on VM whose disk has no snapshot (the guest sees the new size at its next rescan)."""
         self.check("extend a disk of", vm.name)
-        disk = sorted(
+        disk: Any = sorted(
             (d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)),
             key=lambda d: (d.controllerKey, d.unitNumber),
         )[index]
