@@ -186,6 +186,27 @@ class _ControllerHooks:
         write_summary(session.config, exitstatus)
 
 
+def selection(config: pytest.Config) -> dict[str, Any]:
+    """What narrowed the run besides --shard (-k, -m, paths, --release-note): shards merge only when it agrees,
+    and a subset never passes for the whole run."""
+    option = config.option
+    root = Path(str(config.rootpath))
+    paths = []
+    for arg in config.args:
+        path = Path(arg.split("::", 1)[0])
+        try:
+            relative = path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            relative = path.as_posix()
+        paths.append(relative + (arg[len(arg.split("::", 1)[0]) :] if "::" in arg else ""))
+    return {
+        "keyword": option.keyword or None,
+        "markers": option.markexpr or None,
+        "paths": sorted(paths),
+        "release_notes": list(config.stash[SETTINGS].release_notes),
+    }
+
+
 def write_summary(config: pytest.Config, exitstatus: int) -> None:
     run_dir = config.stash.get(RUN_DIR, None)
     if run_dir is None:
@@ -213,6 +234,7 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
         "backup_app": settings.backup_app or "reference",
         "matrix": settings.matrix,
         "shard": f"{settings.shard[0]}/{settings.shard[1]}" if settings.shard else None,
+        "selection": selection(config),
         "target": target,
         "started": config.stash[STARTED],
         "finished": time.time(),

@@ -3,6 +3,7 @@ summary.json, the recorded call trace, the console)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def test_no_artifact_of_a_run_holds_the_password_or_a_session_cookie(
     files = [p for p in (reports / "secrets").rglob("*") if p.is_file()] + [log_file]
     names = {p.name for p in files}
     assert "summary.json" in names and "junit.xml" in names
-    assert any(n.startswith("calls-gw") and n.endswith(".json") for n in names)  # gw<N>: inherited under xdist
+    assert any(re.fullmatch(r"calls-.+-gw\d+\.json", n) for n in names)  # gw<N>: inherited under xdist
     assert any(n.endswith("-result.json") for n in names)
     assert log_file.stat().st_size > 0
     texts = {str(p): p.read_text(errors="replace") for p in files}
