@@ -126,7 +126,9 @@ class RunSettings:
 
             try:  # a bad file or a missing password variable stops the run before collection, in one line
                 spec = load_target_file(target)
-                spec.password.read()
+                spec.password.read()  # remembered: the run scrubs its reports of it (conformance.secrets)
+                if spec.guest_password is not None:
+                    spec.guest_password.read()
             except TargetFileError as exc:
                 raise SettingsError(f"--vddk-target: {exc}") from None
             if sim_fixed and spec.backend != "simulated":
