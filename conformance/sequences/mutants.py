@@ -99,6 +99,19 @@ class FullReadIncremental(ReferenceBackupApp):
         return result if claimed is None else dataclasses.replace(result, bytes_read=claimed)
 
 
+class FirstPageOnly(ReferenceBackupApp):
+    """Reads only the first QueryChangedDiskAreas reply of an incremental, as if one reply covered the disk: the
+    areas past the first page are never read (D1)."""
+
+    name = "mutant-first-page-only"
+
+    def _extents(self, ctx: SequenceContext, vm: Any, snapshot: Any, disk: Any, handle: Any, previous: Any) -> Any:
+        if previous is None or not previous.disk(disk.key).change_id:
+            return super()._extents(ctx, vm, snapshot, disk, handle, previous)
+        page = vm.QueryChangedDiskAreas(snapshot, disk.key, 0, previous.disk(disk.key).change_id)
+        return [(int(a.start), int(a.length)) for a in page.changedArea]
+
+
 class LeavesSnapshot(ReferenceBackupApp):
     """Cleans up everything but the backup snapshot (which the test's teardown still removes)."""
 

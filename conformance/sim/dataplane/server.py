@@ -405,7 +405,7 @@ class Connection:
     def _allocated(self, session: Session, request: dict[str, Any], payload: bytearray) -> Reply:
         entry = session.table.get(request.get("handle"))
         offset, length = window(request)
-        return {"extents": entry.allocated(offset, length, int_field(request, "chunk", 1))}, b""
+        return {"extents": entry.allocated(self.ctx, offset, length, int_field(request, "chunk", 1))}, b""
 
     def _set_access(self, request: dict[str, Any], disabled: bool) -> Reply:
         from conformance.sim.objects.virtual_machine import VirtualMachineImpl
