@@ -7,8 +7,10 @@ bytes", where N counts the header: the field reports show 2097176 for a 2 MiB re
 i.e. 24 bytes more. HotAdd and SAN move data without NFC and never touch the budget.
 
 The simulated VixDiskLib takes a buffer for each Read or Write call (op ``nfc_alloc``, reply ``buffer``) and
-gives it back when the call ends (``nfc_free``); a session that ends gives back what it still holds, so a
-client that dies never leaks budget.
+gives it back when the call ends (``nfc_free``, not waited for); a session that ends gives back what it still
+holds, so a client that dies never leaks budget. Both ops run on the connection's reader thread, in frame
+order: a free is granted before the same client's next allocation, and an allocation before the reads it
+covers, without a second round trip per call.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ HEADER_BYTES = 24
 #: the transports whose data flows through the host's NFC server
 NFC_TRANSPORTS = ("nbd", "nbdssl")
 NO_MEMORY = "nfc_no_memory"
+#: ops the data plane runs in frame order on the connection's reader thread
+INLINE_OPS = ("nfc_alloc", "nfc_free")
 
 
 def requested_bytes(payload: int) -> int:
@@ -158,6 +162,7 @@ def free_op(ctx: SimContext, session: Session, request: dict[str, Any], payload:
 __all__ = [
     "DEFAULT_MAX_MEMORY",
     "HEADER_BYTES",
+    "INLINE_OPS",
     "NFC_TRANSPORTS",
     "NO_MEMORY",
     "NfcMemory",

@@ -244,6 +244,9 @@ class Connection:
                 return
             elif op == "ping":
                 self._send(protocol.ok(request_id))
+            elif op in nfc_memory.INLINE_OPS:  # cheap, and in order with the reads and writes around them
+                self._slots.acquire()
+                self._work(request_id, op, request, payload)
             else:
                 self._slots.acquire()
                 try:
