@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from conformance import exit_codes
+
 
 class CliError(Exception):
     """A problem with the user's input, reported as one line and exit code 2."""
@@ -21,12 +23,22 @@ def _sim_serve(args: argparse.Namespace) -> int:
     import os
 
     from conformance.sim.instance import DEFAULT_USER, Simulator
+    from conformance.sim.integrity import FAULTS, SimFaultError, check_faults
     from conformance.sim.inventory import InventoryError, load_inventory
     from conformance.sim.profiles import UnknownProfileError, get_profile
 
     try:
         get_profile(args.vsphere)
         inventory = load_inventory(Path(args.inventory)) if args.inventory else None
+        faults = check_faults((args.sim_fault or "").split(","))
+        library_side = [name for name in faults if FAULTS[name].side == "library"]
+        if library_side:
+            raise SimFaultError(
+                f"{', '.join(library_side)} is played by the simulated library of a run, not by the server "
+                "(fix: pass it to `vddk-conformance run --sim-fault`)"
+            )
+    except SimFaultError as exc:
+        raise CliError(f"--sim-fault: {exc}") from exc
     except (UnknownProfileError, InventoryError) as exc:
         raise CliError(str(exc)) from exc
     password = None
@@ -43,6 +55,7 @@ def _sim_serve(args: argparse.Namespace) -> int:
         inventory=inventory,
         user=args.user or DEFAULT_USER,
         password=password,
+        sim_faults=faults,
     )
     stop = threading.Event()
 
@@ -74,12 +87,15 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     """Run the conformance suites (default: embedded simulator, VDDK 7.0.3, vSphere 7.0 U3) and write reports."""
     import pytest
 
-    from conformance.resources import new_run_id
+    from conformance.resources import new_run_id, run_id_problem
 
     suites = Path(args.suites) if args.suites else _suites_dir()
     if not suites.is_dir():
         raise CliError(f"no suites folder at {suites}: run from the repository or pass --suites PATH")
     run_id = args.run_id or new_run_id()
+    problem = run_id_problem(run_id)
+    if problem:
+        raise CliError(f"--run-id: {problem} (fix: pass another --run-id)")
     argv = [
         str(suites),
         "-p",
@@ -102,7 +118,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     ]
     if args.sim_behaviour:
         argv.append(f"--sim-behaviour={args.sim_behaviour}")
-    for option in ("sim_vsphere", "sim_fixed", "release_note", "assume_fixed"):
+    for option in ("sim_vsphere", "sim_fixed", "sim_fault", "release_note", "assume_fixed"):
         if getattr(args, option, None):
             argv.append(f"--{option.replace('_', '-')}={getattr(args, option)}")
     if args.backup_app:
@@ -115,7 +131,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"vddk-conformance: reports in {run_dir}", flush=True)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("vddk-conformance: no test was selected", file=sys.stderr)
-    return code
+    return exit_codes.from_pytest(code)
 
 
 def _detection_matrix(args: argparse.Namespace) -> int:
@@ -152,8 +168,11 @@ def _nightly(args: argparse.Namespace) -> int:
     except (ShardError, NightlyError) as exc:
         raise CliError(str(exc)) from None
     print(f"vddk-conformance: {len(selected)} build/vSphere pair(s) to run", flush=True)
-    results = run_pairs(selected, Path(args.reports), args.matrix, args.workers)
-    return 0 if all(r.exit_status == 0 for r in results) else 1
+    night = run_pairs(selected, Path(args.reports), args.matrix, args.workers)
+    print(f"vddk-conformance: nightly summary {night.path}", flush=True)
+    if night.stopped_by:
+        return exit_codes.INTERRUPTED
+    return exit_codes.OK if all(r.exit_status == 0 for r in night.results) else exit_codes.PROBLEMS
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -192,9 +211,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _preflight_target(args: argparse.Namespace) -> int:
-    """A target file and its server: one line per problem, exit 1 when there is one."""
+    """A target file and its server: one line per problem, exit 1 when there is one (2 when the file itself
+    cannot be used, like every other command given that file)."""
     from conformance.preflight import target_preflight
+    from conformance.target_file import TargetFileError, load_target_file
 
+    try:
+        load_target_file(args.target)
+    except TargetFileError as exc:
+        raise CliError(str(exc)) from exc
     lines = target_preflight(args.target, build=args.vddk_build)
     for line in lines:
         print(line)
@@ -238,18 +263,15 @@ def _preflight(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     """Merge shard report directories into one run."""
-    from conformance.merge import MergeError, merge_runs, missing_shards
+    from conformance.merge import MergeError, merge_runs
 
     try:
         summary = merge_runs([Path(p) for p in args.run_dirs], Path(args.out), run_id=args.run_id)
     except MergeError as exc:
         raise CliError(str(exc)) from exc
     shards = [str(s.get("shard")) for s in summary["merged_from"] if s.get("shard")]
-    missing = missing_shards([s.get("shard") for s in summary["merged_from"]])
-    if missing:
-        print(f"vddk-conformance: warning: shard(s) {', '.join(missing)} not among the inputs", file=sys.stderr)
     print(
-        f"vddk-conformance: merged {len(args.run_dirs)} run(s) ({', '.join(shards) or 'unsharded'}), "
+        f"vddk-conformance: merged {len(args.run_dirs)} shards ({', '.join(shards)}), "
         f"{len(summary['tests'])} tests, into {args.out}"
     )
     return 0
@@ -293,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--inventory", help="TOML inventory file (default: the built-in inventory)")
     serve.add_argument("--user", help="login user (default administrator@vsphere.local)")
     serve.add_argument("--password-env", help="environment variable holding the password (default: a random one)")
+    serve.add_argument("--sim-fault", help="comma-separated integrity faults to play (conformance/sim/integrity.toml)")
     serve.set_defaults(handler=_sim_serve)
 
     run = commands.add_parser("run", help="run the conformance suites and write reports/<run-id>/")
@@ -303,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sim-vsphere", help="the simulated server presents this vSphere version (default: --vsphere)")
     run.add_argument(
         "--sim-fixed", help="comma-separated known issues the simulated VDDK plays fixed (e.g. K2,K4); not expectations"
+    )
+    run.add_argument(
+        "--sim-fault", help="comma-separated integrity faults the simulator plays (conformance/sim/integrity.toml)"
     )
     run.add_argument("--release-note", help="comma-separated release-note ids: run only their tests")
     run.add_argument("--assume-fixed", help="comma-separated ids whose tests must pass whatever the catalog says")
@@ -399,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except CliError as exc:
         print(f"vddk-conformance: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
 
 
 if __name__ == "__main__":

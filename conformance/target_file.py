@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.secrets import remember
 from conformance.transports import TRANSPORTS
 
 __all__ = ["BACKENDS", "CAPABILITIES", "TargetFile", "TargetFileError", "load_target_file"]
@@ -95,7 +96,7 @@ class SecretSource:
                     f"{self.path}: {self.key}.password_env: environment variable {self.env} is unset or empty "
                     f"(fix: export {self.env}=...)"
                 )
-            return value
+            return remember(value) or value
         assert self.file is not None
         try:
             value = self.file.read_text().rstrip("\r\n")
@@ -108,7 +109,7 @@ class SecretSource:
             raise TargetFileError(
                 f"{self.path}: {self.key}.password_file: {self.file} is empty (fix: write the password)"
             )
-        return value
+        return remember(value) or value
 
 
 @dataclass(frozen=True)

@@ -167,9 +167,11 @@ def simulator_target(simulator: Any, build: str | None = None) -> Target:
     """A Target for a running embedded simulator, its inventory read back through the vSphere API. Its default
     HotAdd proxy is the first proxy VM whose guest OS ``build`` supports (F2: a lab runs its proxy on a supported
     OS; the inventory offers several), else the first one."""
+    from conformance.secrets import remember
     from conformance.vsphere.about import server_version
     from conformance.vsphere.session import VsphereSession
 
+    remember(simulator.password)  # the run scrubs its reports of it, as of a lab's password
     endpoint = Endpoint(simulator.host, simulator.port, simulator.thumbprint)
     session = VsphereSession(endpoint, simulator.user, simulator.password, simulator.inventory.datacenter)
     try:

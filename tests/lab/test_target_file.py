@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance import exit_codes
 from conformance.target_file import TargetFileError, load_target_file
 from conformance.targets import file_target
 from tests.lab.conftest import PASSWORD_ENV, SimServer, run_cli, target_text, write_target
@@ -196,3 +197,15 @@ def test_round_trips_are_green_through_a_target_file(tmp_path: Path, sim_server:
     swept = run_cli("sweep", str(path), "--dry-run", env=sim_server.env, timeout=120)
     left = [line for line in swept.stdout.splitlines() if "would remove" in line and "simulator state" not in line]
     assert swept.returncode == 0 and left == [], swept.stdout
+
+
+def test_every_command_given_the_same_bad_target_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    """One convention (conformance/exit_codes.py): bad input is 2, whichever command reads the file."""
+    bad = tmp_path / "lab.toml"
+    bad.write_text('[server]\nhost = "vc.example"\n')
+    for command in (["run", "--target", str(bad), f"--reports={tmp_path / 'r'}"], ["preflight", str(bad)],
+                    ["sweep", str(bad)]):  # fmt: skip
+        result = run_cli(*command, timeout=120)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == exit_codes.BAD_INPUT, (command, result.stdout, result.stderr)
+        assert len(lines) == 1 and "credentials" in lines[0] and "Traceback" not in result.stderr, command
