@@ -31,6 +31,8 @@ PROXY_PLACEMENT = "proxy-placement"
 SERVER_RECORDS = "server-records"
 #: the target's VixMntApi mounts the harness's own volume format (VDDKCFS1, conformance.vsphere.volumes)
 SIMPLE_VOLUMES = "simple-volumes"
+#: the run may set a host's NFC memory budget (hostd config.xml nfcsvc maxMemory) via `controls` (D3)
+NFC_MEMORY_LIMIT = "nfc-memory-limit"
 
 
 @dataclass
@@ -141,6 +143,10 @@ class SimulatorControls:
     def datastore_free_space(self, name: str, free_bytes: int | None) -> None:
         self._simulator.set_datastore_free_space(name, free_bytes)
 
+    def nfc_max_memory(self, host: str, max_bytes: int | None) -> None:
+        """NFC_MEMORY_LIMIT: a host's NFC memory budget in bytes (None: the host's default again)."""
+        self._simulator.set_nfc_max_memory(host, max_bytes)
+
     def dataplane_clients(self) -> list[dict[str, Any]]:
         """SERVER_RECORDS: what the server recorded for every data-plane client, oldest first (product,
         version, phone_home, transport, session), from the server's own records."""
@@ -153,6 +159,8 @@ class SimulatorControls:
         )
         for ds in self._simulator.ctx.datastores():
             self._simulator.set_datastore_free_space(ds.name, None)
+        for host in self._simulator.inventory.hosts:
+            self._simulator.set_nfc_max_memory(host, None)
 
 
 def simulator_target(simulator: Any, build: str | None = None) -> Target:
@@ -194,7 +202,7 @@ def simulator_target(simulator: Any, build: str | None = None) -> Target:
         target_vms=targets,
         capabilities=frozenset(
             {FAULT_INJECTION, MAINTENANCE_MODE, GUEST_OPERATIONS, CREATE_VMS, LIBRARY_BUILDS}
-            | {PROXY_PLACEMENT, SERVER_RECORDS, SIMPLE_VOLUMES}
+            | {PROXY_PLACEMENT, SERVER_RECORDS, SIMPLE_VOLUMES, NFC_MEMORY_LIMIT}
             | ({PHYSICAL_PROXY} if physical else set())
         ),
         guest=GuestCredentials("root", "simulated-guest"),
