@@ -24,9 +24,9 @@ def _sim_serve(args: argparse.Namespace) -> int:
     import os
 
     from conformance.sim.instance import DEFAULT_USER, Simulator
-    from conformance.sim.integrity import FAULTS, SimFaultError, check_faults
     from conformance.sim.inventory import InventoryError, load_inventory
     from conformance.sim.profiles import UnknownProfileError, get_profile
+    from conformance.sim_faults import FAULTS, SimFaultError, check_faults
 
     try:
         get_profile(args.vsphere)
@@ -316,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--inventory", help="TOML inventory file (default: the built-in inventory)")
     serve.add_argument("--user", help="login user (default administrator@vsphere.local)")
     serve.add_argument("--password-env", help="environment variable holding the password (default: a random one)")
-    serve.add_argument("--sim-fault", help="comma-separated integrity faults to play (conformance/sim/integrity.toml)")
+    serve.add_argument(
+        "--sim-fault", help="comma-separated integrity faults to play (conformance/data/sim_faults.toml)"
+    )
     serve.set_defaults(handler=_sim_serve)
 
     run = commands.add_parser("run", help="run the conformance suites and write reports/<run-id>/")
@@ -329,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sim-fixed", help="comma-separated known issues the simulated VDDK plays fixed (e.g. K2,K4); not expectations"
     )
     run.add_argument(
-        "--sim-fault", help="comma-separated integrity faults the simulator plays (conformance/sim/integrity.toml)"
+        "--sim-fault", help="comma-separated integrity faults the simulator plays (conformance/data/sim_faults.toml)"
     )
     run.add_argument("--release-note", help="comma-separated release-note ids: run only their tests")
     run.add_argument("--assume-fixed", help="comma-separated ids whose tests must pass whatever the catalog says")

@@ -173,7 +173,7 @@ def _fault_probe(at: str, name: str, table: Any) -> Probe:
 
 
 def _sim_faults(at: str, value: Any) -> tuple[str, ...]:
-    from conformance.sim.integrity import SimFaultError, check_faults
+    from conformance.sim_faults import SimFaultError, check_faults
 
     if not isinstance(value, str) or not value.strip():
         raise DetectionError(f'{at}: sim_fault must name one fault (fix: e.g. sim_fault = "cbt-first-page-only")')
@@ -184,9 +184,9 @@ def _sim_faults(at: str, value: Any) -> tuple[str, ...]:
 
 
 def _check_fault_rows(where: str, probes: list[Probe]) -> None:
-    """Every fault of integrity.toml is played by exactly one row: a fault no row plays is a fault no test
+    """Every fault of sim_faults.toml is played by exactly one row: a fault no row plays is a fault no test
     is known to catch."""
-    from conformance.sim.integrity import FAULTS
+    from conformance.sim_faults import FAULTS
 
     played = [name for p in probes for name in p.sim_faults]
     twice = sorted({n for n in played if played.count(n) > 1})

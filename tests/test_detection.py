@@ -288,7 +288,7 @@ def test_the_command_refuses_an_unknown_item_in_one_line() -> None:
 
 @pytest.fixture
 def two_faults(monkeypatch: pytest.MonkeyPatch) -> None:
-    from conformance.sim import integrity
+    from conformance import sim_faults as integrity
 
     for name in ("lies-a", "lies-b"):
         monkeypatch.setitem(integrity.FAULTS, name, integrity.SimFault(name, "a lying server", "server"))

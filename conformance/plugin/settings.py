@@ -58,7 +58,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--sim-fault",
         default=None,
         help="comma-separated integrity faults the simulator plays (a lying server or library; names in "
-        "conformance/sim/integrity.toml); expectations are unchanged",
+        "conformance/data/sim_faults.toml); expectations are unchanged",
     )
     group.addoption(
         "--matrix",
@@ -188,10 +188,10 @@ def _ids(text: str | None, option: str) -> tuple[str, ...]:
 
 
 def _faults(text: str | None) -> tuple[str, ...]:
-    """--sim-fault names, each a fault of conformance/sim/integrity.toml."""
+    """--sim-fault names, each a fault of conformance/data/sim_faults.toml."""
     if not text:
         return ()
-    from conformance.sim.integrity import SimFaultError, check_faults
+    from conformance.sim_faults import SimFaultError, check_faults
 
     try:
         return check_faults(text.split(","))

@@ -287,7 +287,7 @@ class Simulator:
         password: str | None = None,
         sim_faults: tuple[str, ...] = (),
     ) -> None:
-        from conformance.sim.integrity import check_faults
+        from conformance.sim_faults import check_faults
 
         self.profile = get_profile(vsphere)
         #: integrity faults this server plays (``--sim-fault``); library-side names are the library's business

@@ -1,4 +1,4 @@
-"""The lies a server can tell about where a disk changed or holds data (integrity faults of integrity.toml, played
+"""The lies a server can tell about where a disk changed or holds data (integrity faults of sim_faults.toml, played
 with `--sim-fault`): each takes the true answer and returns the one the faulty server gives. Off, every function
 returns its input unchanged."""
 

@@ -94,7 +94,7 @@ class SimConnection:
 class SimulatedVixDiskLib:
     """A VixDiskLibBackend that behaves as VDDK `build` (default 7.0.3), with the known issues `fixed` played
     fixed (item ids of vddk_builds.toml's [fixed] table: K2, K4) and the library-side integrity faults of
-    `sim_faults` played (``--sim-fault``, conformance/sim/integrity.toml)."""
+    `sim_faults` played (``--sim-fault``, conformance/data/sim_faults.toml)."""
 
     name = "simulated"
 
@@ -106,7 +106,7 @@ class SimulatedVixDiskLib:
         fixed: tuple[str, ...] = (),
         sim_faults: tuple[str, ...] = (),
     ) -> None:
-        from conformance.sim.integrity import check_faults
+        from conformance.sim_faults import check_faults
 
         self.behaviour = played_behaviour(build, fixed)
         self.build = self.behaviour.build
