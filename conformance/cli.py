@@ -13,9 +13,10 @@ from pathlib import Path
 from types import FrameType
 
 from conformance import exit_codes
+from conformance.input_errors import InputError
 
 
-class CliError(Exception):
+class CliError(InputError):
     """A problem with the user's input, reported as one line and exit code 2."""
 
 
@@ -23,9 +24,9 @@ def _sim_serve(args: argparse.Namespace) -> int:
     import os
 
     from conformance.sim.instance import DEFAULT_USER, Simulator
-    from conformance.sim.integrity import FAULTS, SimFaultError, check_faults
     from conformance.sim.inventory import InventoryError, load_inventory
     from conformance.sim.profiles import UnknownProfileError, get_profile
+    from conformance.sim_faults import FAULTS, SimFaultError, check_faults
 
     try:
         get_profile(args.vsphere)
@@ -168,8 +169,11 @@ def _nightly(args: argparse.Namespace) -> int:
     except (ShardError, NightlyError) as exc:
         raise CliError(str(exc)) from None
     print(f"vddk-conformance: {len(selected)} build/vSphere pair(s) to run", flush=True)
-    results = run_pairs(selected, Path(args.reports), args.matrix, args.workers)
-    return 0 if all(r.exit_status == 0 for r in results) else 1
+    night = run_pairs(selected, Path(args.reports), args.matrix, args.workers)
+    print(f"vddk-conformance: nightly summary {night.path}", flush=True)
+    if night.stopped_by:
+        return exit_codes.INTERRUPTED
+    return exit_codes.OK if all(r.exit_status == 0 for r in night.results) else exit_codes.PROBLEMS
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -312,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--inventory", help="TOML inventory file (default: the built-in inventory)")
     serve.add_argument("--user", help="login user (default administrator@vsphere.local)")
     serve.add_argument("--password-env", help="environment variable holding the password (default: a random one)")
-    serve.add_argument("--sim-fault", help="comma-separated integrity faults to play (conformance/sim/integrity.toml)")
+    serve.add_argument(
+        "--sim-fault", help="comma-separated integrity faults to play (conformance/data/sim_faults.toml)"
+    )
     serve.set_defaults(handler=_sim_serve)
 
     run = commands.add_parser("run", help="run the conformance suites and write reports/<run-id>/")
@@ -325,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sim-fixed", help="comma-separated known issues the simulated VDDK plays fixed (e.g. K2,K4); not expectations"
     )
     run.add_argument(
-        "--sim-fault", help="comma-separated integrity faults the simulator plays (conformance/sim/integrity.toml)"
+        "--sim-fault", help="comma-separated integrity faults the simulator plays (conformance/data/sim_faults.toml)"
     )
     run.add_argument("--release-note", help="comma-separated release-note ids: run only their tests")
     run.add_argument("--assume-fixed", help="comma-separated ids whose tests must pass whatever the catalog says")

@@ -12,13 +12,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.input_errors import InputError
+
 GOOD = {"passed"}
 BAD = {"failed", "error", "xpassed"}
 KNOWN = {"xfailed"}
 SKIPPED = {"skipped"}
 
 
-class CompareError(ValueError):
+class CompareError(InputError):
     """A run directory that cannot be compared; the message names it and what is missing."""
 
 
@@ -103,16 +105,13 @@ def classify(before: str, after: str) -> str:
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "summary.json"
-    if not path.is_file():
-        raise CompareError(f"{run_dir}: no summary.json (is it a reports/<run-id>/ directory?)")
+    """summary.json of a run directory, checked as the report command checks it (one line when unusable)."""
+    from conformance.reports.runs import ReportError, load_run
+
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CompareError(f"{path}: not valid JSON ({exc})") from exc
-    if "tests" not in data:
-        raise CompareError(f"{path}: has no 'tests' list")
-    return data
+        return load_run(Path(run_dir)).summary
+    except ReportError as exc:
+        raise CompareError(str(exc)) from None
 
 
 def compare(run_a: Path, run_b: Path) -> Comparison:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.input_errors import InputError
 from conformance.reports.runs import ReportError, load_run
 from conformance.resources import run_id_problem
 
@@ -46,7 +47,7 @@ MERGED_FILES = {"summary.json", "junit.xml", "allure-results/environment.propert
 _EXIT_RANK = {0: 0, 1: 1, 2: 2, 4: 3, 3: 4}
 
 
-class MergeError(ValueError):
+class MergeError(InputError):
     """Shards that cannot be merged; the message is one line naming the directory, file or key."""
 
 

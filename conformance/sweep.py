@@ -26,6 +26,7 @@ from typing import Any
 
 from pyVmomi import vmodl
 
+from conformance.input_errors import InputError
 from conformance.resources import PREFIX
 
 __all__ = ["Leftover", "SweepError", "find_leftovers", "sweep_command", "sweep_sim_dirs", "sweep_target"]
@@ -36,7 +37,7 @@ SIM_DIR_PREFIX = "vsphere-sim-"
 _STAMP = re.compile(rf"^{PREFIX}-(\d{{8}}-\d{{6}})-")
 
 
-class SweepError(ValueError):
+class SweepError(InputError):
     """The sweep cannot start (bad target file, unreachable server); one line."""
 
 

@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.input_errors import InputError
+from conformance.secrets import remember
 from conformance.transports import TRANSPORTS
 
 __all__ = ["BACKENDS", "CAPABILITIES", "TargetFile", "TargetFileError", "load_target_file"]
@@ -74,7 +76,7 @@ _THUMBPRINT = re.compile(
 )
 
 
-class TargetFileError(ValueError):
+class TargetFileError(InputError):
     """A target file problem: one line naming the file, the key and the fix."""
 
 
@@ -96,7 +98,7 @@ class SecretSource:
                     f"{self.path}: {self.key}.password_env: environment variable {self.env} is unset or empty "
                     f"(fix: export {self.env}=...)"
                 )
-            return value
+            return remember(value) or value
         assert self.file is not None
         try:
             value = self.file.read_text().rstrip("\r\n")
@@ -109,7 +111,7 @@ class SecretSource:
             raise TargetFileError(
                 f"{self.path}: {self.key}.password_file: {self.file} is empty (fix: write the password)"
             )
-        return value
+        return remember(value) or value
 
 
 @dataclass(frozen=True)

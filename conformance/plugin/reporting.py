@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conformance.plugin.expectations import KnownIssueHooks
+from conformance.plugin.scrubbing import SecretScrubber
 from conformance.plugin.settings import RunSettings
 from conformance.reports import attachments, labels
 from conformance.reports.categories import write_categories
@@ -36,6 +37,8 @@ def configure(config: pytest.Config, settings: RunSettings) -> None:
     config.stash[RESULTS] = {}
     config.stash[STARTED] = time.time()
     config.pluginmanager.register(_AllureHooks(config, settings), "vddk-conformance-allure")
+    run_dir_or_none = None if settings.reports is None or is_worker(config) else settings.reports / settings.run_id
+    config.pluginmanager.register(SecretScrubber(run_dir_or_none), SecretScrubber.NAME)
     if settings.reports is None:
         return
     run_dir = settings.reports / settings.run_id

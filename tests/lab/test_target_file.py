@@ -14,7 +14,7 @@ import pytest
 from conformance import exit_codes
 from conformance.target_file import TargetFileError, load_target_file
 from conformance.targets import file_target
-from tests.lab.conftest import PASSWORD_ENV, SimServer, run_cli, target_text, write_target
+from tests.lab.conftest import GUEST_ENV, PASSWORD_ENV, SimServer, run_cli, target_text, write_target
 
 INFO = {"host": "127.0.0.1", "port": 4430, "thumbprint": ":".join(["AB"] * 20), "user": "u", "vsphere": "7.0U3"}
 
@@ -94,7 +94,7 @@ def test_run_with_a_bad_target_file_stops_in_one_line(tmp_path: Path, sim_server
 
 def test_a_run_whose_build_differs_from_the_target_file_stops_in_one_line(tmp_path: Path) -> None:
     path = write_target(tmp_path / "lab.toml", INFO)
-    env = {**os.environ, PASSWORD_ENV: "pw"}
+    env = {**os.environ, PASSWORD_ENV: "pw", GUEST_ENV: "guest-pw"}
     result = run_cli(
         "run", "--target", str(path), "--vddk-build", "7.0.2", "--reports", str(tmp_path), "-n", "0", env=env
     )

@@ -8,6 +8,7 @@ pipelined reads overlap their (simulated) storage latency the way NFC requests t
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import secrets
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyVmomi import vmodl
 
-from conformance.sim.dataplane import protocol
+from conformance.sim.dataplane import nfc_memory, protocol
 from conformance.sim.dataplane.disks import Access, HandleTable, fault_message, open_disk, proxy_vm_for, window
 from conformance.sim.dataplane.protocol import MAX_PAYLOAD, DataPlaneError, int_field, str_field
 from conformance.sim.server import COOKIE_NAME, session_cookie
@@ -197,6 +198,8 @@ class Connection:
             "close": self._close,
             "prepare_access": self._prepare_access,
             "end_access": self._end_access,
+            "nfc_alloc": functools.partial(nfc_memory.allocate_op, self.ctx),
+            "nfc_free": functools.partial(nfc_memory.free_op, self.ctx),
         }
 
     def abort(self) -> None:
@@ -248,6 +251,9 @@ class Connection:
                 return
             elif op == "ping":
                 self._send(protocol.ok(request_id))
+            elif op in nfc_memory.INLINE_OPS:  # cheap, and in order with the reads and writes around them
+                self._slots.acquire()
+                self._work(request_id, op, request, payload)
             else:
                 self._slots.acquire()
                 try:
@@ -304,6 +310,7 @@ class Connection:
         session, self.session = self.session, None
         if session is None:
             return 0
+        nfc_memory.ledger(self.ctx).end_session(session.id)  # buffers a dead client held go back to the host
         closed = session.table.clear()
         if closed:
             self.ctx.registry.changed()  # consolidationNeeded may change now that write locks are gone
@@ -412,7 +419,7 @@ class Connection:
     def _allocated(self, session: Session, request: dict[str, Any], payload: bytearray) -> Reply:
         entry = session.table.get(request.get("handle"))
         offset, length = window(request)
-        return {"extents": entry.allocated(offset, length, int_field(request, "chunk", 1))}, b""
+        return {"extents": entry.allocated(self.ctx, offset, length, int_field(request, "chunk", 1))}, b""
 
     def _set_access(self, request: dict[str, Any], disabled: bool) -> Reply:
         from conformance.sim.objects.virtual_machine import VirtualMachineImpl

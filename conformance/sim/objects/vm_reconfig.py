@@ -121,10 +121,47 @@ def apply_device_change(vm: VirtualMachineImpl, change: Any) -> None:
                     link.delete()
     elif operation == "edit":
         disk = vm.disk(device.key)
-        if device.capacityInBytes and device.capacityInBytes != disk.capacity:
-            raise vmodl.fault.NotSupported(msg="growing disks is not simulated")
+        capacity = asked_capacity(device, disk.capacity)
+        if capacity != disk.capacity:
+            grow_disk(vm, disk, capacity)
     else:
         raise vmodl.fault.InvalidArgument(msg=f"unknown device operation {operation}", invalidProperty="operation")
+
+
+def asked_capacity(device: Any, current: int) -> int:
+    """The capacity an edit asks for: capacityInBytes, or capacityInKB when only that one was changed (a client
+    that copies the device and edits capacityInKB leaves capacityInBytes at the old size)."""
+    in_bytes = int(device.capacityInBytes or 0)
+    in_kb = int(device.capacityInKB or 0) * 1024
+    if in_bytes and in_bytes != current:
+        return in_bytes
+    return in_kb if in_kb and in_kb != current else current
+
+
+def grow_disk(vm: VirtualMachineImpl, disk: DiskState, capacity: int) -> None:
+    """Hot-extend as ESXi allows it: only growing, only a disk of this VM without snapshots or deltas."""
+    name = disk.file.path.name
+    if capacity < disk.capacity:
+        raise vim.fault.InvalidDeviceOperation(
+            msg=f"Invalid operation for device '{disk.unit_number}': {name} cannot shrink "
+            f"({disk.capacity} to {capacity} bytes)",
+            badOp="edit",
+        )
+    if vm.all_snapshots() or disk.file.parent is not None or disk.attached_from is not None:
+        raise vim.fault.InvalidDeviceOperation(
+            msg=f"Invalid operation for device '{disk.unit_number}': {name} has snapshots (or is another VM's "
+            "disk); remove them or consolidate before extending",
+            badOp="edit",
+        )
+    try:
+        disk.file.extend(capacity)
+    except DiskFullError as exc:
+        raise vim.fault.NoDiskSpace(msg=str(exc), datastore=disk.datastore.name) from exc
+    except ValueError as exc:
+        raise vim.fault.InvalidDeviceSpec(msg=str(exc), deviceIndex=0) from exc
+    if disk.tracker is not None:
+        disk.tracker.extend(capacity)
+        disk.tracker.save()
 
 
 def _free_unit(vm: VirtualMachineImpl, wanted: int | None) -> int:

@@ -31,6 +31,7 @@ from conformance.vixdisklib.simulated.control import (
     parent_chain,
 )
 from conformance.vixdisklib.simulated.disk import DIRECT_REQUEST, SimDisk, map_dataplane_error
+from conformance.vixdisklib.simulated.nfc_buffer import nfc_buffer
 from conformance.vixdisklib.simulated.support import check_server, hotadd_refusal
 from conformance.vixdisklib.simulated.tmpstate import (
     HotAddedDisk,
@@ -93,7 +94,7 @@ class SimConnection:
 class SimulatedVixDiskLib:
     """A VixDiskLibBackend that behaves as VDDK `build` (default 7.0.3), with the known issues `fixed` played
     fixed (item ids of vddk_builds.toml's [fixed] table: K2, K4) and the library-side integrity faults of
-    `sim_faults` played (``--sim-fault``, conformance/sim/integrity.toml)."""
+    `sim_faults` played (``--sim-fault``, conformance/data/sim_faults.toml)."""
 
     name = "simulated"
 
@@ -105,7 +106,7 @@ class SimulatedVixDiskLib:
         fixed: tuple[str, ...] = (),
         sim_faults: tuple[str, ...] = (),
     ) -> None:
-        from conformance.sim.integrity import check_faults
+        from conformance.sim_faults import check_faults
 
         self.behaviour = played_behaviour(build, fixed)
         self.build = self.behaviour.build
@@ -445,21 +446,23 @@ class SimulatedVixDiskLib:
         return disk.transport
 
     def read(self, disk: SimDisk, start_sector: int, num_sectors: int) -> bytes:
-        return disk.read(start_sector, num_sectors)
+        with nfc_buffer(disk, start_sector, num_sectors, "VixDiskLib_Read"):
+            return disk.read(start_sector, num_sectors)
 
     def write(self, disk: SimDisk, start_sector: int, data: bytes) -> None:
-        disk.write(start_sector, data)
+        with nfc_buffer(disk, start_sector, len(data) // SECTOR_SIZE, "VixDiskLib_Write"):
+            disk.write(start_sector, data)
 
     def read_async(
         self, disk: SimDisk, start_sector: int, num_sectors: int, buffer: bytearray, callback: CompletionCallback
     ) -> None:
         def work() -> None:
-            buffer[: num_sectors * SECTOR_SIZE] = disk.read(start_sector, num_sectors)
+            buffer[: num_sectors * SECTOR_SIZE] = self.read(disk, start_sector, num_sectors)
 
         disk.submit(work, callback)
 
     def write_async(self, disk: SimDisk, start_sector: int, data: bytes, callback: CompletionCallback) -> None:
-        disk.submit(lambda: disk.write(start_sector, data), callback)
+        disk.submit(lambda: self.write(disk, start_sector, data), callback)
 
     def wait(self, disk: SimDisk) -> None:
         disk.wait()
