@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 import threading
@@ -126,13 +127,32 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         argv.append(f"--backup-app={args.backup_app}")
     if args.shard:
         argv.append(f"--shard={args.shard}")
-    code = int(pytest.main([*argv, *extra]))
+    temp = None
+    if not any(a == "--basetemp" or a.startswith("--basetemp=") for a in extra):
+        temp = _run_temp(run_id)  # the run's own pytest temp: removed at the end, swept after a hard kill
+        argv.append(f"--basetemp={temp / 'pytest'}")
+    try:
+        code = int(pytest.main([*argv, *extra]))
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
     run_dir = Path(args.reports) / run_id
     if (run_dir / "summary.json").is_file():  # a usage error stops the run before it writes anything
         print(f"vddk-conformance: reports in {run_dir}", flush=True)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("vddk-conformance: no test was selected", file=sys.stderr)
     return exit_codes.from_pytest(code)
+
+
+def _run_temp(run_id: str) -> Path:
+    """`<tmp>/vddkc-run-<run id>/` holding owner.pid, so `sweep` knows it once this process is gone."""
+    import tempfile
+
+    from conformance.sweep import OWNER_FILE, RUN_TEMP_PREFIX, owner_record
+
+    folder = Path(tempfile.mkdtemp(prefix=f"{RUN_TEMP_PREFIX}{run_id}-"))
+    (folder / OWNER_FILE).write_text(owner_record())
+    return folder
 
 
 def _detection_matrix(args: argparse.Namespace) -> int:
@@ -234,7 +254,13 @@ def _sweep(args: argparse.Namespace) -> int:
     from conformance.sweep import SweepError, sweep_command
 
     try:
-        return sweep_command(args.target, run_id=args.run_id, older_than=args.older_than, dry_run=args.dry_run)
+        return sweep_command(
+            args.target,
+            run_id=args.run_id,
+            older_than=args.older_than,
+            dry_run=args.dry_run,
+            reports=Path(args.reports),
+        )
     except SweepError as exc:
         raise CliError(str(exc)) from exc
 
@@ -413,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--run-id", help="only leftovers of this run")
     sweep.add_argument("--older-than", type=float, metavar="MIN", help="only leftovers older than MIN minutes")
     sweep.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
+    sweep.add_argument("--reports", default="reports", help="report folder of the runs (default ./reports)")
     sweep.set_defaults(handler=_sweep)
     return parser
 

@@ -34,6 +34,8 @@ __all__ = ["Leftover", "SweepError", "find_leftovers", "sweep_command", "sweep_s
 #: the owner file a simulator writes into a state folder it created (see conformance.sim.instance)
 OWNER_FILE = "owner.pid"
 SIM_DIR_PREFIX = "vsphere-sim-"
+#: a `vddk-conformance run`'s own temporary folder (pytest's basetemp inside), named with the run id
+RUN_TEMP_PREFIX = "vddkc-run-"
 _STAMP = re.compile(rf"^{PREFIX}-(\d{{8}}-\d{{6}})-")
 
 
@@ -289,9 +291,18 @@ def _alive(pid: int, started: str | None) -> bool:
         return False
     except PermissionError:
         return True
+    if _state(pid) == "Z":  # a zombie: dead, waiting for a parent that may never reap it (its parent was killed too)
+        return False
     if started is None:
         return True
     return _start_time(pid) == started  # the pid may have been reused by another process
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def _start_time(pid: int) -> str | None:
@@ -311,10 +322,31 @@ def owner_record() -> str:
 def sweep_sim_dirs(root: Path | None = None, *, older_than: float | None = None, dry_run: bool = False) -> list[str]:
     """Remove `vsphere-sim-*` state folders whose owner process is dead (folders without an owner file are
     left alone unless older than `older_than` minutes)."""
-    root = root or Path(tempfile.gettempdir())
+    return sweep_owned(
+        root or Path(tempfile.gettempdir()), f"{SIM_DIR_PREFIX}*", "simulator state", older_than, dry_run
+    )
+
+
+def sweep_run_temp(root: Path | None = None, *, older_than: float | None = None, dry_run: bool = False) -> list[str]:
+    """Remove `vddkc-run-*` temporary folders (a run's pytest temp) whose run died before removing them."""
+    return sweep_owned(root or Path(tempfile.gettempdir()), f"{RUN_TEMP_PREFIX}*", "run temporary folder",
+                       older_than, dry_run)  # fmt: skip
+
+
+def sweep_reports(reports: Path, *, dry_run: bool = False) -> list[str]:
+    """Remove report folders a run was still writing when it died (they hold `owner.pid`; finished ones do not)."""
+    if not reports.is_dir():
+        return []
+    return sweep_owned(reports, "*", "half-written report folder", None, dry_run, need_owner=True)
+
+
+def sweep_owned(root: Path, pattern: str, what: str, older_than: float | None, dry_run: bool,
+                need_owner: bool = False) -> list[str]:  # fmt: skip
+    """Remove folders matching `pattern` under `root` whose OWNER_FILE names a dead process. A folder without
+    the file is removed only when older than `older_than` minutes (never when `need_owner`)."""
     lines: list[str] = []
-    for folder in sorted(root.glob(f"{SIM_DIR_PREFIX}*")):
-        if not folder.is_dir():
+    for folder in sorted(root.glob(pattern)):
+        if not folder.is_dir() or folder.is_symlink():
             continue
         owner = folder / OWNER_FILE
         try:
@@ -330,19 +362,24 @@ def sweep_sim_dirs(root: Path | None = None, *, older_than: float | None = None,
             why = f"owner pid {fields[0]} is gone"
         else:
             age = time.time() - folder.stat().st_mtime
-            if older_than is None or age < older_than * 60:
+            if need_owner or older_than is None or age < older_than * 60:
                 continue
             why = f"no owner file, untouched for {age / 60:.0f} min"
         if dry_run:
-            lines.append(f"would remove simulator state {folder} ({why})")
+            lines.append(f"would remove {what} {folder} ({why})")
             continue
         shutil.rmtree(folder, ignore_errors=True)
-        lines.append(f"removed simulator state {folder} ({why})")
+        lines.append(f"removed {what} {folder} ({why})")
     return lines
 
 
 def sweep_command(
-    target: str | None, *, run_id: str | None = None, older_than: float | None = None, dry_run: bool = False
+    target: str | None,
+    *,
+    run_id: str | None = None,
+    older_than: float | None = None,
+    dry_run: bool = False,
+    reports: Path | None = None,
 ) -> int:
     """`vddk-conformance sweep`: print one line per removed leftover; exit 1 when something could not go."""
     failed: list[str] = []
@@ -376,6 +413,8 @@ def sweep_command(
         finally:
             session.close()
     lines += sweep_sim_dirs(older_than=older_than, dry_run=dry_run)
+    lines += sweep_run_temp(older_than=older_than, dry_run=dry_run)
+    lines += sweep_reports(reports or Path("reports"), dry_run=dry_run)
     for line in lines + failed:
         print(line, flush=True)
     if not lines and not failed:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conformance.plugin.expectations import KnownIssueHooks
+from conformance.plugin.run_folder import RunFolderOwner
 from conformance.plugin.scrubbing import SecretScrubber
 from conformance.plugin.settings import RunSettings
 from conformance.reports import attachments, labels
@@ -51,6 +52,7 @@ def configure(config: pytest.Config, settings: RunSettings) -> None:
     if not getattr(config.option, "xmlpath", None):
         config.option.xmlpath = str(run_dir / "junit.xml")
     config.pluginmanager.register(_ControllerHooks(config), "vddk-conformance-controller")
+    config.pluginmanager.register(RunFolderOwner(run_dir), RunFolderOwner.NAME)  # last: its marker goes last
 
 
 def select_shard(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -279,3 +279,32 @@ def test_sweep_with_a_run_id_removes_the_hot_add_of_that_runs_snapshot_and_nothi
             assert [d.file_name for d in disks_of(proxy)][1:] == [kept]  # run O's hot-add is not run K's
         finally:
             session.close()
+
+
+def test_a_run_killed_hard_leaves_folders_that_sweep_removes_and_finished_reports_stay(tmp_path: Path) -> None:
+    """SIGKILL of a run's whole process group: its half-written report folder, its pytest temporary folder and
+    its simulator's state are swept; a finished run's report folder is not touched."""
+    temp, reports = tmp_path / "tmp", tmp_path / "reports"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    finished = run_cli("run", "--reports", str(reports), "--run-id", "done", "-n", "0", "-k", "cbt_state", env=env)
+    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
+    assert not (reports / "done" / OWNER_FILE).exists() and list(temp.iterdir()) == []  # a clean end leaves nothing
+    process = subprocess.Popen(
+        [*CLI, "run", "--reports", str(reports), "--run-id", "killed", "-n", "2", "-k", "roundtrip"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+        (reports / "killed" / OWNER_FILE).exists() and list(temp.glob("vsphere-sim-*"))
+    ):
+        time.sleep(0.1)
+    time.sleep(2)  # somewhere in the first tests
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (reports / "killed").is_dir() and list(temp.glob("vddkc-run-killed-*"))
+    result = run_cli("sweep", "--reports", str(reports), env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "removed half-written report folder" in result.stdout and "removed run temporary folder" in result.stdout
+    assert not (reports / "killed").exists() and (reports / "done" / "summary.json").is_file()
+    assert [p.name for p in temp.iterdir()] == [], result.stdout
