@@ -21,12 +21,22 @@ def _sim_serve(args: argparse.Namespace) -> int:
     import os
 
     from conformance.sim.instance import DEFAULT_USER, Simulator
+    from conformance.sim.integrity import FAULTS, SimFaultError, check_faults
     from conformance.sim.inventory import InventoryError, load_inventory
     from conformance.sim.profiles import UnknownProfileError, get_profile
 
     try:
         get_profile(args.vsphere)
         inventory = load_inventory(Path(args.inventory)) if args.inventory else None
+        faults = check_faults((args.sim_fault or "").split(","))
+        library_side = [name for name in faults if FAULTS[name].side == "library"]
+        if library_side:
+            raise SimFaultError(
+                f"{', '.join(library_side)} is played by the simulated library of a run, not by the server "
+                "(fix: pass it to `vddk-conformance run --sim-fault`)"
+            )
+    except SimFaultError as exc:
+        raise CliError(f"--sim-fault: {exc}") from exc
     except (UnknownProfileError, InventoryError) as exc:
         raise CliError(str(exc)) from exc
     password = None
@@ -43,6 +53,7 @@ def _sim_serve(args: argparse.Namespace) -> int:
         inventory=inventory,
         user=args.user or DEFAULT_USER,
         password=password,
+        sim_faults=faults,
     )
     stop = threading.Event()
 
@@ -74,12 +85,15 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     """Run the conformance suites (default: embedded simulator, VDDK 7.0.3, vSphere 7.0 U3) and write reports."""
     import pytest
 
-    from conformance.resources import new_run_id
+    from conformance.resources import new_run_id, run_id_problem
 
     suites = Path(args.suites) if args.suites else _suites_dir()
     if not suites.is_dir():
         raise CliError(f"no suites folder at {suites}: run from the repository or pass --suites PATH")
     run_id = args.run_id or new_run_id()
+    problem = run_id_problem(run_id)
+    if problem:
+        raise CliError(f"--run-id: {problem} (fix: pass another --run-id)")
     argv = [
         str(suites),
         "-p",
@@ -102,7 +116,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     ]
     if args.sim_behaviour:
         argv.append(f"--sim-behaviour={args.sim_behaviour}")
-    for option in ("sim_vsphere", "sim_fixed", "release_note", "assume_fixed"):
+    for option in ("sim_vsphere", "sim_fixed", "sim_fault", "release_note", "assume_fixed"):
         if getattr(args, option, None):
             argv.append(f"--{option.replace('_', '-')}={getattr(args, option)}")
     if args.backup_app:
@@ -293,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--inventory", help="TOML inventory file (default: the built-in inventory)")
     serve.add_argument("--user", help="login user (default administrator@vsphere.local)")
     serve.add_argument("--password-env", help="environment variable holding the password (default: a random one)")
+    serve.add_argument("--sim-fault", help="comma-separated integrity faults to play (conformance/sim/integrity.toml)")
     serve.set_defaults(handler=_sim_serve)
 
     run = commands.add_parser("run", help="run the conformance suites and write reports/<run-id>/")
@@ -303,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sim-vsphere", help="the simulated server presents this vSphere version (default: --vsphere)")
     run.add_argument(
         "--sim-fixed", help="comma-separated known issues the simulated VDDK plays fixed (e.g. K2,K4); not expectations"
+    )
+    run.add_argument(
+        "--sim-fault", help="comma-separated integrity faults the simulator plays (conformance/sim/integrity.toml)"
     )
     run.add_argument("--release-note", help="comma-separated release-note ids: run only their tests")
     run.add_argument("--assume-fixed", help="comma-separated ids whose tests must pass whatever the catalog says")

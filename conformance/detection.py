@@ -147,12 +147,14 @@ def _child_run(
 
 
 def _outcomes(tests: list[dict[str, Any]], item: str) -> dict[str, str]:
-    return {t["nodeid"]: str(t.get("outcome")) for t in tests if t.get("release_note") == item}
+    """nodeid -> outcome of the item's tests; of every test for a whole-run row (item "")."""
+    return {t["nodeid"]: str(t.get("outcome")) for t in tests if not item or t.get("release_note") == item}
 
 
 def run_baseline(probe: Probe, reports: Path, workers: str, suites: Path | None = None) -> Baseline:
     arguments = probe.baseline().run_arguments()
-    tests, seconds, run_dir, _, problem = _child_run(arguments, f"{probe.item}-baseline", reports, workers, suites)
+    name = f"{probe.item or 'default'}-baseline"
+    tests, seconds, run_dir, _, problem = _child_run(arguments, name, reports, workers, suites)
     return Baseline(arguments, _outcomes(tests, probe.item), seconds, run_dir, problem)
 
 
@@ -175,7 +177,9 @@ def run_probe(
     baseline = baselines[key]
     tests, seconds, run_dir, status, problem = _child_run(probe.run_arguments(), probe.id, reports, workers, suites)
     others = sorted(
-        t["nodeid"] for t in tests if t.get("release_note") != probe.item and t.get("outcome") in ("failed", "error")
+        t["nodeid"]
+        for t in tests
+        if probe.item and t.get("release_note") != probe.item and t.get("outcome") in ("failed", "error")
     )
     return ProbeResult(probe, baseline, _outcomes(tests, probe.item), seconds, run_dir, status, problem, others)
 
@@ -208,7 +212,7 @@ def markdown_table(results: list[ProbeResult]) -> str:
     ]
     for r in results:
         expected, behaved = r.probe.describe()
-        row = r.probe.id if r.probe.id == r.probe.item else f"{r.probe.id} ({r.probe.item})"
+        row = r.probe.id if r.probe.id == r.probe.item or r.probe.whole_run else f"{r.probe.id} ({r.probe.item})"
         base = f"{r.baseline.passed}/{len(r.baseline.outcomes)}"
         if r.baseline.broken_by:
             base += f" (broken: {_names(r.baseline.broken_by)})"

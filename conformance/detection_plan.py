@@ -20,8 +20,12 @@ from conformance.catalog import CatalogError, load_catalog
 from conformance.versions import VddkBuild, VersionError
 
 DEFAULT_BUILD, DEFAULT_VSPHERE = "7.0.3", "7.0U3"
-_KEYS = {"expect", "vsphere", "behave", "sim_vsphere", "backup_app", "assume_fixed", "baseline_fixed", "select", "why"}
+_KEYS = {"expect", "vsphere", "behave", "sim_vsphere", "backup_app", "assume_fixed", "baseline_fixed", "select", "why",
+         "sim_fault"}  # fmt: skip
 _PROBE_KEYS = {"release_note", "backup_app", "select", "why"}
+_FAULT_KEYS = {"select", "why"}
+#: row-id prefix of a [faults.NAME] row: the whole default suites against a simulator playing that fault
+FAULT_PREFIX = "FAULT-"
 _APP_SPEC = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*")
 
 
@@ -47,6 +51,13 @@ class Probe:
     probe_id: str | None = None
     #: a pytest -k expression narrowing the item's tests (probe and baseline alike), for items with many cases
     select: str | None = None
+    #: integrity faults the simulator plays in the probe (--sim-fault); the baseline plays none
+    sim_faults: tuple[str, ...] = ()
+
+    @property
+    def whole_run(self) -> bool:
+        """A [faults.NAME] row: the default suites of every item, not one item's tests."""
+        return not self.item
 
     @property
     def id(self) -> str:
@@ -58,6 +69,8 @@ class Probe:
         if self.baseline_fixed:
             expected += f"; baseline plays {','.join(self.baseline_fixed)} fixed"
         parts = [f"VDDK {self.behave}", f"vSphere {self.sim_vsphere}"]
+        if self.sim_faults:
+            parts.append(f"fault {','.join(self.sim_faults)}")
         if self.backup_app:
             parts.append(f"app {self.backup_app.rsplit(':', 1)[-1]}")
         return expected, ", ".join(parts)
@@ -73,11 +86,16 @@ class Probe:
             probe_id=None,
             sim_fixed=self.baseline_fixed,
             baseline_fixed=(),
+            sim_faults=(),
         )
 
     def run_arguments(self) -> list[str]:
-        args = [f"--vddk-build={self.expect}", f"--vsphere={self.vsphere}", f"--release-note={self.item}"]
+        args = [f"--vddk-build={self.expect}", f"--vsphere={self.vsphere}"]
+        if self.item:
+            args.append(f"--release-note={self.item}")
         args += [f"--sim-behaviour={self.behave}", f"--sim-vsphere={self.sim_vsphere}"]
+        if self.sim_faults:
+            args.append(f"--sim-fault={','.join(self.sim_faults)}")
         if self.backup_app:
             args.append(f"--backup-app={self.backup_app}")
         if self.assume_fixed:
@@ -109,7 +127,7 @@ def load_plan(path: Path | None = None) -> list[Probe]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DetectionError(f"{where}: not valid TOML ({exc})") from None
-    raw, extra = data.get("items", {}), data.get("probes", {})
+    raw, extra, faults = data.get("items", {}), data.get("probes", {}), data.get("faults", {})
     catalog = load_catalog()
     pending = data.get("pending", [])
     if not isinstance(pending, list) or not all(isinstance(i, str) and i in catalog.ids() for i in pending):
@@ -126,7 +144,58 @@ def load_plan(path: Path | None = None) -> list[Probe]:
     probes = [_probe(f"{where}: items.{item_id}", item_id, raw[item_id]) for item_id in catalog.ids() if item_id in raw]
     for probe_id, table in extra.items():
         probes.append(_app_probe(f"{where}: probes.{probe_id}", probe_id, table))
+    for name, table in faults.items():
+        probes.append(_fault_probe(f"{where}: faults.{name}", name, table))
+    _check_fault_rows(where, probes)
     return probes
+
+
+def _fault_probe(at: str, name: str, table: Any) -> Probe:
+    """A lying server (or library) against the whole default suites, expectations and behaviour those of 7.0.3."""
+    if not isinstance(table, dict):
+        raise DetectionError(f"{at}: not a table (fix: write [faults.{name}] with why = ...)")
+    extra = sorted(set(table) - _FAULT_KEYS)
+    if extra:
+        raise DetectionError(f"{at}: unknown key {extra[0]!r} (fix: use {', '.join(sorted(_FAULT_KEYS))})")
+    if not str(table.get("why", "")).strip():
+        raise DetectionError(f'{at}: missing why (fix: say what the suites must see, why = "...")')
+    select = table.get("select")
+    if select is not None and not (isinstance(select, str) and select.strip()):
+        raise DetectionError(f'{at}: select must be a pytest -k expression (fix: e.g. select = "test_roundtrip")')
+    return Probe(
+        item="",
+        why=str(table["why"]),
+        probe_id=f"{FAULT_PREFIX}{name}",
+        select=select,
+        sim_faults=_sim_faults(at, name),
+    )
+
+
+def _sim_faults(at: str, value: Any) -> tuple[str, ...]:
+    from conformance.sim.integrity import SimFaultError, check_faults
+
+    if not isinstance(value, str) or not value.strip():
+        raise DetectionError(f'{at}: sim_fault must name one fault (fix: e.g. sim_fault = "cbt-first-page-only")')
+    try:
+        return check_faults([value])
+    except SimFaultError as exc:
+        raise DetectionError(f"{at}: {exc}") from None
+
+
+def _check_fault_rows(where: str, probes: list[Probe]) -> None:
+    """Every fault of integrity.toml is played by exactly one row: a fault no row plays is a fault no test
+    is known to catch."""
+    from conformance.sim.integrity import FAULTS
+
+    played = [name for p in probes for name in p.sim_faults]
+    twice = sorted({n for n in played if played.count(n) > 1})
+    if twice:
+        raise DetectionError(f"{where}: fault(s) {', '.join(twice)} played by more than one row (fix: keep one)")
+    unplayed = sorted(set(FAULTS) - set(played))
+    if unplayed:
+        raise DetectionError(
+            f"{where}: no row plays {', '.join(unplayed)} (fix: add [faults.NAME] or an item row's sim_fault)"
+        )
 
 
 def _app_probe(at: str, probe_id: str, table: dict[str, Any]) -> Probe:
@@ -173,6 +242,7 @@ def _probe(at: str, item_id: str, table: dict[str, Any], probe_id: str | None = 
         baseline_fixed=baseline_fixed,
         probe_id=probe_id,
         select=select,
+        sim_faults=_sim_faults(at, table["sim_fault"]) if "sim_fault" in table else (),
     )
     if assume_fixed and item_id not in baseline_fixed:
         raise DetectionError(
@@ -180,9 +250,9 @@ def _probe(at: str, item_id: str, table: dict[str, Any], probe_id: str | None = 
             f"(fix: list {item_id} in baseline_fixed, or drop baseline_fixed)"
         )
     unchanged = (probe.behave, probe.sim_vsphere, probe.backup_app) == (probe.expect, probe.vsphere, None)
-    if unchanged and not probe.baseline_fixed:
+    if unchanged and not probe.baseline_fixed and not probe.sim_faults:
         raise DetectionError(
-            f"{at}: the probe changes nothing (fix: set behave, sim_vsphere, backup_app or baseline_fixed)"
+            f"{at}: the probe changes nothing (fix: set behave, sim_vsphere, backup_app, sim_fault or baseline_fixed)"
         )
     item = load_catalog().get(item_id)
     platform = item.platforms[0] if item.platforms else "linux"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.reports.runs import ReportError, load_run
+from conformance.resources import run_id_problem
 
 __all__ = ["MergeError", "Shard", "load_shard", "merge_runs", "recount", "worst_exit_status"]
 
@@ -30,13 +31,14 @@ SUMMARY_KEYS = (
     "sim_behaviour",
     "sim_vsphere",
     "sim_fixed",
+    "sim_faults",
     "vsphere",
     "backup_app",
     "matrix",
     "assumed_fixed",
 )
 #: environment.properties keys every shard must agree on.
-ENVIRONMENT_KEYS = ("vddk.build", "vddk.behaviour", "vsphere", "vsphere.behaviour", "backup.app")
+ENVIRONMENT_KEYS = ("vddk.build", "vddk.behaviour", "vsphere", "vsphere.behaviour", "backup.app", "sim.faults")
 #: files merged rather than copied (relative to a run directory).
 MERGED_FILES = {"summary.json", "junit.xml", "allure-results/environment.properties"}
 #: pytest exit codes from best to worst; 5 (no tests collected) only counts when every shard had no tests.
@@ -268,6 +270,9 @@ def merge_runs(run_dirs: list[Path], out: Path, run_id: str | None = None) -> di
     _check_agreement(shards)
     _check_overlap(shards)
     run_id = run_id or out.name
+    problem = run_id_problem(run_id)
+    if problem:
+        raise MergeError(f"--run-id: {problem} (fix: pass --run-id NAME, or an --out folder with such a name)")
     summary = _merge_summary(shards, run_id)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.merging-", dir=out.parent))

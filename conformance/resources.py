@@ -24,6 +24,20 @@ PREFIX = "vddkc"
 _NAME_COUNTER = itertools.count(1)  # process-wide (per xdist worker; the worker id is in the name too)
 
 
+#: what a run id may be: it names folders, VM objects and Allure environments, so it never holds a path separator
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def run_id_problem(value: object) -> str | None:
+    """Why `value` cannot be a run id (one phrase), or None when it can."""
+    if not isinstance(value, str) or not RUN_ID.fullmatch(value) or ".." in value:
+        return (
+            f"run id {str(value)[:60]!r} is not 1-100 letters, digits, '.', '_' or '-' starting with a letter or "
+            "digit (a run id names folders and objects, so it cannot hold a path)"
+        )
+    return None
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 

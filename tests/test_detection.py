@@ -270,3 +270,52 @@ def test_the_command_refuses_an_unknown_item_in_one_line() -> None:
     result = run_cli("detection-matrix", "--items", "Z9", timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Z9" in result.stderr
+
+
+@pytest.fixture
+def two_faults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.sim import integrity
+
+    for name in ("lies-a", "lies-b"):
+        monkeypatch.setitem(integrity.FAULTS, name, integrity.SimFault(name, "a lying server", "server"))
+
+
+FAULT_ROWS = """
+[faults.lies-a]
+why = "the default suites see it"
+select = "test_roundtrip"
+"""
+
+
+def test_a_fault_row_runs_the_default_suites_with_the_fault_and_its_baseline_without(two_faults: None) -> None:
+    text = PACKAGED.replace('[items.R5]\nbehave = "7.0.2"', '[items.R5]\nbehave = "7.0.2"\nsim_fault = "lies-b"')
+    probes = {p.id: p for p in load_plan_text(text + FAULT_ROWS)}
+    row = probes["FAULT-lies-a"]
+    assert row.whole_run and not [a for a in row.run_arguments() if a.startswith("--release-note")]
+    assert "--sim-fault=lies-a" in row.run_arguments() and row.run_arguments()[-2:] == ["-k", "test_roundtrip"]
+    assert not [a for a in row.baseline().run_arguments() if a.startswith("--sim-fault")]
+    assert "fault lies-a" in row.describe()[1]
+    item = probes["R5"]
+    assert "--sim-fault=lies-b" in item.run_arguments() and "--release-note=R5" in item.run_arguments()
+    assert not [a for a in item.baseline().run_arguments() if a.startswith("--sim-fault")]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("", r"no row plays lies-a, lies-b \(fix: add \[faults.NAME\]"),
+        (FAULT_ROWS + '\n[faults.lies-b]\nwhy = "x"\n[faults.lies-c]\nwhy = "y"\n', "faults.lies-c: unknown"),
+        (FAULT_ROWS + "\n[faults.lies-b]\n", r"faults.lies-b: missing why"),
+    ],
+)
+def test_a_fault_no_row_plays_or_an_unknown_fault_is_one_line(two_faults: None, extra: str, message: str) -> None:
+    with pytest.raises(DetectionError, match=message):
+        load_plan_text(PACKAGED + extra)
+
+
+def test_a_whole_run_row_judges_every_test_of_the_run() -> None:
+    from conformance.detection import _outcomes
+
+    tests = [{"nodeid": "a", "outcome": "passed", "release_note": "C4"}, {"nodeid": "b", "outcome": "failed"}]
+    assert _outcomes(tests, "") == {"a": "passed", "b": "failed"}
+    assert _outcomes(tests, "C4") == {"a": "passed"}

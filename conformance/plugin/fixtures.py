@@ -97,7 +97,9 @@ def vddk_target(vddk_settings: RunSettings) -> Iterator[Target]:
         return
     from conformance.sim.instance import Simulator
 
-    with Simulator(vsphere=vddk_settings.sim_vsphere or vddk_settings.vsphere) as simulator:
+    with Simulator(
+        vsphere=vddk_settings.sim_vsphere or vddk_settings.vsphere, sim_faults=vddk_settings.sim_faults
+    ) as simulator:
         yield simulator_target(simulator, vddk_settings.sim_behaviour)
 
 
@@ -179,6 +181,7 @@ def library_spec(
         proxy_vm=proxy_vm or target.default_proxy,
         physical_proxy=target.physical_proxy,
         fixed=settings.sim_fixed,
+        sim_faults=settings.sim_faults,
     )
 
 

@@ -208,6 +208,7 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
         "selected_release_notes": list(settings.release_notes),
         "assumed_fixed": list(settings.assume_fixed),
         "sim_fixed": list(settings.sim_fixed),  # known issues the simulator played fixed: no real build does
+        "sim_faults": list(settings.sim_faults),  # integrity faults the simulator played: a lying server or library
         "vsphere": settings.vsphere,
         "backup_app": settings.backup_app or "reference",
         "matrix": settings.matrix,
@@ -225,6 +226,7 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
         "vddk.build": settings.build,
         "vddk.behaviour": settings.sim_behaviour,
         "vsphere.behaviour": settings.sim_vsphere or settings.vsphere,
+        "sim.faults": ",".join(settings.sim_faults) or "none",
         "vsphere": settings.vsphere,
         "target": target.get("name", settings.target),
         "transports": ",".join(target.get("transports", [])),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.resources import new_run_id
+from conformance.resources import new_run_id, run_id_problem
 from conformance.shards import ShardError, parse_shard
 from conformance.versions import VddkBuild, VersionError, vsphere_release
 
@@ -54,6 +54,12 @@ def add_options(parser: pytest.Parser) -> None:
         "expectations are unchanged",
     )
     group.addoption(
+        "--sim-fault",
+        default=None,
+        help="comma-separated integrity faults the simulator plays (a lying server or library; names in "
+        "conformance/sim/integrity.toml); expectations are unchanged",
+    )
+    group.addoption(
         "--matrix",
         default="default",
         choices=("default", "full"),
@@ -79,6 +85,8 @@ class RunSettings:
     release_notes: tuple[str, ...] = ()
     assume_fixed: tuple[str, ...] = ()
     sim_fixed: tuple[str, ...] = ()
+    #: integrity faults the simulator plays (--sim-fault): a lying server or library, never expectations
+    sim_faults: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RunSettings:
@@ -105,7 +113,12 @@ class RunSettings:
             _ids(option.assume_fixed, "--assume-fixed"),
         )
         sim_fixed = _fixable(_ids(option.sim_fixed, "--sim-fixed"))
+        sim_faults = _faults(option.sim_fault)
         target = option.vddk_target
+        if sim_faults and target != "sim":
+            from conformance.vixdisklib.factory import native_faults_refusal
+
+            raise SettingsError(native_faults_refusal(sim_faults))
         if target != "sim" and not Path(target).is_file():
             raise SettingsError(f"--vddk-target {target!r}: use 'sim' or the path of a target file")
         if target != "sim":
@@ -136,6 +149,9 @@ class RunSettings:
         except ShardError as exc:
             raise SettingsError(str(exc)) from None
         run_id = option.run_id or getattr(config, "workerinput", {}).get("vddk_run_id") or new_run_id()
+        problem = run_id_problem(run_id)
+        if problem:
+            raise SettingsError(f"--run-id: {problem} (fix: pass another --run-id)")
         return cls(
             target=target,
             build=build,
@@ -147,6 +163,7 @@ class RunSettings:
             release_notes=release_notes,
             assume_fixed=assume_fixed,
             sim_fixed=sim_fixed,
+            sim_faults=sim_faults,
             reports=Path(option.vddk_reports) if option.vddk_reports else None,
             run_id=run_id,
             shard=shard,
@@ -165,6 +182,18 @@ def _ids(text: str | None, option: str) -> tuple[str, ...]:
     if unknown:
         raise SettingsError(f"{option}: unknown release-note id(s) {', '.join(unknown)}: use ids like F1, C2, R5, K1")
     return ids
+
+
+def _faults(text: str | None) -> tuple[str, ...]:
+    """--sim-fault names, each a fault of conformance/sim/integrity.toml."""
+    if not text:
+        return ()
+    from conformance.sim.integrity import SimFaultError, check_faults
+
+    try:
+        return check_faults(text.split(","))
+    except SimFaultError as exc:
+        raise SettingsError(f"--sim-fault: {exc}") from None
 
 
 def _fixable(ids: tuple[str, ...]) -> tuple[str, ...]:

@@ -125,7 +125,7 @@ def stage_results(runs: list[Run], staging: Path, matrix_href: str) -> list[Path
         source = run.allure_results
         if source is None:
             continue
-        target = staging / f"{index}-{run.run_id}"
+        target = staging / f"run-{index}"  # never a name from the input: a folder name cannot climb out
         target.mkdir(parents=True)
         for path in source.iterdir():
             if not path.is_file():

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.resources import run_id_problem
+
 #: outcomes a summary.json may record per test (see conformance/plugin/reporting.py)
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 _REQUIRED = ("run_id", "vddk_build", "vsphere", "tests")
@@ -71,6 +73,9 @@ def load_run(path: Path) -> Run:
     missing = [key for key in _REQUIRED if key not in summary]
     if missing:
         raise ReportError(f"{summary_path}: missing {', '.join(missing)} (written by an older harness? rerun it)")
+    problem = run_id_problem(summary["run_id"])
+    if problem:
+        raise ReportError(f"{summary_path}: {problem}; the file was altered or is not a run's summary")
     if not isinstance(summary["tests"], list):
         raise ReportError(f"{summary_path}: 'tests' must be a list of test results")
     for position, test in enumerate(summary["tests"], start=1):

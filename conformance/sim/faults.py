@@ -1,4 +1,5 @@
-"""Fault hooks a test can set on one simulator instance (latency, maintenance timing, dropped connections).
+"""Fault hooks a test can set on one simulator instance (latency, maintenance timing, dropped connections), and
+the integrity faults a run plays (``--sim-fault``, names from ``conformance/sim/integrity.toml``).
 
 Datastore free space is a hook too, but it lives on each datastore's space accounting (see
 `Simulator.set_datastore_free_space`).
@@ -22,6 +23,26 @@ class FaultHooks:
     #: the next N HTTP connections are closed without an answer
     drop_connections: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: integrity faults being played (server side); set once when the simulator starts
+    _integrity: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    def play(self, names: tuple[str, ...]) -> None:
+        """Play these integrity faults (each a known name; unknown ones are a one-line SimFaultError)."""
+        from conformance.sim.integrity import check_faults
+
+        self._integrity = frozenset(check_faults(names))
+
+    def playing(self, name: str) -> bool:
+        """True when the integrity fault `name` is being played; a name integrity.toml lacks is a bug (KeyError)."""
+        from conformance.sim.integrity import FAULTS
+
+        if name not in FAULTS:
+            raise KeyError(f"{name!r} is not a fault of conformance/sim/integrity.toml")
+        return name in self._integrity
+
+    @property
+    def integrity(self) -> tuple[str, ...]:
+        return tuple(sorted(self._integrity))
 
     def update(self, **changes: Any) -> None:
         """Set hooks by name; an unknown name or a negative value is a ValueError naming it."""

@@ -285,8 +285,13 @@ class Simulator:
         inventory: InventorySpec | None = None,
         user: str = DEFAULT_USER,
         password: str | None = None,
+        sim_faults: tuple[str, ...] = (),
     ) -> None:
+        from conformance.sim.integrity import check_faults
+
         self.profile = get_profile(vsphere)
+        #: integrity faults this server plays (``--sim-fault``); library-side names are the library's business
+        self.sim_faults = check_faults(sim_faults)
         self.requested_port = port
         self._own_state_dir = state_dir is None
         self.state_dir = Path(tempfile.mkdtemp(prefix="vsphere-sim-")) if state_dir is None else Path(state_dir)
@@ -308,6 +313,7 @@ class Simulator:
             (self.state_dir / OWNER_FILE).write_text(owner_record())
         try:
             self.ctx = SimContext(self.profile, self.state_dir, self.user, self.password)
+            self.ctx.faults.play(self.sim_faults)
             build_inventory(self.ctx, self.inventory)
             self._server = SimHTTPServer(self.ctx, ("127.0.0.1", self.requested_port))
             self.ctx.server_address = self._server.server_address  # type: ignore[attr-defined]

@@ -31,11 +31,13 @@ def make_library(
     backend: str = "simulated",
     libdir: Path | None = None,
     fixed: tuple[str, ...] = (),
+    sim_faults: tuple[str, ...] = (),
 ) -> VixDiskLib:
     """A VixDiskLib facade (not yet initialised) that behaves as VDDK `build`, running in `proxy_vm`.
 
     `fixed` names known issues the simulated library plays fixed (``--sim-fixed``); VMware's own library cannot
-    be told to fix a bug, so the native backend refuses it.
+    be told to fix a bug, so the native backend refuses it; likewise `sim_faults` (``--sim-fault``), the
+    integrity faults the simulated library plays.
 
     The native backend loads libvixDiskLib.so.<major of build> from `libdir` (or its lib64/); it runs wherever
     this process runs, so `proxy_vm` can only name that VM (the target's `harness_vm`): callers ask the target
@@ -44,10 +46,16 @@ def make_library(
     if backend == "simulated":
         from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
 
-        return VixDiskLib(SimulatedVixDiskLib(build, proxy_vm=proxy_vm, physical_proxy=physical_proxy, fixed=fixed))
+        return VixDiskLib(
+            SimulatedVixDiskLib(
+                build, proxy_vm=proxy_vm, physical_proxy=physical_proxy, fixed=fixed, sim_faults=sim_faults
+            )
+        )
     if backend == "native":
         if fixed:
             raise BackendError(native_fixed_refusal(fixed))
+        if sim_faults:
+            raise BackendError(native_faults_refusal(sim_faults))
         if libdir is None:
             raise BackendError("the native VixDiskLib backend needs --vddk-libdir (the VDDK kit's folder)")
         from conformance.vixdisklib.native.library import NativeVixDiskLib
@@ -67,6 +75,14 @@ def native_fixed_refusal(fixed: tuple[str, ...]) -> str:
     )
 
 
+def native_faults_refusal(faults: tuple[str, ...]) -> str:
+    """The one line refusing --sim-fault with VMware's library or a lab server (neither can be told to lie)."""
+    return (
+        f"--sim-fault {','.join(faults)}: only the embedded simulator and its library play integrity faults "
+        "(fix: drop --sim-fault, or run against the simulator)"
+    )
+
+
 @dataclass(frozen=True)
 class LibrarySpec:
     """Everything `make_library` needs, so a helper process builds the very library the run's fixtures build
@@ -78,6 +94,7 @@ class LibrarySpec:
     proxy_vm: str | None = None
     physical_proxy: str | None = None
     fixed: tuple[str, ...] = ()
+    sim_faults: tuple[str, ...] = ()
 
     def make(self) -> VixDiskLib:
         return make_library(
@@ -87,6 +104,7 @@ class LibrarySpec:
             backend=self.backend,
             libdir=self.libdir,
             fixed=self.fixed,
+            sim_faults=self.sim_faults,
         )
 
     def to_env(self, prefix: str = "VDDK_LIB_") -> dict[str, str]:
@@ -98,6 +116,7 @@ class LibrarySpec:
             "PROXY_VM": self.proxy_vm or "",
             "PHYSICAL_PROXY": self.physical_proxy or "",
             "FIXED": ",".join(self.fixed),
+            "SIM_FAULTS": ",".join(self.sim_faults),
         }
         return {prefix + key: value for key, value in values.items()}
 
@@ -106,6 +125,7 @@ class LibrarySpec:
         """The spec `to_env` wrote."""
         libdir = env.get(prefix + "LIBDIR") or None
         fixed = tuple(item for item in (env.get(prefix + "FIXED") or "").split(",") if item)
+        sim_faults = tuple(item for item in (env.get(prefix + "SIM_FAULTS") or "").split(",") if item)
         return cls(
             build=env[prefix + "BUILD"],
             backend=env.get(prefix + "BACKEND") or "simulated",
@@ -113,6 +133,7 @@ class LibrarySpec:
             proxy_vm=env.get(prefix + "PROXY_VM") or None,
             physical_proxy=env.get(prefix + "PHYSICAL_PROXY") or None,
             fixed=fixed,
+            sim_faults=sim_faults,
         )
 
 

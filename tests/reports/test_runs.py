@@ -72,3 +72,25 @@ def test_cli_report_writes_the_matrix_page_without_allure(
     assert code == 0 and page.is_file()
     assert f"matrix page {page}" in out
     assert json.loads((two_runs[0] / "summary.json").read_text())["run_id"] == "run-703"  # inputs untouched
+
+
+@pytest.mark.parametrize("run_id", ["x/../../../../ESCAPED", "..", "a/b", "", "-leading-dash", "x" * 101])
+def test_a_run_id_that_could_name_a_path_is_refused_and_nothing_is_written_outside_out(
+    tmp_path: Path, make_run: Callable[..., Path], capsys: pytest.CaptureFixture[str], run_id: str
+) -> None:
+    run = make_run("run-forged")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "run_id": run_id}))
+    work = tmp_path / "work"
+    (work / "a" / "b" / "c").mkdir(parents=True)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    code = main(["report", str(run), "--out", str(work / "a" / "b" / "c" / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "run id" in err and "cannot hold a path" in err
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # not one file anywhere, inside --out or outside
+
+
+def test_run_and_merge_refuse_a_run_id_that_is_a_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--run-id=../../up", f"--reports={tmp_path}"]) == 2
+    assert "--run-id: run id '../../up'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -92,7 +92,8 @@ class SimConnection:
 
 class SimulatedVixDiskLib:
     """A VixDiskLibBackend that behaves as VDDK `build` (default 7.0.3), with the known issues `fixed` played
-    fixed (item ids of vddk_builds.toml's [fixed] table: K2, K4)."""
+    fixed (item ids of vddk_builds.toml's [fixed] table: K2, K4) and the library-side integrity faults of
+    `sim_faults` played (``--sim-fault``, conformance/sim/integrity.toml)."""
 
     name = "simulated"
 
@@ -102,10 +103,14 @@ class SimulatedVixDiskLib:
         proxy_vm: str | None = None,
         physical_proxy: str | None = None,
         fixed: tuple[str, ...] = (),
+        sim_faults: tuple[str, ...] = (),
     ) -> None:
+        from conformance.sim.integrity import check_faults
+
         self.behaviour = played_behaviour(build, fixed)
         self.build = self.behaviour.build
         self.fixed = fixed
+        self.sim_faults = frozenset(check_faults(sim_faults))
         self.proxy_vm = proxy_vm
         self.physical_proxy = physical_proxy
         self.config = VddkConfig()
