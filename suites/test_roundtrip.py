@@ -19,6 +19,7 @@ from conformance.verdicts.image import image_problems
 from conformance.verdicts.job import backed_up
 from conformance.verdicts.restored import restored_problems
 from conformance.verdicts.trace import changed_bytes, snapshot_reads, trace_mark
+from conformance.verdicts.transport import event_mark, transport_problems
 from conformance.vsphere.guest import GuestWorkload
 from conformance.workloads import Write, apply, expected, pattern
 
@@ -57,12 +58,16 @@ def data_disk(backup: Backup) -> int:
 
 @pytest.mark.test_id("RT-001")
 @pytest.mark.sequence("backup")
+@pytest.mark.spread
 def test_full_backup_holds_exactly_what_the_guest_wrote(
     sequence: SequenceContext, backup_app: BackupApplication, source: Source, tmp_path: Path
 ) -> None:
+    since = event_mark(sequence)
     backup = backed_up(sequence, backup_app, source.vm, source.transport)
     disk = backup.disk(data_disk(backup))
     assert {d.transport for d in backup.disks} == {source.transport}
+    # the transport as the server saw it, not only as the library reports it
+    assert transport_problems(sequence, source.vm, {d.transport for d in backup.disks}, since) == []
     want = expected(tmp_path / "expected.img", pattern(source.pattern_name).disk_size, source.writes)
     assert image_problems(sequence, source.vm, disk, want) == []
 
@@ -101,14 +106,17 @@ def test_restore_to_the_original_vm_brings_back_the_backup(
 ) -> None:
     backup = backed_up(sequence, backup_app, source.vm, source.transport)
     apply(guest(source.vm), DATA_DISK, pattern(source.pattern_name).changes())  # diverge after the backup
+    since = event_mark(sequence)
     restore = backup_app.restore(sequence, backup, source.transport)
     assert restore.transport == source.transport
+    assert transport_problems(sequence, source.vm, {restore.transport}, since) == []
     want = expected(tmp_path / "expected.img", pattern(source.pattern_name).disk_size, source.writes)
     assert restored_problems(sequence, source.vm, source.transport, {DATA_DISK: want}) == []
 
 
 @pytest.mark.test_id("RT-004")
 @pytest.mark.sequence("restore")
+@pytest.mark.spread
 def test_restore_to_a_new_vm(
     sequence: SequenceContext, backup_app: BackupApplication, source: Source, thin: bool, tmp_path: Path
 ) -> None:

@@ -28,6 +28,9 @@ class ReadBack:
     digest: str
     method: str
     bytes_read: int
+    #: the library's capacity of the disk (in the digest) and the server's (the VM's configuration)
+    capacity: int = 0
+    server_capacity: int = 0
 
 
 def read_back(ctx: SequenceContext, vm_name: str, transports: str, indexes: list[int]) -> dict[int, ReadBack]:
@@ -65,7 +68,7 @@ def _read_disk(ctx: SequenceContext, connection: Connection, vm: object, snapsho
             ranges = allocated_extents(lib, ctx.chunk_sectors, handle, capacity // SECTOR_SIZE, vm, snapshot, disk)
             digest.known_zero(0, capacity)  # what is not allocated reads as zeros
         read = _stream(ctx, handle, digest, ranges, capacity)
-    return ReadBack(disk.key, digest.hexdigest(), method, read)
+    return ReadBack(disk.key, digest.hexdigest(), method, read, capacity, disk.capacity)
 
 
 def _stream(
@@ -104,4 +107,9 @@ def restored_problems(ctx: SequenceContext, vm_name: str, transports: str, expec
             problems.append(f"{vm_name} has no disk at position {index}")
         elif got.digest != wanted:
             problems.append(f"{vm_name} disk {got.key} does not hold what the guest wrote ({got.method})")
+        if got is not None and got.server_capacity != want.capacity:
+            problems.append(
+                f"{vm_name} disk {got.key} is {got.server_capacity} bytes as the server shows it, the guest's disk "
+                f"{want.capacity} (the library presents {got.capacity})"
+            )
     return problems

@@ -110,7 +110,7 @@ def shrink_created_disks(ctx: SimContext, changes: list[Any] | None) -> list[Any
         return changes
     out = []
     for change in changes:
-        device = change.device
+        device: Any = change.device
         if change.fileOperation == "create" and isinstance(device, vim.vm.device.VirtualDisk):
             asked = int(device.capacityInBytes or 0) or int(device.capacityInKB or 0) * 1024
             if asked > SHRINK:
