@@ -110,12 +110,12 @@ def shrink_created_disks(ctx: SimContext, changes: list[Any] | None) -> list[Any
         return changes
     out = []
     for change in changes:
-        device: Any = change.device
+        device = change.device
         if change.fileOperation == "create" and isinstance(device, vim.vm.device.VirtualDisk):
             asked = int(device.capacityInBytes or 0) or int(device.capacityInKB or 0) * 1024
             if asked > SHRINK:
-                device.capacityInBytes = asked - SHRINK
-                device.capacityInKB = (asked - SHRINK) // 1024
+                setattr(device, "capacityInBytes", asked - SHRINK)  # noqa: B010 - the stubs type it None
+                setattr(device, "capacityInKB", (asked - SHRINK) // 1024)  # noqa: B010
         out.append(change)
     return out
 
