@@ -16,7 +16,7 @@ from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.model import Backup
 from conformance.verdicts.image import image_problems
-from conformance.verdicts.job import backed_up
+from conformance.verdicts.job import backed_up, restored
 from conformance.verdicts.restored import restored_problems
 from conformance.verdicts.trace import changed_bytes, snapshot_reads, trace_mark
 from conformance.verdicts.transport import event_mark, transport_problems
@@ -107,7 +107,7 @@ def test_restore_to_the_original_vm_brings_back_the_backup(
     backup = backed_up(sequence, backup_app, source.vm, source.transport)
     apply(guest(source.vm), DATA_DISK, pattern(source.pattern_name).changes())  # diverge after the backup
     since = event_mark(sequence)
-    restore = backup_app.restore(sequence, backup, source.transport)
+    restore = restored(sequence, backup_app, backup, source.transport)
     assert restore.transport == source.transport
     assert transport_problems(sequence, source.vm, {restore.transport}, since) == []
     want = expected(tmp_path / "expected.img", pattern(source.pattern_name).disk_size, source.writes)
@@ -122,7 +122,7 @@ def test_restore_to_a_new_vm(
 ) -> None:
     backup = backed_up(sequence, backup_app, source.vm, source.transport)
     name = sequence.resources.name("restored")
-    backup_app.restore(sequence, backup, source.transport, vm_name=name, thin=thin)
+    restored(sequence, backup_app, backup, source.transport, vm_name=name, thin=thin)
     want = expected(tmp_path / "expected.img", pattern(source.pattern_name).disk_size, source.writes)
     assert restored_problems(sequence, name, source.transport, {DATA_DISK: want}) == []
 

@@ -16,7 +16,7 @@ from conformance.sequences.reference import ReferenceBackupApp
 from conformance.sim.instance import Simulator
 from conformance.targets import simulator_target
 from conformance.verdicts.cleanup import CleanupIncompleteError, baseline, own_deltas, verify_clean
-from conformance.verdicts.job import backed_up
+from conformance.verdicts.job import backed_up, restored
 from conformance.verdicts.restored import restored_problems
 from conformance.verdicts.transport import event_mark, transport_problems
 from conformance.vixdisklib.api import VixDiskLib
@@ -126,3 +126,21 @@ def test_hotadd_the_server_never_saw_is_caught_from_its_events(world: Callable[.
     assert reported == {"hotadd"}  # what the library says, either way
     problems = transport_problems(w.ctx, VM, reported, since)
     assert bool(problems) is fault, problems
+
+
+@pytest.mark.parametrize("fault", [False, True])
+def test_a_restore_point_delta_left_on_the_restored_vm_fails_the_restore(
+    world: Callable[..., World], fault: bool
+) -> None:
+    w = world()
+    backup = backed_up(w.ctx, ReferenceBackupApp(), VM, "hotadd")
+    w.sim.ctx.faults.play(("snapshot-remove-no-consolidate",) if fault else ())
+    name = w.ctx.resources.name("restored")
+    if not fault:
+        restored(w.ctx, ReferenceBackupApp(), backup, "hotadd", vm_name=name)
+        restored(w.ctx, ReferenceBackupApp(), backup, "hotadd")
+        return
+    with pytest.raises(CleanupIncompleteError, match="delta"):  # a HotAdd restore writes under a restore point
+        restored(w.ctx, ReferenceBackupApp(), backup, "hotadd", vm_name=name)
+    with pytest.raises(CleanupIncompleteError, match="disk chain"):
+        restored(w.ctx, ReferenceBackupApp(), backup, "hotadd")
