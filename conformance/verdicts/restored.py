@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.extents import allocated_extents
 from conformance.sequences.images import BLOCK
+from conformance.verdicts.cleanup import disk_chains, grown_chains
 from conformance.verdicts.digest import DiskDigest, image_digest
 from conformance.vixdisklib.api import Connection, Disk
 from conformance.vixdisklib.types import SECTOR_SIZE, OpenFlags
@@ -85,9 +86,16 @@ def _stream(
 
 
 def restored_problems(ctx: SequenceContext, vm_name: str, transports: str, expected: dict[int, Expected]) -> list[str]:
-    """What differs between the VM's disks (by unit order) and the guest's writes (empty: all restored)."""
+    """What differs between the VM's disks (by unit order) and the guest's writes (empty: all restored); also a
+    delta the harness's own read-back snapshot left in a disk chain (a server that does not consolidate)."""
+    chains = disk_chains(ctx.vsphere.vm(vm_name))
     found = read_back(ctx, vm_name, transports, sorted(expected))
     problems = []
+    left = grown_chains(chains, disk_chains(ctx.vsphere.vm(vm_name)))
+    if left:
+        problems.append(
+            f"{vm_name}: removing the read-back snapshot left delta(s) in the disk chain: {', '.join(left)}"
+        )
     for index, want in sorted(expected.items()):
         wanted = image_digest(want.image)
         got = found.get(index)

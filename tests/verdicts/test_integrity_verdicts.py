@@ -144,3 +144,18 @@ def test_a_restore_point_delta_left_on_the_restored_vm_fails_the_restore(
         restored(w.ctx, ReferenceBackupApp(), backup, "hotadd", vm_name=name)
     with pytest.raises(CleanupIncompleteError, match="disk chain"):
         restored(w.ctx, ReferenceBackupApp(), backup, "hotadd")
+
+
+@pytest.mark.parametrize("fault", [False, True])
+def test_a_delta_the_read_back_snapshot_left_is_a_restore_problem(
+    world: Callable[..., World], fault: bool, tmp_path: Path
+) -> None:
+    w = world()
+    backup = backed_up(w.ctx, ReferenceBackupApp(), VM, "nbdssl")
+    name = w.ctx.resources.name("restored")
+    restored(w.ctx, ReferenceBackupApp(), backup, "nbdssl", vm_name=name)
+    w.sim.ctx.faults.play(("snapshot-remove-no-consolidate",) if fault else ())
+    want = {DATA_DISK: expected(tmp_path / "expected.img", CAPACITY, WRITES)}
+    problems = restored_problems(w.ctx, name, "nbdssl", want)
+    assert [p for p in problems if "read-back snapshot left delta" in p] == ([problems[0]] if fault else [])
+    assert len(problems) == int(fault)  # the content itself is right
