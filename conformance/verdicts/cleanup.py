@@ -1,5 +1,7 @@
 """After an application's cleanup nothing of its job may be left, as the server itself shows it (pyVmomi) and
-the call trace: no snapshot the job made, no delta disk without a snapshot, no consolidation needed, no
+the call trace: no snapshot the job made, no link in a disk's backing chain that was not there before the job
+(a server may drop the snapshot, keep its delta and still claim no consolidation is needed; a delta an
+earlier job left is in the baseline, so it is that job's failure, not this one's), no consolidation needed, no
 hot-added disk of the VM on the proxy, no connection, disk handle or server session left open, no VM lock
 held, nothing in the tmpDirectory."""
 
