@@ -10,6 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from conformance.input_errors import InputError
 from conformance.versions import VddkBuild, all_builds
 
 
@@ -39,7 +40,7 @@ class BuildBehaviour:
         return VddkBuild.parse(self.build).library_major
 
 
-class BehaviourError(ValueError):
+class BehaviourError(InputError):
     """The behaviour data file is inconsistent (a key no build defines, or an unknown switch)."""
 
 

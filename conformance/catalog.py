@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from conformance import versions
+from conformance.input_errors import InputError
 from conformance.versions import VddkBuild, VersionError, VsphereVersion
 
 __all__ = ["KINDS", "PLATFORMS", "Catalog", "CatalogError", "Expectation", "Outcome", "ReleaseNoteItem", "Workaround",
@@ -79,7 +80,7 @@ DEFAULT_PATH = "release_notes.toml"
 FIELD_PATH = "field_failures.toml"
 
 
-class CatalogError(ValueError):
+class CatalogError(InputError):
     """A broken catalog file or an unknown id, workaround or platform; always one line that says how to fix it."""
 
 

@@ -12,8 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from conformance import exit_codes
+from conformance.input_errors import InputError
 
-class CliError(Exception):
+
+class CliError(InputError):
     """A problem with the user's input, reported as one line and exit code 2."""
 
 
@@ -21,9 +24,9 @@ def _sim_serve(args: argparse.Namespace) -> int:
     import os
 
     from conformance.sim.instance import DEFAULT_USER, Simulator
-    from conformance.sim.integrity import FAULTS, SimFaultError, check_faults
     from conformance.sim.inventory import InventoryError, load_inventory
     from conformance.sim.profiles import UnknownProfileError, get_profile
+    from conformance.sim_faults import FAULTS, SimFaultError, check_faults
 
     try:
         get_profile(args.vsphere)
@@ -129,7 +132,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"vddk-conformance: reports in {run_dir}", flush=True)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("vddk-conformance: no test was selected", file=sys.stderr)
-    return code
+    return exit_codes.from_pytest(code)
 
 
 def _detection_matrix(args: argparse.Namespace) -> int:
@@ -166,8 +169,11 @@ def _nightly(args: argparse.Namespace) -> int:
     except (ShardError, NightlyError) as exc:
         raise CliError(str(exc)) from None
     print(f"vddk-conformance: {len(selected)} build/vSphere pair(s) to run", flush=True)
-    results = run_pairs(selected, Path(args.reports), args.matrix, args.workers)
-    return 0 if all(r.exit_status == 0 for r in results) else 1
+    night = run_pairs(selected, Path(args.reports), args.matrix, args.workers)
+    print(f"vddk-conformance: nightly summary {night.path}", flush=True)
+    if night.stopped_by:
+        return exit_codes.INTERRUPTED
+    return exit_codes.OK if all(r.exit_status == 0 for r in night.results) else exit_codes.PROBLEMS
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -206,9 +212,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _preflight_target(args: argparse.Namespace) -> int:
-    """A target file and its server: one line per problem, exit 1 when there is one."""
+    """A target file and its server: one line per problem, exit 1 when there is one (2 when the file itself
+    cannot be used, like every other command given that file)."""
     from conformance.preflight import target_preflight
+    from conformance.target_file import TargetFileError, load_target_file
 
+    try:
+        load_target_file(args.target)
+    except TargetFileError as exc:
+        raise CliError(str(exc)) from exc
     lines = target_preflight(args.target, build=args.vddk_build)
     for line in lines:
         print(line)
@@ -252,18 +264,15 @@ def _preflight(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     """Merge shard report directories into one run."""
-    from conformance.merge import MergeError, merge_runs, missing_shards
+    from conformance.merge import MergeError, merge_runs
 
     try:
         summary = merge_runs([Path(p) for p in args.run_dirs], Path(args.out), run_id=args.run_id)
     except MergeError as exc:
         raise CliError(str(exc)) from exc
     shards = [str(s.get("shard")) for s in summary["merged_from"] if s.get("shard")]
-    missing = missing_shards([s.get("shard") for s in summary["merged_from"]])
-    if missing:
-        print(f"vddk-conformance: warning: shard(s) {', '.join(missing)} not among the inputs", file=sys.stderr)
     print(
-        f"vddk-conformance: merged {len(args.run_dirs)} run(s) ({', '.join(shards) or 'unsharded'}), "
+        f"vddk-conformance: merged {len(args.run_dirs)} shards ({', '.join(shards)}), "
         f"{len(summary['tests'])} tests, into {args.out}"
     )
     return 0
@@ -307,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--inventory", help="TOML inventory file (default: the built-in inventory)")
     serve.add_argument("--user", help="login user (default administrator@vsphere.local)")
     serve.add_argument("--password-env", help="environment variable holding the password (default: a random one)")
-    serve.add_argument("--sim-fault", help="comma-separated integrity faults to play (conformance/sim/integrity.toml)")
+    serve.add_argument(
+        "--sim-fault", help="comma-separated integrity faults to play (conformance/data/sim_faults.toml)"
+    )
     serve.set_defaults(handler=_sim_serve)
 
     run = commands.add_parser("run", help="run the conformance suites and write reports/<run-id>/")
@@ -320,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sim-fixed", help="comma-separated known issues the simulated VDDK plays fixed (e.g. K2,K4); not expectations"
     )
     run.add_argument(
-        "--sim-fault", help="comma-separated integrity faults the simulator plays (conformance/sim/integrity.toml)"
+        "--sim-fault", help="comma-separated integrity faults the simulator plays (conformance/data/sim_faults.toml)"
     )
     run.add_argument("--release-note", help="comma-separated release-note ids: run only their tests")
     run.add_argument("--assume-fixed", help="comma-separated ids whose tests must pass whatever the catalog says")
@@ -417,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except CliError as exc:
         print(f"vddk-conformance: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
 
 
 if __name__ == "__main__":

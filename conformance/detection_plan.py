@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.catalog import CatalogError, load_catalog
+from conformance.input_errors import InputError
 from conformance.versions import VddkBuild, VersionError
 
 DEFAULT_BUILD, DEFAULT_VSPHERE = "7.0.3", "7.0U3"
@@ -29,7 +30,7 @@ FAULT_PREFIX = "FAULT-"
 _APP_SPEC = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*")
 
 
-class DetectionError(ValueError):
+class DetectionError(InputError):
     """A broken detection plan; one line naming the row, the key and the fix."""
 
 
@@ -127,7 +128,7 @@ def load_plan(path: Path | None = None) -> list[Probe]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DetectionError(f"{where}: not valid TOML ({exc})") from None
-    raw, extra, faults = data.get("items", {}), data.get("probes", {}), data.get("faults", {})
+    raw, extra, faults = (_tables(where, data, key) for key in ("items", "probes", "faults"))
     catalog = load_catalog()
     pending = data.get("pending", [])
     if not isinstance(pending, list) or not all(isinstance(i, str) and i in catalog.ids() for i in pending):
@@ -172,7 +173,7 @@ def _fault_probe(at: str, name: str, table: Any) -> Probe:
 
 
 def _sim_faults(at: str, value: Any) -> tuple[str, ...]:
-    from conformance.sim.integrity import SimFaultError, check_faults
+    from conformance.sim_faults import SimFaultError, check_faults
 
     if not isinstance(value, str) or not value.strip():
         raise DetectionError(f'{at}: sim_fault must name one fault (fix: e.g. sim_fault = "cbt-first-page-only")')
@@ -183,9 +184,9 @@ def _sim_faults(at: str, value: Any) -> tuple[str, ...]:
 
 
 def _check_fault_rows(where: str, probes: list[Probe]) -> None:
-    """Every fault of integrity.toml is played by exactly one row: a fault no row plays is a fault no test
+    """Every fault of sim_faults.toml is played by exactly one row: a fault no row plays is a fault no test
     is known to catch."""
-    from conformance.sim.integrity import FAULTS
+    from conformance.sim_faults import FAULTS
 
     played = [name for p in probes for name in p.sim_faults]
     twice = sorted({n for n in played if played.count(n) > 1})
@@ -213,6 +214,21 @@ def _app_probe(at: str, probe_id: str, table: dict[str, Any]) -> Probe:
         raise DetectionError(f"{at}: release_note {item_id!r} is not a catalog id")
     keys: dict[str, Any] = {k: table[k] for k in ("backup_app", "why", "select") if k in table}
     return _probe(at, item_id, {"why": "", **keys}, probe_id)
+
+
+def _tables(where: str, data: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    """[key.ID] tables: a table of tables, each checked for the types of its keys."""
+    value = data.get(key, {})
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise DetectionError(f"{where}: {key} must be [{key}.ID] tables (fix: write each row as such a table)")
+    for row, table in value.items():
+        for name, entry in table.items():
+            wanted = bool if name == "assume_fixed" else list if name == "baseline_fixed" else str
+            if not isinstance(entry, wanted):
+                raise DetectionError(
+                    f"{where}: {key}.{row}: {name} must be a {wanted.__name__}, not {type(entry).__name__}"
+                )
+    return value
 
 
 def _probe(at: str, item_id: str, table: dict[str, Any], probe_id: str | None = None) -> Probe:

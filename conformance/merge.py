@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.input_errors import InputError
 from conformance.reports.runs import ReportError, load_run
 from conformance.resources import run_id_problem
 
@@ -36,6 +37,7 @@ SUMMARY_KEYS = (
     "backup_app",
     "matrix",
     "assumed_fixed",
+    "selection",
 )
 #: environment.properties keys every shard must agree on.
 ENVIRONMENT_KEYS = ("vddk.build", "vddk.behaviour", "vsphere", "vsphere.behaviour", "backup.app", "sim.faults")
@@ -45,7 +47,7 @@ MERGED_FILES = {"summary.json", "junit.xml", "allure-results/environment.propert
 _EXIT_RANK = {0: 0, 1: 1, 2: 2, 4: 3, 3: 4}
 
 
-class MergeError(ValueError):
+class MergeError(InputError):
     """Shards that cannot be merged; the message is one line naming the directory, file or key."""
 
 
@@ -145,7 +147,7 @@ def _check_overlap(shards: list[Shard]) -> None:
 
 
 def missing_shards(specs: list[Any]) -> list[str]:
-    """Shards K/N absent from the inputs' "shard" values (a warning: the merged run is then partial)."""
+    """Shards K/N absent from the inputs' "shard" values."""
     present: set[int] = set()
     totals: set[int] = set()
     for spec in specs:
@@ -158,6 +160,30 @@ def missing_shards(specs: list[Any]) -> list[str]:
         return []
     total = totals.pop()
     return [f"{k}/{total}" for k in range(1, total + 1) if k not in present]
+
+
+def _check_complete(shards: list[Shard]) -> None:
+    """Only every shard K/N of one split run makes a whole run: a lone shard, a run that was not split, shards of
+    different splits, a shard given twice or a missing one are refused (the merged run would pass for the whole)."""
+    specs: dict[int, Path] = {}
+    totals: set[int] = set()
+    for shard in shards:
+        spec = shard.summary.get("shard")
+        index, _, count = str(spec).partition("/")
+        if not (isinstance(spec, str) and index.isdigit() and count.isdigit()):
+            raise MergeError(
+                f"cannot merge: {shard.path} is not a shard of a split run (no --shard K/N); merge joins the shards "
+                "of one run split with --shard"
+            )
+        if int(index) in specs:
+            raise MergeError(f"cannot merge: shard {spec} is given twice ({specs[int(index)]} and {shard.path})")
+        specs[int(index)] = shard.path
+        totals.add(int(count))
+    if len(totals) > 1:
+        raise MergeError(f"cannot merge: shards of different splits (/{', /'.join(map(str, sorted(totals)))})")
+    missing = missing_shards([s.summary.get("shard") for s in shards])
+    if missing:
+        raise MergeError(f"cannot merge: shard(s) {', '.join(missing)} missing; give every shard of the split run")
 
 
 def _merge_summary(shards: list[Shard], run_id: str) -> dict[str, Any]:
@@ -267,6 +293,7 @@ def merge_runs(run_dirs: list[Path], out: Path, run_id: str | None = None) -> di
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MergeError(f"--out {out} exists and is not an empty folder: give a new or empty folder")
     shards = [load_shard(Path(p)) for p in run_dirs]
+    _check_complete(shards)
     _check_agreement(shards)
     _check_overlap(shards)
     run_id = run_id or out.name

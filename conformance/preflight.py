@@ -162,9 +162,11 @@ def _libdir_problems(where: str, libdir: Path) -> list[str]:
 def target_preflight(path: str | Path, build: str | None = None, timeout: float = 15.0) -> list[str]:
     """Every problem of a target file and its server, one line each: file, password, reachability, thumbprint,
     login, versions (the VDDK build against the server's release), datacenter, allow-listed VMs, proxy,
-    datastores and their types, the VDDK libdir for the native backend. Empty when the target is ready."""
+    datastores and their types, the data plane (each ESXi host's NFC port, D4), the VDDK libdir for the native
+    backend. Empty when the target is ready."""
     import socket
 
+    from conformance.dataplane_check import data_plane_problems
     from conformance.target_file import TargetFileError, load_target_file
     from conformance.vsphere.about import ServerVersionError
     from conformance.vsphere.about import server_version as server_version_of
@@ -247,6 +249,8 @@ def target_preflight(path: str | Path, build: str | None = None, timeout: float 
                         f"{where}: datastores.{ds_type}: {ds_name!r} is of type {actual[ds_name]} "
                         f"(fix: list it under {actual[ds_name]})"
                     )
+        # D4: 443 answered; the disk data goes over the hosts' NFC port, which a firewall may still close
+        lines += [f"{where}: {line}" for line in data_plane_problems(session, spec.backend, spec.nfc_port, timeout)]
     finally:
         session.close()
     return [" ".join(line.split()) for line in lines]

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from conformance.input_errors import InputError
 from conformance.versions import Support, VddkBuild, VersionError
 
 __all__ = ["ProxyOs", "ProxySupportError", "Support", "check_proxy", "find_os", "load_matrix", "proxy_supported"]
@@ -25,7 +26,7 @@ _PLATFORMS = ("linux", "windows")
 _KEYS = ("label", "platform", "guest_prefixes", "supported_from", "source")
 
 
-class ProxySupportError(ValueError):
+class ProxySupportError(InputError):
     """A broken support-matrix file; one line naming the entry, the key and the fix."""
 
 

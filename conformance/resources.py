@@ -46,9 +46,13 @@ def worker_id() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 
 
+#: longest purpose part of a resource name
+PURPOSE_CHARS = 40
+
+
 def resource_name(run_id: str, purpose: str) -> str:
     """`vddkc-<run id>-<worker>-<purpose>`: a sweeper finds leftovers of crashed runs by this prefix."""
-    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", purpose).strip("-")[:40]
+    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", purpose).strip("-")[:PURPOSE_CHARS]
     return f"{PREFIX}-{run_id}-{worker_id()}-{clean}"
 
 
@@ -82,7 +86,9 @@ class ResourceTracker:
         """A run-named name, unique in this process: a leftover of an earlier test (a failed teardown) never
         makes a later test's create fail with DuplicateName."""
         checkpoint()  # about to create something: a pending stop request stops the run here
-        return resource_name(self.run_id, f"{purpose}-{next(_NAME_COUNTER)}")
+        suffix = f"-{next(_NAME_COUNTER)}"  # kept whole: a long purpose is shortened, never the counter
+        clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", purpose).strip("-")
+        return resource_name(self.run_id, clean[: PURPOSE_CHARS - len(suffix)] + suffix)
 
     def add(self, kind: str, name: str, undo: Callable[[], None]) -> Resource:
         resource = Resource(kind, name, undo)

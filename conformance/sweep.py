@@ -5,7 +5,8 @@ named `vddkc-<run id>-<worker>-...` (and VMs also carry the run id as a custom a
 so the sweeper can find the leftovers by name and remove them in an order the server accepts: disks
 hot-added to proxies first (they pin snapshots), then run snapshots on surviving VMs, then run clones, then
 FCD snapshots and run FCDs. It only ever removes run-named objects, and hot-added disks only when their files
-belong to an allow-listed or run-created VM, so a shared lab's own snapshots and hot-adds are left alone.
+belong to an allow-listed or run-created VM or are the disks of a run-named snapshot (what a killed HotAdd backup
+of any VM leaves), so a shared lab's own snapshots and hot-adds are left alone.
 `--older-than` keeps the leftovers of runs that may still be going.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 
 from pyVmomi import vmodl
 
+from conformance.input_errors import InputError
 from conformance.resources import PREFIX
 
 __all__ = ["Leftover", "SweepError", "find_leftovers", "sweep_command", "sweep_sim_dirs", "sweep_target"]
@@ -35,7 +37,7 @@ SIM_DIR_PREFIX = "vsphere-sim-"
 _STAMP = re.compile(rf"^{PREFIX}-(\d{{8}}-\d{{6}})-")
 
 
-class SweepError(ValueError):
+class SweepError(InputError):
     """The sweep cannot start (bad target file, unreachable server); one line."""
 
 
@@ -113,9 +115,11 @@ def find_leftovers(session: Any, proxies: list[str], allow_vms: set[str], run_id
         if vmx:
             home_of[_dir_of(vmx)] = vm.name
     run_vm = {vm.name for vm in vms if vm.name.startswith(prefix)}
+    run_snapshot_disks = _run_snapshot_disks(session, vms, prefix)
     found: list[Leftover] = []
 
-    # 1. disks hot-added to proxies whose files belong to another (allow-listed or run-created) VM
+    # 1. disks hot-added to proxies whose files belong to another (allow-listed or run-created) VM, or are the
+    #    disks of a run's snapshot (a killed HotAdd backup of any VM leaves exactly that)
     for vm in vms:
         if vm.name not in proxies or vm.config is None:
             continue
@@ -128,7 +132,8 @@ def find_leftovers(session: Any, proxies: list[str], allow_vms: set[str], run_id
             owner = home_of.get(folder)
             if folder == own or owner is None:
                 continue
-            if owner not in run_vm and not (run_id is None and owner in allow_vms):
+            of_run_snapshot = file_name in run_snapshot_disks
+            if owner not in run_vm and not (run_id is None and owner in allow_vms) and not of_run_snapshot:
                 continue
             found.append(
                 Leftover(
@@ -227,6 +232,22 @@ def find_leftovers(session: Any, proxies: list[str], allow_vms: set[str], run_id
                         )
                     )
     return found
+
+
+def _run_snapshot_disks(session: Any, vms: list[Any], prefix: str) -> set[str]:
+    """The disk files of every run-named snapshot: what a backup of that snapshot hot-adds to a proxy."""
+    from pyVmomi import vim
+
+    files: set[str] = set()
+    for vm in vms:
+        for node in session.snapshots(vm):
+            if not node.name.startswith(prefix):
+                continue
+            config = node.snapshot.config
+            for device in config.hardware.device if config is not None else []:
+                if isinstance(device, vim.vm.device.VirtualDisk):
+                    files.add(str(getattr(device.backing, "fileName", "") or ""))
+    return files
 
 
 def sweep_target(

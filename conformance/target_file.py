@@ -13,6 +13,7 @@ Layout::
     [server]
     host = "vc.lab.example"
     port = 443                                      # optional
+    nfc_port = 902                                  # optional: the ESXi hosts' NFC port (NBD/NBDSSL data)
     thumbprint = "AB:CD:..."                        # SHA-1 (40 hex) or SHA-256 (64 hex) of the certificate
     datacenter = "dc1"
     vsphere = "M16"                                 # optional: the server's about decides; declare a VMC milestone
@@ -52,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.input_errors import InputError
+from conformance.secrets import remember
 from conformance.transports import TRANSPORTS
 
 __all__ = ["BACKENDS", "CAPABILITIES", "TargetFile", "TargetFileError", "load_target_file"]
@@ -61,7 +64,7 @@ BACKENDS = ("simulated", "native")
 CAPABILITIES = ("create-vms", "guest-operations", "maintenance-mode", "physical-proxy", "simple-volumes")
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "": ("name", "capabilities", "server", "credentials", "vms", "datastores", "vddk", "guest"),
-    "server": ("host", "port", "thumbprint", "datacenter", "vsphere"),
+    "server": ("host", "port", "nfc_port", "thumbprint", "datacenter", "vsphere"),
     "credentials": ("user", "password_env", "password_file"),
     "vms": ("allow", "proxy", "proxy_os", "harness_vm", "physical_proxy", "sources"),
     "vddk": ("build", "backend", "libdir", "transports"),
@@ -73,7 +76,7 @@ _THUMBPRINT = re.compile(
 )
 
 
-class TargetFileError(ValueError):
+class TargetFileError(InputError):
     """A target file problem: one line naming the file, the key and the fix."""
 
 
@@ -95,7 +98,7 @@ class SecretSource:
                     f"{self.path}: {self.key}.password_env: environment variable {self.env} is unset or empty "
                     f"(fix: export {self.env}=...)"
                 )
-            return value
+            return remember(value) or value
         assert self.file is not None
         try:
             value = self.file.read_text().rstrip("\r\n")
@@ -108,7 +111,7 @@ class SecretSource:
             raise TargetFileError(
                 f"{self.path}: {self.key}.password_file: {self.file} is empty (fix: write the password)"
             )
-        return value
+        return remember(value) or value
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class TargetFile:
     capabilities: tuple[str, ...]
     guest_user: str | None
     guest_password: SecretSource | None = field(repr=False)
+    nfc_port: int = 902  # where the ESXi hosts' NFC service listens: disk data of NBD/NBDSSL (and HotAdd's session)
 
     @property
     def lock_key(self) -> str:
@@ -256,6 +260,9 @@ def load_target_file(path: str | Path) -> TargetFile:
     port = server.get("port", 443)
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise r.fail("server.port", f"must be a port number, got {port!r}", "write port = 443")
+    nfc_port = server.get("nfc_port", 902)
+    if not isinstance(nfc_port, int) or isinstance(nfc_port, bool) or not 0 < nfc_port < 65536:
+        raise r.fail("server.nfc_port", f"must be a port number, got {nfc_port!r}", "write nfc_port = 902")
     thumbprint = r.string(server, "server", "thumbprint")
     assert thumbprint is not None and host is not None
     if not _THUMBPRINT.match(thumbprint):
@@ -377,4 +384,5 @@ def load_target_file(path: str | Path) -> TargetFile:
         capabilities=tuple(capabilities),
         guest_user=guest_user or ("root" if guest else None),
         guest_password=guest_password,
+        nfc_port=nfc_port,
     )

@@ -31,6 +31,8 @@ PROXY_PLACEMENT = "proxy-placement"
 SERVER_RECORDS = "server-records"
 #: the target's VixMntApi mounts the harness's own volume format (VDDKCFS1, conformance.vsphere.volumes)
 SIMPLE_VOLUMES = "simple-volumes"
+#: the run may set a host's NFC memory budget (hostd config.xml nfcsvc maxMemory) via `controls` (D3)
+NFC_MEMORY_LIMIT = "nfc-memory-limit"
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Target:
     libdir: Path | None = None
     source: Path | None = None  # the target file, when there is one
     lock_dir: Path | None = None  # where VM lock files go (None: the shared default, see conformance.locks)
+    nfc_port: int = 902  # the ESXi hosts' NFC port, which VMware's library reaches for disk data
 
     @property
     def lock_key(self) -> str:
@@ -141,6 +144,10 @@ class SimulatorControls:
     def datastore_free_space(self, name: str, free_bytes: int | None) -> None:
         self._simulator.set_datastore_free_space(name, free_bytes)
 
+    def nfc_max_memory(self, host: str, max_bytes: int | None) -> None:
+        """NFC_MEMORY_LIMIT: a host's NFC memory budget in bytes (None: the host's default again)."""
+        self._simulator.set_nfc_max_memory(host, max_bytes)
+
     def dataplane_clients(self) -> list[dict[str, Any]]:
         """SERVER_RECORDS: what the server recorded for every data-plane client, oldest first (product,
         version, phone_home, transport, session), from the server's own records."""
@@ -153,15 +160,19 @@ class SimulatorControls:
         )
         for ds in self._simulator.ctx.datastores():
             self._simulator.set_datastore_free_space(ds.name, None)
+        for host in self._simulator.inventory.hosts:
+            self._simulator.set_nfc_max_memory(host, None)
 
 
 def simulator_target(simulator: Any, build: str | None = None) -> Target:
     """A Target for a running embedded simulator, its inventory read back through the vSphere API. Its default
     HotAdd proxy is the first proxy VM whose guest OS ``build`` supports (F2: a lab runs its proxy on a supported
     OS; the inventory offers several), else the first one."""
+    from conformance.secrets import remember
     from conformance.vsphere.about import server_version
     from conformance.vsphere.session import VsphereSession
 
+    remember(simulator.password)  # the run scrubs its reports of it, as of a lab's password
     endpoint = Endpoint(simulator.host, simulator.port, simulator.thumbprint)
     session = VsphereSession(endpoint, simulator.user, simulator.password, simulator.inventory.datacenter)
     try:
@@ -192,7 +203,7 @@ def simulator_target(simulator: Any, build: str | None = None) -> Target:
         target_vms=targets,
         capabilities=frozenset(
             {FAULT_INJECTION, MAINTENANCE_MODE, GUEST_OPERATIONS, CREATE_VMS, LIBRARY_BUILDS}
-            | {PROXY_PLACEMENT, SERVER_RECORDS, SIMPLE_VOLUMES}
+            | {PROXY_PLACEMENT, SERVER_RECORDS, SIMPLE_VOLUMES, NFC_MEMORY_LIMIT}
             | ({PHYSICAL_PROXY} if physical else set())
         ),
         guest=GuestCredentials("root", "simulated-guest"),
@@ -280,6 +291,7 @@ def file_target(path: str | Path, read_server: bool = True) -> Target:
         backend=spec.backend,
         libdir=spec.libdir,
         source=spec.path,
+        nfc_port=spec.nfc_port,
     )
 
 

@@ -32,6 +32,8 @@ from functools import cache
 from importlib import resources
 from typing import Protocol
 
+from conformance.input_errors import InputError
+
 __all__ = [
     "KNOWN_BUILDS",
     "SERVER_RELEASES",
@@ -74,7 +76,7 @@ VMC_COMPATIBILITY: dict[str, tuple[str, ...]] = {
 _BUILD_RE = re.compile(r"(?:vddk)?\s*(\d+)\.(\d+)\.(\d+)\s*(?:[-_ ]?\s*ep\s*(\d+))?", re.IGNORECASE)
 
 
-class VersionError(ValueError):
+class VersionError(InputError):
     """An unknown VDDK build, vSphere version or selector; the one-line message lists what is known."""
 
 

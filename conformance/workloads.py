@@ -75,6 +75,7 @@ def pattern(name: str) -> DiskPattern:
 
 
 def apply(workload: GuestWorkload, disk_index: int, writes: list[Write]) -> None:
+    """Write through the guest: one dd per write, or one upload and batched dd runs for many writes."""
     if len(writes) > 1:
         workload.write_disk_many(disk_index, writes)
         return

@@ -20,11 +20,12 @@ from conformance.detection import (
     run_probe,
     short_test_name,
 )
+from conformance.detection_plan import FAULT_PREFIX
 from tests.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGED = (ROOT / "conformance" / "data" / "detection_plan.toml").read_text()
-LIARS = ["RestoresNothing", "FakeDigest", "SkipsCleanup", "FullReadIncremental", "LeavesSnapshot"]
+LIARS = ["RestoresNothing", "FakeDigest", "SkipsCleanup", "FullReadIncremental", "LeavesSnapshot", "FirstPageOnly"]
 EXTRA_ROWS = """
 [probes.APP-off-thread]
 release_note = "C1"
@@ -43,19 +44,32 @@ def test_the_packaged_plan_has_one_probe_per_catalog_item_then_the_lying_applica
     pending = set(tomllib.loads(PACKAGED).get("pending", []))
     items = [i for i in load_catalog().ids() if i not in pending]
     assert [p.id for p in probes[: len(items)]] == items
-    liars = probes[len(items) :]
+    liars = [p for p in probes[len(items) :] if not p.id.startswith(FAULT_PREFIX)]
     assert [p.backup_app for p in liars] == [f"conformance.sequences.mutants:{name}" for name in LIARS]
-    assert all(p.item == "C4" and p.id.startswith("APP-") and p.why for p in liars)
+    assert all(p.item in ("C4", "D1") and p.id.startswith("APP-") and p.why for p in liars)
+    faults = probes[len(items) + len(liars) :]  # the lying servers come last
+    assert all(p.id.startswith(FAULT_PREFIX) and p.sim_faults and not p.item for p in faults)
     assert all(p.why for p in probes)
 
 
 def test_every_probe_changes_behaviour_or_assumes_the_item_fixed_and_its_baseline_changes_nothing() -> None:
     for probe in load_plan():
-        changed = (probe.behave, probe.sim_vsphere, probe.backup_app) != (probe.expect, probe.vsphere, None)
+        changed = (probe.behave, probe.sim_vsphere, probe.backup_app, probe.sim_faults) != (
+            probe.expect,
+            probe.vsphere,
+            None,
+            (),
+        )
         assert changed or probe.assume_fixed, probe.id
         base = probe.baseline()
-        assert (base.behave, base.sim_vsphere, base.backup_app) == (probe.expect, probe.vsphere, None)
-        assert f"--release-note={probe.item}" in base.run_arguments()
+        assert (base.behave, base.sim_vsphere, base.backup_app, base.sim_faults) == (
+            probe.expect,
+            probe.vsphere,
+            None,
+            (),
+        )
+        if probe.item:  # a [faults] row runs the default suites, no single item's tests
+            assert f"--release-note={probe.item}" in base.run_arguments()
         # an issue of every build: only the baseline plays it fixed, the probe keeps the bug
         assert base.sim_fixed == ((probe.item,) if probe.assume_fixed else ()), probe.id
         assert not [a for a in probe.run_arguments() if a.startswith("--sim-fixed")], probe.id
@@ -274,7 +288,7 @@ def test_the_command_refuses_an_unknown_item_in_one_line() -> None:
 
 @pytest.fixture
 def two_faults(monkeypatch: pytest.MonkeyPatch) -> None:
-    from conformance.sim import integrity
+    from conformance import sim_faults as integrity
 
     for name in ("lies-a", "lies-b"):
         monkeypatch.setitem(integrity.FAULTS, name, integrity.SimFault(name, "a lying server", "server"))

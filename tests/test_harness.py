@@ -50,6 +50,16 @@ def test_resource_names_carry_run_and_worker_ids(monkeypatch: pytest.MonkeyPatch
     assert resource_name("20261126-abc", "backup target/vm 1") == "vddkc-20261126-abc-gw3-backup-target-vm-1"
 
 
+def test_names_for_a_long_purpose_stay_unique() -> None:
+    """Backups of one VM name their snapshot and image folder after it: a long VM name must not make two
+    backups share a name (the counter is kept, the purpose shortened)."""
+    tracker = ResourceTracker("20261126-abc")
+    purpose = "backup-vddkc-20261126-abc-gw3-vm-VMFS-1234567890"
+    first, second = tracker.name(purpose), tracker.name(purpose)
+    assert first != second
+    assert all(len(n.split("-gw", 1)[-1]) <= 45 for n in (first, second))
+
+
 def test_digest_ignores_zero_blocks_and_order() -> None:
     data = os.urandom(3 * BLOCK)
     forward, backward, padded = ContentDigest(), ContentDigest(), ContentDigest()

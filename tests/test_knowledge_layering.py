@@ -32,14 +32,15 @@ KNOWLEDGE = {
     "conformance.vsphere.about": "m.detect_release(type('About', (), {'build': '0', 'apiVersion': '7.0.3.0'}))",
     "conformance.detection": "m.load_plan()",
     "conformance.certify.profile": "m.load_profile()",
-    "conformance.plugin.settings": "",
+    "conformance.plugin.settings": "m._faults(','.join(__import__('conformance.sim_faults').sim_faults.FAULTS))",
+    "conformance.sim_faults": "m.check_faults(list(m.FAULTS))",
     "conformance.target_file": "",
 }
 PROBE = """
 import importlib, json, sys
 m = importlib.import_module({module!r})
 {calls}
-print(json.dumps(sorted(n for n in sys.modules if n.startswith({forbidden!r}))))
+print(json.dumps(sorted(n for n in sys.modules if any(n == f or n.startswith(f + ".") for f in {forbidden!r}))))
 """
 
 

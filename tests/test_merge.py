@@ -204,7 +204,7 @@ def test_merge_command_errors_are_one_line(tmp_path: Path) -> None:
 
 def _run(reports: Path, run_id: str, *extra: str) -> dict[str, Any]:
     result = run_cli(
-        "run", "--reports", str(reports), "--run-id", run_id, "-n", "0", "-k", SELECTION, *extra, timeout=300
+        "run", "--reports", str(reports), "--run-id", run_id, "-n", "2", "-k", SELECTION, *extra, timeout=300
     )
     assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
     return dict(json.loads((reports / run_id / "summary.json").read_text()))
@@ -243,3 +243,50 @@ def test_a_run_split_in_two_and_merged_equals_the_unsplit_run(tmp_path: Path) ->
     assert junit.get("tests") == str(len(whole["tests"]))
     results = list((tmp_path / "merged" / "allure-results").glob("*-result.json"))
     assert len(results) == len(list((tmp_path / "whole" / "allure-results").glob("*-result.json")))
+    # each worker of each shard wrote its own call trace; all of them are in the merged run
+    traces = sorted(p.name for p in (tmp_path / "merged").glob("calls-*.json"))
+    written = sorted(p.name for shard in ("s1", "s2") for p in (tmp_path / shard).glob("calls-*.json"))
+    assert traces == written and len(traces) >= 2, (traces, written)
+    # two disjoint shards compared: every test of either is reported missing from the other
+    compared = run_cli("compare", str(tmp_path / "s1"), str(tmp_path / "s2"), timeout=60)
+    assert (
+        f"{len(first['tests'])} only in A" in compared.stdout and f"{len(second['tests'])} only in B" in compared.stdout
+    )
+    assert "items changed: none" not in compared.stdout
+
+
+@pytest.mark.parametrize(
+    ("shards", "message"),
+    [
+        ([("r1", A, "1/2")], r"shard\(s\) 2/2 missing; give every shard"),
+        ([("r1", A, None), ("r2", B, None)], r"r1 is not a shard of a split run"),
+        ([("r1", A, "1/2"), ("r2", B, "2/3")], r"shards of different splits \(/2, /3\)"),
+        ([("r1", A, "1/2"), ("r2", B, "1/2")], r"shard 1/2 is given twice"),
+    ],
+)
+def test_only_every_shard_of_one_split_run_merges(
+    tmp_path: Path, shards: list[tuple[str, list[tuple[str, str, str]], str | None]], message: str
+) -> None:
+    dirs = [shard_dir(tmp_path, name, cases, spec) for name, cases, spec in shards]
+    with pytest.raises(MergeError, match=message):
+        merge_runs(dirs, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+
+
+def test_shards_narrowed_differently_are_refused(tmp_path: Path) -> None:
+    """Shard 1/2 of the whole run plus shard 2/2 of a -k subset is not the whole run."""
+    whole = {"keyword": None, "markers": None, "paths": ["."], "release_notes": []}
+    one = shard_dir(tmp_path, "r1", A, "1/2", selection=whole)
+    two = shard_dir(tmp_path, "r2", B, "2/2", selection={**whole, "keyword": "nbdssl"})
+    with pytest.raises(MergeError, match="selection differs"):
+        merge_runs([one, two], tmp_path / "merged")
+
+
+def test_compare_lists_tests_that_ran_in_one_run_only(tmp_path: Path) -> None:
+    one, two = shard_dir(tmp_path, "r1", A, "1/2"), shard_dir(tmp_path, "r2", B, "2/2")
+    result = run_cli("compare", str(one), str(two), timeout=60)
+    assert result.returncode == 0, result.stderr
+    for nodeid, _, _ in A + B:
+        assert nodeid in result.stdout
+    assert "2 only in A" in result.stdout and "2 only in B" in result.stdout
+    assert "C4 (missing in A/missing in B)" in result.stdout

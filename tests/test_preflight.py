@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
+from conformance.dataplane_check import LAB_PROBLEM, DataPlaneEndpoint, unreachable
 from conformance.preflight import WARNING, preflight
 from conformance.versions import supported_pairs
 
@@ -172,3 +174,29 @@ def test_k6_special_names_with_no_nfc_session_1_is_a_warning_naming_the_workarou
 def test_a_proxy_os_implies_hotadd_for_the_k6_warning() -> None:
     lines = one_line_each(preflight("6.7.0", "6.7", proxy_os="Windows Server 2019", config={NO_NFC: 1}))
     assert [line for line in lines if line.startswith(WARNING)]
+
+
+# --- D4: the data plane (the target preflight runs this after login; tests/lab/test_data_plane.py) ---
+
+
+def test_the_data_plane_line_names_each_closed_host_its_port_and_the_fix() -> None:
+    with socket.socket() as listening, socket.socket() as bound:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        bound.bind(("127.0.0.1", 0))  # bound, not listening: refused like a closed port
+        open_port, closed_port = listening.getsockname()[1], bound.getsockname()[1]
+        lines = unreachable(
+            [
+                DataPlaneEndpoint(("esx-a",), "127.0.0.1", open_port),
+                DataPlaneEndpoint(("esx-b",), "127.0.0.1", closed_port),
+            ]
+        )
+    assert lines == [
+        f"{LAB_PROBLEM}: cannot connect to ESXi host esx-b at 127.0.0.1 TCP {closed_port} (Connection refused): "
+        f"login and metadata work but every disk Open will fail (fix: open TCP {closed_port} from the proxy to "
+        "ESXi host esx-b)"
+    ]
+
+
+def test_every_reachable_endpoint_means_no_line() -> None:
+    assert unreachable([]) == []

@@ -8,6 +8,8 @@ its verification (``verify``) change for different reasons and are tested one by
 
 from __future__ import annotations
 
+from conformance.input_errors import InputError
 
-class CertifyError(ValueError):
+
+class CertifyError(InputError):
     """Bad input to certify or verify-bundle (a file, a field, a profile): one line, exit code 2."""

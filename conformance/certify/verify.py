@@ -8,25 +8,27 @@ passed or ended as a known issue the profile allows, and it exercised the backup
 ``verdict_kind``). Required tests decide the verdict; advisory ones are shown; platform checks (VDDK or the
 server alone) are shown in their own section and never decide the product's verdict.
 
-Why it never extracts to disk: members are read into memory, so a crafted bundle (absolute or ``..`` paths,
-links) cannot write anywhere; such members are reported as problems. The manifest proves integrity, not origin:
-the bundle is not signed.
+Why it never extracts to disk: members are streamed (``members.py``: hashed in chunks, only report files kept in
+memory), so a crafted bundle (absolute or ``..`` paths, links, a huge member) cannot write anywhere or exhaust
+memory; such members are reported as problems. summary.json decides, and it must agree with the run's JUnit XML
+and Allure results case by case (``consistency.py``). The manifest proves integrity, not origin: the bundle is
+not signed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import tarfile
-import zlib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from conformance.certify import CertifyError
 from conformance.certify.bundle import CERTIFICATION, MANIFEST
+from conformance.certify.consistency import report_disagreements
+from conformance.certify.members import read_members
 from conformance.certify.profile import Profile, RequiredTest, load_profile, parse_profile
+from conformance.input_errors import one_line
 from conformance.versions import VersionError
 
 __all__ = ["TestResult", "Verdict", "check_manifest", "judge_tests", "read_bundle", "verify_bundle"]
@@ -68,13 +70,14 @@ class Verdict:
         return not self.problems
 
     def render(self) -> str:
-        product = self.certification.get("product") or {}
-        env = self.environment
+        """The one-screen verdict; every value from the bundle is shown as text, whatever its type."""
+        product = _texts(self.certification.get("product"))
+        env = _texts(self.environment)
         required = [r for r in self.results if r.test.required]
         advisory = [r for r in self.results if r.test.status == "advisory"]
         platform = [r for r in self.results if r.test.platform]
         known = sum(1 for r in required if r.ok and r.counts.get("xfailed"))
-        totals = self.summary.get("totals") or {}
+        totals = _texts(self.summary.get("totals"))
         profile = self.profile
         lines = [
             f"verify-bundle: {'PASS' if self.passed else 'FAIL'}  {self.bundle}",
@@ -83,8 +86,8 @@ class Verdict:
             f" (backup application: {env.get('backup_app') or product.get('backup_app') or '?'})",
             f"environment  VDDK {env.get('vddk_build', '?')}, vSphere {env.get('vsphere', '?')} build "
             f"{env.get('vsphere_build', '?')}, proxy OS {env.get('proxy_os', '?')}",
-            f"             transports {','.join(env.get('transports') or []) or '?'}; target {env.get('target', '?')}",
-            f"run          {self.certification.get('run_id', '?')}: "
+            f"             transports {env.get('transports') or '?'}; target {env.get('target', '?')}",
+            f"run          {_texts({'id': self.certification.get('run_id', '?')})['id']}: "
             + (", ".join(f"{n} {o}" for o, n in sorted(totals.items())) or "no test cases"),
             f"required     {sum(r.ok for r in required)}/{len(required)} ok"
             + (f" ({known} ended as a known issue the profile allows)" if known else ""),
@@ -107,40 +110,32 @@ class Verdict:
         return "\n".join(lines)
 
 
+def _texts(value: Any) -> dict[str, str]:
+    """A mapping from the bundle as text values (lists joined with commas); anything else is an empty mapping."""
+    if not isinstance(value, dict):
+        return {}
+    shown = {}
+    for key, item in value.items():
+        if isinstance(item, list):
+            item = ",".join(str(i) for i in item)
+        shown[str(key)] = one_line(str(item))[:200]
+    return shown
+
+
 def read_bundle(path: Path) -> tuple[dict[str, bytes], list[str]]:
-    """Member name -> bytes, and problems with unsafe or duplicate members. CertifyError when not a .tar.gz."""
-    path = Path(path)
-    if not path.is_file():
-        raise CertifyError(f"{path}: no such file")
-    files: dict[str, bytes] = {}
-    problems: list[str] = []
-    try:
-        with tarfile.open(path, "r:gz") as tar:
-            for member in tar:
-                name = member.name.removeprefix("./")
-                pure = PurePosixPath(name)
-                if member.isdir():
-                    continue
-                if not member.isfile() or pure.is_absolute() or ".." in pure.parts:
-                    problems.append(f"{member.name}: unsafe member (a link, device, absolute or '..' path)")
-                    continue
-                if name in files:
-                    problems.append(f"{name}: appears twice in the bundle")
-                    continue
-                handle = tar.extractfile(member)
-                files[name] = handle.read() if handle else b""
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise CertifyError(f"{path}: not a readable .tar.gz bundle ({exc})") from None
-    return files, problems
+    """Every member's bytes (for small bundles: tools and tests), and problems with unsafe or duplicate members.
+    CertifyError when not a .tar.gz. verify-bundle itself streams (``read_members``)."""
+    members = read_members(path, keep=lambda name: True, max_kept=2**63)
+    return members.files, members.problems
 
 
-def check_manifest(files: dict[str, bytes]) -> list[str]:
-    """One problem per missing, changed or unlisted file (each named)."""
-    if MANIFEST not in files:
+def check_manifest(manifest: bytes | None, digests: dict[str, str]) -> list[str]:
+    """One problem per missing, changed or unlisted file (each named), from every member's sha256."""
+    if manifest is None:
         return [f"{MANIFEST}: missing from the bundle; nothing can be checked"]
     problems: list[str] = []
     listed: dict[str, str] = {}
-    for number, line in enumerate(files[MANIFEST].decode("utf-8", "replace").splitlines(), start=1):
+    for number, line in enumerate(manifest.decode("utf-8", "replace").splitlines(), start=1):
         if not line.strip():
             continue
         match = _MANIFEST_LINE.match(line)
@@ -149,11 +144,11 @@ def check_manifest(files: dict[str, bytes]) -> list[str]:
             continue
         listed[match.group(2)] = match.group(1)
     for name, digest in sorted(listed.items()):
-        if name not in files:
+        if name not in digests:
             problems.append(f"{name}: listed in {MANIFEST} but missing from the bundle")
-        elif hashlib.sha256(files[name]).hexdigest() != digest:
+        elif digests[name] != digest:
             problems.append(f"{name}: changed (its sha256 differs from {MANIFEST})")
-    for name in sorted(set(files) - set(listed) - {MANIFEST}):
+    for name in sorted(set(digests) - set(listed) - {MANIFEST}):
         problems.append(f"{name}: not listed in {MANIFEST} (extra file)")
     return problems
 
@@ -242,10 +237,11 @@ def _check_environment(verdict: Verdict, profile: Profile) -> None:
 
 def verify_bundle(path: Path, profile_path: Path | None = None) -> Verdict:
     """Check a bundle; CertifyError only for unreadable input or an unknown profile (exit 2)."""
-    files, unsafe = read_bundle(path)
-    verdict = Verdict(bundle=str(path), files=len(files))
-    verdict.problems += unsafe
-    verdict.problems += check_manifest(files)
+    members = read_members(path)
+    files = members.files
+    verdict = Verdict(bundle=str(path), files=len(members.digests))
+    verdict.problems += members.problems
+    verdict.problems += check_manifest(files.get(MANIFEST), members.digests)
     verdict.certification = _json(files, CERTIFICATION, verdict.problems)
     verdict.summary = _json(files, "summary.json", verdict.problems)
     verdict.environment = _json(files, "environment.json", verdict.problems)
@@ -279,6 +275,11 @@ def verify_bundle(path: Path, profile_path: Path | None = None) -> Verdict:
         verdict.problems.append(f"{CERTIFICATION}: has no 'tests' map (node id -> test id)")
         test_map = {}
     tests = verdict.summary.get("tests")
-    verdict.results = judge_tests(profile, test_map, tests if isinstance(tests, list) else [])
+    tests = tests if isinstance(tests, list) else []
+    if not all(isinstance(t, dict) and isinstance(t.get("nodeid"), str) for t in tests):
+        verdict.problems.append("summary.json: 'tests' holds entries that are not test results with a nodeid")
+        tests = [t for t in tests if isinstance(t, dict) and isinstance(t.get("nodeid"), str)]
+    verdict.problems += report_disagreements(files, tests) if verdict.summary else []
+    verdict.results = judge_tests(profile, test_map, tests)
     verdict.problems += [r.problem for r in verdict.results if r.test.required and r.problem]
     return verdict

@@ -13,6 +13,7 @@ import pytest
 
 from conformance.plugin import expectations, reporting
 from conformance.plugin.fixtures import *  # noqa: F403 - fixtures are found by name
+from conformance.plugin.lab_problems import pytest_runtest_makereport  # noqa: F401 - a hook, found by name
 from conformance.plugin.settings import RunSettings, SettingsError, add_options
 
 

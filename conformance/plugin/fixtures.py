@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from conformance.exit_codes import USAGE
 from conformance.locks import VmLocks
 from conformance.plugin.settings import RunSettings
 from conformance.resources import (
@@ -91,7 +92,7 @@ def vddk_target(vddk_settings: RunSettings) -> Iterator[Target]:
         try:
             target = file_target(vddk_settings.target)  # checked at configure time; a variable may vanish since
         except TargetFileError as exc:
-            pytest.exit(f"--vddk-target: {exc}", 2)
+            pytest.exit(f"--vddk-target: {exc}", USAGE)
         _check_server_release(vddk_settings.vsphere, target)
         yield target
         return
@@ -111,7 +112,7 @@ def _check_server_release(expected: str, target: Target) -> None:
         pytest.exit(
             f"--vsphere {expected} differs from what {target.name} reports, {target.vsphere} "
             f"(fix: pass --vsphere {target.vsphere})",
-            2,
+            USAGE,
         )
 
 
@@ -145,7 +146,7 @@ def vsphere(
             run_id=vddk_settings.run_id,
         )
     except (PinMismatchError, VsphereConnectError) as exc:
-        pytest.exit(f"target {vddk_target.name}: {exc}", 2)
+        pytest.exit(f"target {vddk_target.name}: {exc}", USAGE)
     yield session
     session.close()
 
@@ -206,13 +207,14 @@ def vixdisklib(vddk_settings: RunSettings, vddk_target: Target, vddk_config_file
     try:
         lib.init_ex(vddk_config_file)
     except LibraryBuildMismatchError as exc:  # expectations would be another build's: refuse the run
-        pytest.exit(f"VDDK library: {exc}", 2)
+        pytest.exit(f"VDDK library: {exc}", USAGE)
     yield lib
     lib.exit()
     if vddk_settings.reports is not None:  # the call trace (arguments redacted) next to the other reports
         run_dir = vddk_settings.reports / vddk_settings.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
-        lib.recorder.write(run_dir / f"calls-{worker_id()}.json")
+        # named by run and worker: the shards of a split run (each with its own run id) merge without collision
+        lib.recorder.write(run_dir / f"calls-{vddk_settings.run_id}-{worker_id()}.json")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conformance.plugin.expectations import KnownIssueHooks
+from conformance.plugin.scrubbing import SecretScrubber
 from conformance.plugin.settings import RunSettings
 from conformance.reports import attachments, labels
 from conformance.reports.categories import write_categories
@@ -36,6 +37,8 @@ def configure(config: pytest.Config, settings: RunSettings) -> None:
     config.stash[RESULTS] = {}
     config.stash[STARTED] = time.time()
     config.pluginmanager.register(_AllureHooks(config, settings), "vddk-conformance-allure")
+    run_dir_or_none = None if settings.reports is None or is_worker(config) else settings.reports / settings.run_id
+    config.pluginmanager.register(SecretScrubber(run_dir_or_none), SecretScrubber.NAME)
     if settings.reports is None:
         return
     run_dir = settings.reports / settings.run_id
@@ -186,6 +189,27 @@ class _ControllerHooks:
         write_summary(session.config, exitstatus)
 
 
+def selection(config: pytest.Config) -> dict[str, Any]:
+    """What narrowed the run besides --shard (-k, -m, paths, --release-note): shards merge only when it agrees,
+    and a subset never passes for the whole run."""
+    option = config.option
+    root = Path(str(config.rootpath))
+    paths = []
+    for arg in config.args:
+        path = Path(arg.split("::", 1)[0])
+        try:
+            relative = path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            relative = path.as_posix()
+        paths.append(relative + (arg[len(arg.split("::", 1)[0]) :] if "::" in arg else ""))
+    return {
+        "keyword": option.keyword or None,
+        "markers": option.markexpr or None,
+        "paths": sorted(paths),
+        "release_notes": list(config.stash[SETTINGS].release_notes),
+    }
+
+
 def write_summary(config: pytest.Config, exitstatus: int) -> None:
     run_dir = config.stash.get(RUN_DIR, None)
     if run_dir is None:
@@ -213,6 +237,7 @@ def write_summary(config: pytest.Config, exitstatus: int) -> None:
         "backup_app": settings.backup_app or "reference",
         "matrix": settings.matrix,
         "shard": f"{settings.shard[0]}/{settings.shard[1]}" if settings.shard else None,
+        "selection": selection(config),
         "target": target,
         "started": config.stash[STARTED],
         "finished": time.time(),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.input_errors import InputError
 from conformance.resources import new_run_id, run_id_problem
 from conformance.shards import ShardError, parse_shard
 from conformance.versions import VddkBuild, VersionError, vsphere_release
@@ -14,7 +15,7 @@ from conformance.versions import VddkBuild, VersionError, vsphere_release
 STASH_KEY = "vddk_settings"
 
 
-class SettingsError(ValueError):
+class SettingsError(InputError):
     """A bad option value: one line saying which and how to fix it."""
 
 
@@ -57,7 +58,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--sim-fault",
         default=None,
         help="comma-separated integrity faults the simulator plays (a lying server or library; names in "
-        "conformance/sim/integrity.toml); expectations are unchanged",
+        "conformance/data/sim_faults.toml); expectations are unchanged",
     )
     group.addoption(
         "--matrix",
@@ -126,7 +127,9 @@ class RunSettings:
 
             try:  # a bad file or a missing password variable stops the run before collection, in one line
                 spec = load_target_file(target)
-                spec.password.read()
+                spec.password.read()  # remembered: the run scrubs its reports of it (conformance.secrets)
+                if spec.guest_password is not None:
+                    spec.guest_password.read()
             except TargetFileError as exc:
                 raise SettingsError(f"--vddk-target: {exc}") from None
             if sim_fixed and spec.backend != "simulated":
@@ -185,10 +188,10 @@ def _ids(text: str | None, option: str) -> tuple[str, ...]:
 
 
 def _faults(text: str | None) -> tuple[str, ...]:
-    """--sim-fault names, each a fault of conformance/sim/integrity.toml."""
+    """--sim-fault names, each a fault of conformance/data/sim_faults.toml."""
     if not text:
         return ()
-    from conformance.sim.integrity import SimFaultError, check_faults
+    from conformance.sim_faults import SimFaultError, check_faults
 
     try:
         return check_faults(text.split(","))

@@ -90,9 +90,37 @@ def allure_command(cache: Path, *, install: bool = True) -> list[str]:
     return [node, str(cli)]
 
 
+#: summary.json keys besides build and server that decide a run's outcomes: runs that differ in any of them are
+#: separate Allure environments, so one's passes never read as another's retries in the history
+_ENVIRONMENT_KEYS = ("backup_app", "matrix", "sim_behaviour", "sim_vsphere", "sim_fixed", "sim_faults", "assumed_fixed")
+_DEFAULTS: dict[str, Any] = {"backup_app": "reference", "matrix": "default", "target": "sim"}
+
+
+def _distinguishing(run: Run) -> dict[str, Any]:
+    """What, besides build and server, decides the run's outcomes (target name included)."""
+    values = {key: run.summary.get(key) for key in _ENVIRONMENT_KEYS}
+    values["sim_behaviour"] = None if values["sim_behaviour"] == run.build else values["sim_behaviour"]
+    values["sim_vsphere"] = None if values["sim_vsphere"] == run.vsphere else values["sim_vsphere"]
+    target = run.summary.get("target")
+    values["target"] = target.get("name") if isinstance(target, dict) else None
+    return {k: v for k, v in values.items() if v not in (None, [], "") and _DEFAULTS.get(k) != v}
+
+
 def environment_id(run: Run) -> str:
-    """Allure 3 environment of a run (ids allow letters, digits, ``_`` and ``-``): one per build and server."""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", f"vddk-{run.build}-vsphere-{run.vsphere}")
+    """Allure 3 environment of a run (ids allow letters, digits, ``_`` and ``-``): one per build and server and
+    whatever else decides the outcomes (backup application, matrix, simulated behaviour, faults, target)."""
+    base = re.sub(r"[^A-Za-z0-9_-]", "-", f"vddk-{run.build}-vsphere-{run.vsphere}")
+    extra = _distinguishing(run)
+    if not extra:
+        return base
+    return f"{base}-{hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:10]}"
+
+
+def environment_label(run: Run) -> str:
+    """The environment's name in Allure: the two versions, then what else sets it apart."""
+    extra = _distinguishing(run)
+    parts = [f"{k.replace('_', ' ')} {','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in extra.items()]
+    return " · ".join([run.label, *parts])
 
 
 def _fix_result(data: dict[str, Any], run: Run, matrix_href: str, anchors: dict[str, str]) -> dict[str, Any]:
@@ -181,7 +209,7 @@ def write_config(path: Path, output: Path, history: Path, name: str, runs: list[
         # one index.html with the data inside: browsers refuse to fetch data files from a file:// page
         "plugins": {"awesome": {"options": {"singleFile": True, "reportName": name}}},
     }
-    environments = {environment_id(run): run.label for run in runs}
+    environments = {environment_id(run): environment_label(run) for run in runs}
     lines = [
         f"const label = {json.dumps(ENV_LABEL)};",
         "const run = (id) => ({ labels }) => labels.some((l) => l.name === label && l.value === id);",

@@ -24,8 +24,10 @@ HARNESS_DEFECT = "Harness defect"
 _LAB = (
     r"ConnectionRefused|ConnectionReset|[Cc]onnection refused|[Uu]nreachable|No route to host|"
     r"Name or service not known|[Tt]imed? ?out|TimeoutError|PermissionError|[Pp]ermission denied|NoPermission|"
-    r"InvalidLogin|NotAuthenticated|certificate verify failed"
+    r"InvalidLogin|NotAuthenticated|certificate verify failed|lab problem: "
 )
+#: the line the run adds to a failure when the data plane is unreachable (conformance/dataplane_check.py)
+_LAB_NOTED = r"lab problem: "
 _PRODUCT = r"VixError|VIX_E_[A-Z_]+|vim\.fault\.|vmodl\.fault\.|AssertionError|XPASS\(strict\)"
 
 
@@ -76,6 +78,12 @@ CATEGORIES: tuple[Category, ...] = (
         "The lab, not the product: a host unreachable, a timeout, missing permissions or a bad certificate.",
         ("failed", "broken"),
         message=_anywhere(_LAB),
+    ),
+    Category(
+        LAB_PROBLEM,
+        "The run found the target's data plane (the hosts' NFC port) unreachable and said so on the failure.",
+        ("failed", "broken"),
+        trace=_anywhere(_LAB_NOTED),
     ),
     Category(
         PRODUCT_DEFECT,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.input_errors import InputError
 from conformance.resources import run_id_problem
 
 #: outcomes a summary.json may record per test (see conformance/plugin/reporting.py)
@@ -19,7 +20,7 @@ OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 _REQUIRED = ("run_id", "vddk_build", "vsphere", "tests")
 
 
-class ReportError(ValueError):
+class ReportError(InputError):
     """Bad input to the report command; always one line naming the directory or file and the fix."""
 
 

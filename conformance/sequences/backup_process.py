@@ -14,6 +14,10 @@ Actions:
   {"transport", "tmp_directory"} and wait to be killed (a backup in progress).
 - "hotadd-closed": the same, then Close the disk before printing; it waits to be killed before Disconnect.
 - "cleanup": Cleanup, print {"cleaned", "remaining"} or {"error", "code", "remaining"}, Exit.
+- "app-backup": the backup application (VDDK_BACKUP_APP, module:Class, empty for the reference one) backs up
+  VDDK_VM_NAME over VDDK_TRANSPORTS with its objects named after VDDK_RUN_ID (in VDDK_DATACENTER, images below
+  VDDK_REPOSITORY); at its first disk Read, with its snapshot taken and its disks open (hot-added with HotAdd),
+  it prints {"transport", "run_id"} and waits to be killed (a backup aborted mid-run, D5).
 
 Callers start it with `crashed_backup` (the process is SIGKILLed once it has reported) and `cleanup_process`.
 """
@@ -139,6 +143,8 @@ def main() -> None:
         )
         while True:  # until SIGKILL
             time.sleep(60)
+    elif action == "app-backup":
+        app_backup_until_first_read(lib, params, env)
     elif action == "cleanup":
         try:
             cleaned, remaining = lib.cleanup(params)
@@ -149,6 +155,37 @@ def main() -> None:
         lib.exit()
     else:
         raise SystemExit(f"unknown VDDK_CHILD_ACTION {action!r}")
+
+
+def app_backup_until_first_read(lib: Any, params: ConnectParams, env: Any) -> None:
+    """Run the backup application; its first Read reports and blocks until the parent SIGKILLs the process."""
+    from conformance.resources import ResourceTracker
+    from conformance.sequences.app import load_backup_app
+    from conformance.sequences.context import SequenceContext
+    from conformance.targets import Target
+    from conformance.vsphere.connection import Endpoint
+    from conformance.vsphere.session import VsphereSession
+
+    assert params.server_name is not None and params.thumbprint is not None
+    creds = params.credentials
+    assert isinstance(creds, UidCredentials)
+    endpoint = Endpoint(params.server_name, params.port, params.thumbprint)
+    datacenter, run_id = env["VDDK_DATACENTER"], env["VDDK_RUN_ID"]
+    target = Target("aborted-backup", endpoint, creds.user, creds.password, datacenter=datacenter)
+    session = VsphereSession(endpoint, creds.user, creds.password, datacenter, run_id=run_id)
+    ctx = SequenceContext(target, session, lib, ResourceTracker(run_id), Path(env["VDDK_REPOSITORY"]))
+    real_read = lib.read
+
+    def read_then_wait(disk: Any, start_sector: int, num_sectors: int) -> bytes:
+        transport = lib.get_transport_mode(disk)
+        print(json.dumps({"transport": transport, "run_id": run_id}), flush=True)
+        while True:  # until SIGKILL: the snapshot, the open disks and the hot-adds stay as they are
+            time.sleep(60)
+        return real_read(disk, start_sector, num_sectors)  # pragma: no cover - never reached
+
+    lib.read = read_then_wait
+    load_backup_app(env.get("VDDK_BACKUP_APP") or None).backup(ctx, env["VDDK_VM_NAME"], env["VDDK_TRANSPORTS"])
+    raise SystemExit("the backup application finished without reading a disk")
 
 
 if __name__ == "__main__":

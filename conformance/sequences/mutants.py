@@ -17,6 +17,9 @@ from conformance.sequences.context import SequenceContext
 from conformance.sequences.images import SparseImage
 from conformance.sequences.model import Backup, DiskBackup
 from conformance.sequences.reference import ReferenceBackupApp
+from conformance.vixdisklib.api import Disk
+from conformance.vixdisklib.errors import VixError
+from conformance.vixdisklib.types import SECTOR_SIZE
 
 #: a reader thread started when this module is imported, i.e. when --backup-app is validated at configure time,
 #: before any VixDiskLib_InitEx of the run
@@ -99,6 +102,19 @@ class FullReadIncremental(ReferenceBackupApp):
         return result if claimed is None else dataclasses.replace(result, bytes_read=claimed)
 
 
+class FirstPageOnly(ReferenceBackupApp):
+    """Reads only the first QueryChangedDiskAreas reply of an incremental, as if one reply covered the disk: the
+    areas past the first page are never read (D1)."""
+
+    name = "mutant-first-page-only"
+
+    def _extents(self, ctx: SequenceContext, vm: Any, snapshot: Any, disk: Any, handle: Any, previous: Any) -> Any:
+        if previous is None or not previous.disk(disk.key).change_id:
+            return super()._extents(ctx, vm, snapshot, disk, handle, previous)
+        page = vm.QueryChangedDiskAreas(snapshot, disk.key, 0, previous.disk(disk.key).change_id)
+        return [(int(a.start), int(a.length)) for a in page.changedArea]
+
+
 class LeavesSnapshot(ReferenceBackupApp):
     """Cleans up everything but the backup snapshot (which the test's teardown still removes)."""
 
@@ -111,6 +127,23 @@ class LeavesSnapshot(ReferenceBackupApp):
         super().cleanup(ctx, backup)
         for resource in kept:  # left on the server, still owned by the test so that its teardown removes it
             ctx.resources.add(resource.kind, resource.name, resource.undo)
+
+
+class GreedyReads(ReferenceBackupApp):
+    """Ignores D3: reads every disk at once in 16 MiB requests, and where the host's NFC memory refuses one it
+    keeps zeros in the image and carries on, reporting the disk backed up."""
+
+    name = "mutant-greedy-reads"
+    REQUEST = 16 * 2**20
+
+    def backup(self, ctx: SequenceContext, vm_name: str, transports: str, previous: Backup | None = None) -> Backup:
+        return super().backup(dataclasses.replace(ctx, io_size=self.REQUEST), vm_name, transports, previous)
+
+    def _read_range(self, ctx: SequenceContext, handle: Disk, offset: int, length: int) -> bytes:
+        try:
+            return ctx.lib.read(handle, offset // SECTOR_SIZE, length // SECTOR_SIZE)
+        except VixError:
+            return bytes(length)  # "probably an empty area": the lie
 
 
 MUTANTS = {"C1": "conformance.sequences.mutants:QueryOffTheOpeningThread",

@@ -5,6 +5,8 @@ disk read-only on one thread (which also runs QueryAllocatedBlocks, C1), read on
 after InitEx (R1), record each disk's changeId. Incremental: QueryChangedDiskAreas from the previous
 changeId. Cleanup: Close, Disconnect, VixDiskLib_Cleanup, remove the snapshot, EndAccess.
 Restore: write every extent of the backup (and zeros where the target holds data the backup does not).
+NBD/NBDSSL requests stay within the host's NFC memory (D3, `nfc_requests`): at most 2 MiB, retried smaller when
+the host refuses one.
 The application reports what it did; whether it worked is the harness's verdict (`conformance.verdicts`).
 """
 
@@ -21,6 +23,7 @@ from conformance.sequences.context import SequenceContext
 from conformance.sequences.extents import allocated_extents, changed_areas
 from conformance.sequences.images import BLOCK, SparseImage
 from conformance.sequences.model import Backup, DiskBackup, Restore
+from conformance.sequences.nfc_requests import read_range, write_range
 from conformance.vixdisklib.api import Connection, Disk
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.types import SECTOR_SIZE, Block, OpenFlags
@@ -112,9 +115,7 @@ class ReferenceBackupApp:
             for offset, length in extents:
                 for piece in range(offset, offset + length, ctx.io_size):
                     size = min(ctx.io_size, offset + length - piece)
-                    data = self._retrying(
-                        lambda p=piece, s=size: ctx.lib.read(handle, p // SECTOR_SIZE, s // SECTOR_SIZE)
-                    )
+                    data = self._retrying(lambda p=piece, s=size: self._read_range(ctx, handle, p, s))
                     sink.seek(piece)
                     sink.write(data)
                     total += size
@@ -129,6 +130,11 @@ class ReferenceBackupApp:
             len(extents),
             out.digest(),
         )
+
+    def _read_range(self, ctx: SequenceContext, handle: Disk, offset: int, length: int) -> bytes:
+        """One piece of an extent, within the host's NFC memory (D3): requests of at most 2 MiB, retried smaller
+        when the host refuses one."""
+        return read_range(ctx.lib, handle, offset, length, ctx.io_size, ctx.notes)
 
     @staticmethod
     def _retrying(call: Any) -> Any:
@@ -242,15 +248,14 @@ class ReferenceBackupApp:
                     size = min(ctx.io_size, offset + length - piece)
                     data.seek(piece)
                     chunk = data.read(size)
-                    ctx.lib.write(
-                        handle, piece // SECTOR_SIZE, chunk.ljust(-(-size // SECTOR_SIZE) * SECTOR_SIZE, b"\0")
-                    )
+                    whole = chunk.ljust(-(-size // SECTOR_SIZE) * SECTOR_SIZE, b"\0")
+                    write_range(ctx.lib, handle, piece, whole, ctx.io_size, ctx.notes)
                     written += size
         zero = bytes(BLOCK)
         for block in present:  # data on the target that the backup does not have: zero it
             for position in range(block.offset * SECTOR_SIZE, (block.offset + block.length) * SECTOR_SIZE, BLOCK):
                 if position // BLOCK not in covered and position + BLOCK <= target.capacity:
-                    ctx.lib.write(handle, position // SECTOR_SIZE, zero)
+                    write_range(ctx.lib, handle, position, zero, ctx.io_size, ctx.notes)
                     written += BLOCK
         return written
 

@@ -1,5 +1,5 @@
 """Fault hooks a test can set on one simulator instance (latency, maintenance timing, dropped connections), and
-the integrity faults a run plays (``--sim-fault``, names from ``conformance/sim/integrity.toml``).
+the integrity faults a run plays (``--sim-fault``, names from ``conformance/data/sim_faults.toml``).
 
 Datastore free space is a hook too, but it lives on each datastore's space accounting (see
 `Simulator.set_datastore_free_space`).
@@ -28,16 +28,16 @@ class FaultHooks:
 
     def play(self, names: tuple[str, ...]) -> None:
         """Play these integrity faults (each a known name; unknown ones are a one-line SimFaultError)."""
-        from conformance.sim.integrity import check_faults
+        from conformance.sim_faults import check_faults
 
         self._integrity = frozenset(check_faults(names))
 
     def playing(self, name: str) -> bool:
-        """True when the integrity fault `name` is being played; a name integrity.toml lacks is a bug (KeyError)."""
-        from conformance.sim.integrity import FAULTS
+        """True when the integrity fault `name` is being played; a name sim_faults.toml lacks is a bug (KeyError)."""
+        from conformance.sim_faults import FAULTS
 
         if name not in FAULTS:
-            raise KeyError(f"{name!r} is not a fault of conformance/sim/integrity.toml")
+            raise KeyError(f"{name!r} is not a fault of conformance/data/sim_faults.toml")
         return name in self._integrity
 
     @property

@@ -16,7 +16,8 @@ Linux guests (`/bin/<name>` and `/usr/bin/<name>` both work):
   `DiskState.write`, so snapshots and changed block tracking see them. Writing past the end of a disk
   writes what fits and exits 1 ("No space left on device"), as dd on a block device does; an output
   file stops at GUEST_FILE_MAX bytes the same way. Without `if=` the input is empty (there is no
-  stdin); without `of=` the output is discarded.
+  stdin); without `of=` the output is discarded. `of=/sys/class/block/sdX/device/rescan` (a Linux
+  guest rereading the size of a hot-extended disk) is accepted for an existing disk and does nothing.
 * `true` (0), `false` (1), `sync` (flushes the VM's disks, 0), `sleep N[smhd]...` (interrupted by
   TerminateProcessInGuest), and `sh`/`bash -c "cmd args && cmd args; ..."` running those commands in
   order (`&&`, `||`, `;`, `exit N`; pipes and redirections exit 2).
@@ -60,6 +61,8 @@ CONV = {"notrunc", "fsync", "fdatasync", "sync", "sparse", "noerror", "nocreat",
 COMMON_FLAGS = {"direct", "dsync", "sync", "nocache", "noatime", "nonblock", "binary", "text"}
 IFLAGS = COMMON_FLAGS | {"skip_bytes", "count_bytes", "fullblock"}
 OFLAGS = COMMON_FLAGS | {"seek_bytes", "append"}
+#: writing to a disk's sysfs rescan file makes a Linux guest see a grown disk (after a hot-extend)
+RESCAN = re.compile(r"/sys/class/block/(sd[a-z]+)/device/rescan")
 
 
 class ProcessKilledError(Exception):
@@ -334,6 +337,11 @@ def open_output(
     """writer(data, sparse, flush=False) for dd's of=; data None closes. Disks end at capacity, files at
     GUEST_FILE_MAX: what fits is written, then "No space left on device"."""
     if name is None or name == "/dev/null":
+        return lambda data, sparse, flush=False: None
+    rescan = RESCAN.fullmatch(name)
+    if rescan is not None:  # the kernel rereads the disk's size; here the guest always sees the current one
+        if run_ctx.disk(f"/dev/{rescan.group(1)}") is None:
+            raise DdError(f"dd: failed to open '{name}': No such file or directory")
         return lambda data, sparse, flush=False: None
     disk = run_ctx.disk(name)
     if disk is None and name.startswith("/dev/"):

@@ -65,6 +65,8 @@ class SimContext:
         self.file_service: Any = None
         self.guest_transfers: Any = None
         self.physical_proxies: list[dict[str, Any]] = []
+        #: links whose hot-add lock outlived the hot-remove (only while hotadd-lock-survives-remove is played)
+        self.stale_hotadd_locks: set[Path] = set()
         self._disabled: dict[str, dict[str, str]] = {}
         self._optional_services()
 
@@ -287,7 +289,7 @@ class Simulator:
         password: str | None = None,
         sim_faults: tuple[str, ...] = (),
     ) -> None:
-        from conformance.sim.integrity import check_faults
+        from conformance.sim_faults import check_faults
 
         self.profile = get_profile(vsphere)
         #: integrity faults this server plays (``--sim-fault``); library-side names are the library's business
@@ -399,3 +401,14 @@ class Simulator:
     def set_datastore_free_space(self, name: str, free_bytes: int | None) -> None:
         assert self.ctx is not None
         self.ctx.set_datastore_free_space(name, free_bytes)
+
+    def set_nfc_max_memory(self, host: str, max_bytes: int | None) -> None:
+        """A host's NFC memory budget (hostd nfcsvc maxMemory) in bytes; None restores the 48 MiB default."""
+        from conformance.sim.dataplane.nfc_memory import ledger
+        from conformance.sim.objects.host import HostImpl
+
+        assert self.ctx is not None
+        names = sorted(h.name for h in self.ctx.registry.all(HostImpl))
+        if host not in names:
+            raise ValueError(f"unknown host {host!r}: use one of {', '.join(names)}")
+        ledger(self.ctx).set_max_memory(host, max_bytes)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
+
+from conformance.input_errors import InputError
 
 if TYPE_CHECKING:
     from conformance.sim.instance import SimContext
 
 
-class InventoryError(ValueError):
+class InventoryError(InputError):
     """An inventory description that cannot be built; the message names the entry and the problem."""
 
 
@@ -70,19 +72,60 @@ class InventorySpec:
 
 
 def parse_inventory(raw: dict[str, Any], source: str) -> InventorySpec:
-    try:
-        spec = InventorySpec(
-            datacenter=raw.get("datacenter", "dc1"),
-            cluster=raw.get("cluster", "cluster1"),
-            hosts=list(raw.get("hosts", InventorySpec().hosts)),
-            datastores=[DatastoreSpec(**d) for d in raw.get("datastores", [])],
-            vms=[VmSpec(**v) for v in raw.get("vms", [])],
-            physical_proxies=[PhysicalProxySpec(**p) for p in raw.get("physical_proxies", [])],
-        )
-    except TypeError as exc:
-        raise InventoryError(f"{source}: {exc} (see conformance/data/default_inventory.toml for the fields)") from exc
+    if not isinstance(raw, dict):
+        raise InventoryError(f"{source}: not a table of inventory fields")
+    unknown = sorted(set(raw) - {f.name for f in fields(InventorySpec)})
+    if unknown:
+        raise InventoryError(f"{source}: unknown field {unknown[0]!r} (see conformance/data/default_inventory.toml)")
+    defaults = InventorySpec()
+    spec = InventorySpec(
+        datacenter=_typed(raw.get("datacenter", defaults.datacenter), str, f"{source}: datacenter"),
+        cluster=_typed(raw.get("cluster", defaults.cluster), str, f"{source}: cluster"),
+        hosts=_typed(raw.get("hosts", defaults.hosts), list[str], f"{source}: hosts"),
+        datastores=[_record(DatastoreSpec, d, f"{source}: datastores") for d in _list(raw, "datastores", source)],
+        vms=[_record(VmSpec, v, f"{source}: vms") for v in _list(raw, "vms", source)],
+        physical_proxies=[
+            _record(PhysicalProxySpec, p, f"{source}: physical_proxies") for p in _list(raw, "physical_proxies", source)
+        ],
+    )
     validate(spec, source)
     return spec
+
+
+def _list(raw: dict[str, Any], key: str, source: str) -> list[Any]:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise InventoryError(f"{source}: {key} must be a list of tables ([[{key}]])")
+    return value
+
+
+def _record(cls: type[Any], raw: Any, where: str) -> Any:
+    """One [[table]] as `cls`, every field of the type its annotation names; InventoryError naming it otherwise."""
+    if not isinstance(raw, dict):
+        raise InventoryError(f"{where}: each entry must be a table, not {type(raw).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise InventoryError(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(known)})")
+    missing = [n for n, f in known.items() if n not in raw and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise InventoryError(f"{where}: entry {raw.get('name', '?')!r} lacks {missing[0]!r}")
+    label = f"{where} {raw.get('name')!r}" if isinstance(raw.get("name"), str) else where
+    return cls(**{key: _typed(value, hints[key], f"{label}: {key}") for key, value in raw.items()})
+
+
+def _typed(value: Any, kind: Any, where: str) -> Any:
+    """`value` when it is of `kind` (str, int, bool, list[str], list[int]); InventoryError otherwise."""
+    if get_origin(kind) is list:
+        (item,) = get_args(kind)
+        if not isinstance(value, list):
+            raise InventoryError(f"{where}: expected a list of {item.__name__}, got {type(value).__name__}")
+        return [_typed(v, item, where) for v in value]
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise InventoryError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {str(value)[:40]!r}")
+    return value
 
 
 def validate(spec: InventorySpec, source: str = "inventory") -> None:
@@ -123,6 +166,8 @@ def load_inventory(path: Path) -> InventorySpec:
         raw = tomllib.loads(Path(path).read_text())
     except FileNotFoundError as exc:
         raise InventoryError(f"inventory file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"inventory file {path} cannot be read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InventoryError(f"inventory file {path} is not valid TOML: {exc}") from exc
     return parse_inventory(raw, str(path))

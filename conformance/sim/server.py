@@ -177,6 +177,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             self.send_bytes(status, payload, "text/xml; charset=utf-8", extra)
         elif path == "/sim/faults":
             self._faults("POST")
+        elif path == "/sim/access":
+            self._access()
         else:
             self._body()
             self.send_bytes(404, b"not found\n", "text/plain")
@@ -196,6 +198,32 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 self.send_bytes(400, json.dumps({"error": str(exc)}).encode(), "application/json")
                 return
         self.send_bytes(200, json.dumps(ctx.fault_state()).encode(), "application/json")
+
+    def _access(self) -> None:
+        """PrepareForAccess / EndAccess: {"vm", "identity", "disabled"} disables or re-enables RelocateVM_Task. On
+        ESXi this is AuthorizationManager.DisableMethods over the SOAP port, never NFC: it keeps working when the
+        data plane's port is closed (nfc-port-closed)."""
+        from conformance.sim.objects.virtual_machine import VirtualMachineImpl
+
+        ctx = self.server.ctx
+        body = self._body()
+        if ctx.session_manager.session_for_cookie(self._cookie()) is None:
+            self.send_bytes(401, b'{"error": "log in first (vmware_soap_session cookie)"}', "application/json")
+            return
+        try:
+            request = json.loads(body or b"{}")
+            vm_ref, identity, disabled = str(request["vm"]), str(request["identity"]), bool(request["disabled"])
+        except (ValueError, TypeError, KeyError) as exc:
+            self.send_bytes(400, json.dumps({"error": f"bad request: {exc}"}).encode(), "application/json")
+            return
+        with ctx.registry.lock:
+            vm = ctx.registry.find(vm_ref)
+            if not isinstance(vm, VirtualMachineImpl):
+                self.send_bytes(404, json.dumps({"error": f"no VM {vm_ref!r}"}).encode(), "application/json")
+                return
+            ctx.set_disabled(vm, ["RelocateVM_Task"], identity, disabled)
+            methods = sorted(ctx.disabled_methods(vm))
+        self.send_bytes(200, json.dumps({"disabled_methods": methods}).encode(), "application/json")
 
     def _dataplane(self) -> None:
         """Data plane ports and the vendor info its clients sent; needs a logged-in session."""

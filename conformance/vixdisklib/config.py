@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conformance.input_errors import InputError
+
 KEY_TMP_DIRECTORY = "tmpDirectory"
 KEY_AIO_BUF_SIZE = "vixDiskLib.nfcAio.Session.BufSizeIn64KB"
 KEY_AIO_BUF_COUNT = "vixDiskLib.nfcAio.Session.BufCount"
@@ -201,7 +203,7 @@ def load_config(path: Path) -> VddkConfig:
         raise ConfigFileError(f"InitEx configuration file {path} is not text") from exc
 
 
-class ConfigFileError(ValueError):
+class ConfigFileError(InputError):
     """The configuration file cannot be read at all."""
 
 

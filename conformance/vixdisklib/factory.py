@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from conformance.input_errors import InputError
 from conformance.vixdisklib.api import VixDiskLib
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 BACKENDS = ("simulated", "native")
 
 
-class BackendError(ValueError):
+class BackendError(InputError):
     """An unknown backend name."""
 
 

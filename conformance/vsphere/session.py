@@ -234,6 +234,18 @@ class VsphereSession:
         self.check("add a disk to", name)
         wait_for_task(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[change])), f"add a disk to {name}")
 
+    def extend_disk(self, vm: Any, index: int, capacity: int) -> None:
+        """Grow the VM's disk at `index` (unit order) to `capacity` bytes: a hot-extend, which vSphere allows on
+        a powered-on VM whose disk has no snapshot (the guest sees the new size at its next rescan)."""
+        self.check("extend a disk of", vm.name)
+        disk: Any = sorted(
+            (d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)),
+            key=lambda d: (d.controllerKey, d.unitNumber),
+        )[index]
+        disk.capacityInBytes, disk.capacityInKB = capacity, capacity // 1024
+        change = vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk)
+        wait_for_task(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[change])), f"extend a disk of {vm.name}")
+
     def power_off(self, vm: Any) -> None:
         if vm.runtime.powerState != "poweredOff":
             self.check("power off", vm.name)

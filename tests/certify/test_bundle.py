@@ -9,6 +9,7 @@ import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,3 +275,94 @@ def test_verify_bundle_command_exit_codes(good_bundle: Path, profile_file: Path,
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
     unknown = run(str(good_bundle))  # the bundle names a profile this harness does not publish
     assert unknown.returncode == 2 and "unknown certification profile 'test-small-v1'" in unknown.stderr
+
+
+def _flip(files: dict[str, bytes], names: tuple[str, ...]) -> None:
+    """Rewrite the named reports so the run's failures read as passes, then recompute the manifest (a forger
+    who edits some reports and not all)."""
+    if "summary.json" in names:
+        summary = json.loads(files["summary.json"])
+        for test in summary["tests"]:
+            test["outcome"] = "passed" if test["outcome"] in ("failed", "error") else test["outcome"]
+        files["summary.json"] = json.dumps(summary).encode()
+    if "junit.xml" in names:
+        files["junit.xml"] = files["junit.xml"].replace(b"<failure/>", b"")
+    files[MANIFEST] = manifest_text({k: v for k, v in files.items() if k != MANIFEST})
+
+
+@pytest.mark.parametrize(
+    ("edited", "shown"),
+    [
+        (
+            ("summary.json", "junit.xml"),
+            "allure-results: suites.test_r5#test_full shows 1 failed, summary.json says 1 passed",
+        ),
+        (("summary.json",), "junit.xml: suites/test_r5.py::test_full shows failure, summary.json says passed"),
+        ((), None),
+    ],
+)
+def test_a_bundle_whose_reports_disagree_does_not_verify(
+    good_bundle: Path, profile_file: Path, edited: tuple[str, ...], shown: str | None
+) -> None:
+    rewrite(good_bundle, lambda files: _flip(files, edited))
+    verdict = verify_bundle(good_bundle, profile_file)
+    if shown is None:
+        assert not [p for p in verdict.problems if "junit.xml" in p or "allure-results" in p], verdict.problems
+    else:
+        assert shown in verdict.problems and not verdict.passed, verdict.problems
+
+
+def test_junit_failures_under_a_passing_summary_do_not_verify(good_bundle: Path, profile_file: Path) -> None:
+    def fail_in_junit(files: dict[str, bytes]) -> None:
+        files["junit.xml"] = files["junit.xml"].replace(b'name="test_full[nbd]">', b'name="test_full[nbd]"><failure/>')
+        files[MANIFEST] = manifest_text({k: v for k, v in files.items() if k != MANIFEST})
+
+    rewrite(good_bundle, fail_in_junit)
+    verdict = verify_bundle(good_bundle, profile_file)
+    assert "junit.xml: suites/test_roundtrip.py::test_full[nbd] shows failure, summary.json says passed" in (
+        verdict.problems
+    )
+
+
+def test_a_huge_member_is_hashed_as_a_stream_not_held_in_memory(good_bundle: Path, profile_file: Path) -> None:
+    """A 256 MiB member of zeros (compresses to almost nothing): verify reads it in chunks."""
+    big = 256 * 1024 * 1024
+    files, _ = read_bundle(good_bundle)
+    with tarfile.open(good_bundle, "w:gz", compresslevel=1) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("allure-results/huge.bin")
+        info.size = big
+        tar.addfile(info, io.BufferedReader(_Zeros(big)))  # type: ignore[arg-type]
+    child = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(good_bundle), str(profile_file)], capture_output=True, text=True, check=True
+    )
+    problems, peak_kib = json.loads(child.stdout)
+    assert "allure-results/huge.bin: not listed in MANIFEST.sha256 (extra file)" in problems
+    assert peak_kib < 160 * 1024, f"verify peaked at {peak_kib >> 10} MiB for a {big >> 20} MiB member"
+
+
+#: verify in a fresh process, printing its problems and its peak resident memory (KiB)
+MEASURE = """
+import json, resource, sys
+from pathlib import Path
+from conformance.certify.verify import verify_bundle
+verdict = verify_bundle(Path(sys.argv[1]), Path(sys.argv[2]))
+print(json.dumps([verdict.problems, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))
+"""
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self.left)
+        buffer[:count] = bytes(count)
+        self.left -= count
+        return count

@@ -45,9 +45,9 @@ class SimServer:
         }
 
 
-def start_server(password: str) -> SimServer:
+def start_server(password: str, *options: str) -> SimServer:
     process = subprocess.Popen(
-        [*CLI, "sim", "serve", "--password-env", PASSWORD_ENV],
+        [*CLI, "sim", "serve", "--password-env", PASSWORD_ENV, *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance import exit_codes
 from conformance.resources import ResourceTracker, install_stop_handlers, reset_stop
 from tests.lab.conftest import CLI, SimServer, write_target
 from tests.lab.test_sweep import session_for, what_is_left
@@ -147,7 +148,7 @@ def test_sigterm_during_a_real_run_leaves_nothing_on_the_target(
         else:
             process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=120)
-        assert process.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+        assert process.returncode == exit_codes.INTERRUPTED, output[-3000:]
         assert "stopped by SIGTERM" in output
         assert what_is_left(session) == [], output[-3000:]
     finally:

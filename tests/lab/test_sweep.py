@@ -243,3 +243,39 @@ def test_sweep_removes_run_fcds_and_run_fcd_snapshots_only() -> None:
             assert [s.description for s in manager.RetrieveSnapshotInfo(lab_fcd, ds).snapshots] == ["keep"]
         finally:
             session.close()
+
+
+def test_sweep_with_a_run_id_removes_the_hot_add_of_that_runs_snapshot_and_nothing_else() -> None:
+    """D5: a HotAdd backup killed mid-run leaves its snapshot's disk on the proxy; the VM is not the run's (an
+    allow-listed one), so only the snapshot's run-named name ties the hot-add to the run."""
+    from pyVmomi import vim
+
+    from conformance.sim.instance import Simulator
+    from conformance.sweep import sweep_target
+    from conformance.vsphere.tasks import wait_for_task
+
+    def hot_add(session: VsphereSession, proxy: object, file_name: str) -> None:
+        backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+            fileName=file_name, diskMode="independent_nonpersistent"
+        )
+        device = vim.vm.device.VirtualDisk(key=-1, controllerKey=1000, unitNumber=-1, backing=backing)
+        spec = vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="add", device=device)])
+        wait_for_task(proxy.ReconfigVM_Task(spec), f"hot-add {file_name}")  # type: ignore[attr-defined]
+
+    with Simulator() as sim:
+        session = VsphereSession(Endpoint(sim.host, sim.port, sim.thumbprint), sim.user, sim.password, "dc1")
+        try:
+            proxy = session.vm("proxy-rhel83")
+            killed = session.create_snapshot(session.vm("target-vmfs"), "vddkc-runK-gw0-backup-1", quiesce=False)
+            other = session.create_snapshot(session.vm("target-nfs"), "vddkc-runO-gw0-backup-1", quiesce=False)
+            held, kept = disks_of(killed)[0].file_name, disks_of(other)[0].file_name
+            for file_name in (held, kept):
+                hot_add(session, proxy, file_name)
+            removed, failed = sweep_target(session, ["proxy-rhel83"], {"target-vmfs", "target-nfs"}, run_id="runK")
+            assert failed == [] and removed == [
+                f"removed hot-added disk {held} (on proxy proxy-rhel83, belongs to target-vmfs)",
+                "removed snapshot vddkc-runK-gw0-backup-1 (of target-vmfs)",
+            ]
+            assert [d.file_name for d in disks_of(proxy)][1:] == [kept]  # run O's hot-add is not run K's
+        finally:
+            session.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from conformance.reports.allure_html import (
     write_config,
 )
 from conformance.reports.build import build_report
+from conformance.reports.categories import CATEGORIES
 from conformance.reports.runs import load_runs
 
 
@@ -30,7 +32,7 @@ def test_staging_links_the_matrix_page_adds_run_parameters_and_keeps_inputs(
 ) -> None:
     before = {p.name: p.read_bytes() for p in (two_runs[0] / "allure-results").iterdir()}
     staged = stage_results(load_runs(two_runs), tmp_path / "staging", "../matrix.html")
-    assert [p.name for p in staged] == ["0-run-703", "1-run-702"]
+    assert [p.name for p in staged] == ["run-0", "run-1"]
     assert {p.name: p.read_bytes() for p in (two_runs[0] / "allure-results").iterdir()} == before
     first, second = results(staged[0]), results(staged[1])
     links = sorted(link["url"] for r in first for link in r["links"])  # type: ignore[attr-defined]
@@ -50,12 +52,12 @@ def test_the_config_has_one_environment_per_run_and_keeps_history_in_out(two_run
                           load_runs(two_runs)).read_text()  # fmt: skip
     assert '"vddk-7-0-3-vsphere-7-0U3": { name: "VDDK 7.0.3 \\u00b7 vSphere 7.0U3", matcher: run(' in config
     assert '"historyPath": "' + str(tmp_path / "h.jsonl") + '"' in config and '"singleFile": true' in config
-    assert config.count("matchedStatuses") == 4
+    assert config.count("matchedStatuses") == len(CATEGORIES)  # every rule (two of them fill "Lab problem")
 
 
 def test_a_run_without_allure_results_is_left_out_of_staging(make_run: Callable[..., Path], tmp_path: Path) -> None:
     runs = load_runs([make_run("bare", allure=False), make_run("full")])
-    assert [p.name for p in stage_results(runs, tmp_path / "s", "../matrix.html")] == ["1-full"]
+    assert [p.name for p in stage_results(runs, tmp_path / "s", "../matrix.html")] == ["run-1"]
 
 
 def test_strip_analytics_removes_the_tag_manager(tmp_path: Path) -> None:
@@ -118,3 +120,23 @@ def test_allure_html_of_two_runs_with_history_across_reports(
     history = (out / "history" / "history.jsonl").read_text().splitlines()
     assert len(history) == 2 and all(json.loads(line)["testResults"] for line in history)
     assert not (out / ".allure-staging").exists()
+
+
+def test_runs_that_differ_in_application_matrix_or_faults_are_separate_environments(
+    make_run: Callable[..., Path],
+) -> None:
+    from conformance.reports.allure_html import environment_id, environment_label
+    from conformance.reports.runs import load_run
+
+    def run(run_id: str, **over: Any) -> Any:
+        path = make_run(run_id)
+        summary = json.loads((path / "summary.json").read_text())
+        (path / "summary.json").write_text(json.dumps({**summary, **over}))
+        return load_run(path)
+
+    plain, again = run("r1"), run("r2")
+    others = [run("r3", backup_app="vendor:App"), run("r4", matrix="full"), run("r5", sim_faults=["x"])]
+    assert environment_id(plain) == environment_id(again) == "vddk-7-0-3-vsphere-7-0U3"
+    ids = {environment_id(r) for r in others}
+    assert len(ids) == 3 and environment_id(plain) not in ids
+    assert "backup app vendor:App" in environment_label(others[0]) and "matrix full" in environment_label(others[1])

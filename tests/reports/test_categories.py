@@ -32,6 +32,12 @@ SAMPLES = [
     ("broken", "TimeoutError: timed out waiting for task", "", LAB_PROBLEM),
     ("broken", "VixError: operation timed out", "", LAB_PROBLEM),
     ("broken", "vim.fault.NoPermission: Permission to perform this operation was denied", "", LAB_PROBLEM),
+    # D4: a failure the run annotated with the data-plane check's line is the lab's, whatever raised it
+    ("failed", "VixError: VixDiskLib_Open: VIX_E_FILE_ACCESS_ERROR (13): You do not have access rights to this file",
+     "suites/test_roundtrip.py:70: VixError\n---- lab problem ----\nlab problem: data plane unreachable: cannot "
+     "connect to ESXi host esx-01 at 10.0.0.1 TCP 902 (Connection refused)", LAB_PROBLEM),
+    ("failed", "AssertionError: lab problem: data plane unreachable: cannot connect to ESXi host esx-01", "",
+     LAB_PROBLEM),
     ("broken", "TypeError: unsupported operand type(s)", "conformance/sequences/reference.py:120", HARNESS_DEFECT),
     ("broken", "KeyError: 'transport'", "suites/conftest.py:12", HARNESS_DEFECT),
     ("passed", "", "", None),
@@ -46,7 +52,8 @@ def test_classify(status: str, message: str, trace: str, expected: str | None) -
 def test_categories_json_has_the_four_buckets_in_order(tmp_path: Path) -> None:
     path = write_categories(tmp_path)
     rules = json.loads(path.read_text())
-    assert [r["name"] for r in rules] == [KNOWN_ISSUE, LAB_PROBLEM, PRODUCT_DEFECT, HARNESS_DEFECT]
+    # the lab-problem bucket has two rules: by message, and by the data-plane line the run adds to a trace (D4)
+    assert [r["name"] for r in rules] == [KNOWN_ISSUE, LAB_PROBLEM, LAB_PROBLEM, PRODUCT_DEFECT, HARNESS_DEFECT]
     assert all(r["matchedStatuses"] for r in rules)
     assert json.loads(categories_json()) == rules
 

@@ -9,6 +9,7 @@ import pytest
 from pyVmomi import vim, vmodl
 
 from conformance.sim.instance import Simulator
+from conformance.sim.objects.virtual_machine import MAX_CHANGED_AREAS
 from conformance.vsphere.connection import Endpoint, connect
 from conformance.vsphere.guest import GuestCredentials, GuestWorkload
 from tests.sim.conftest import find, wait
@@ -71,19 +72,18 @@ def test_changed_areas_between_two_snapshots_are_exactly_what_the_guest_wrote(
 
 
 def test_changed_areas_are_paginated_by_start_offset(sim: Simulator, content: Any, tracked_vm: Any) -> None:
-    guest = workload(sim, content, tracked_vm)
+    extents = MAX_CHANGED_AREAS + 100  # more than one reply carries
+    wait(tracked_vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[add_disk_spec(2 * BLOCK * extents)])))
+    wait(tracked_vm.ReconfigVM_Task(vim.vm.ConfigSpec(changeTrackingEnabled=True)))
     first = wait(tracked_vm.CreateSnapshot_Task("full", None, False, False))
-    extents = 600  # more than one reply carries
-    pattern = bytearray(2 * BLOCK * extents)
-    for block in range(0, 2 * extents, 2):  # every other 64 KiB block holds data
-        pattern[block * BLOCK] = 1
-    guest.upload("/tmp/sparse.bin", bytes(pattern))
-    assert guest.run("/usr/bin/dd", "if=/tmp/sparse.bin of=/dev/sda bs=64K conv=sparse,notrunc") == 0
+    # every other 64 KiB block gets 512 bytes: one guest upload, batched dd runs
+    workload(sim, content, tracked_vm).write_disk_many(1, [(2 * n * BLOCK, b"\x01" * 512) for n in range(extents)])
     second = wait(tracked_vm.CreateSnapshot_Task("incremental", None, False, False))
-    disk = disk_of(tracked_vm)
-    change_id = disk_of(first).backing.changeId
+    disk = disk_of(tracked_vm, 1)
+    change_id = disk_of(first, 1).backing.changeId
     page = tracked_vm.QueryChangedDiskAreas(second, disk.key, 0, change_id)
-    assert 0 < len(page.changedArea) < extents and page.length < disk.capacityInBytes
+    assert len(page.changedArea) == MAX_CHANGED_AREAS
+    assert page.length == 2 * MAX_CHANGED_AREAS * BLOCK  # the span covered ends where the next area starts
     areas = all_changes(tracked_vm, second, disk.key, change_id, disk.capacityInBytes)
     assert areas == [(2 * n * BLOCK, BLOCK) for n in range(extents)]
 

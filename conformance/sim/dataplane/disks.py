@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pyVmomi import vim, vmodl
 
 from conformance.sim.dataplane.protocol import DataPlaneError, int_field, str_field
+from conformance.sim.objects import cbt_faults
 from conformance.sim.objects.datastore import BLOCK_TYPES
 from conformance.sim.objects.host import ENTERING, NORMAL
 from conformance.sim.storage.space import DiskFullError
@@ -115,7 +116,7 @@ class OpenDisk:
                 ) from exc
         return len(data)
 
-    def allocated(self, offset: int, length: int, chunk: int) -> list[list[int]]:
+    def allocated(self, ctx: SimContext, offset: int, length: int, chunk: int) -> list[list[int]]:
         """Allocated extents widened to `chunk` boundaries, merged, clipped to [offset, offset + length)."""
         if chunk <= 0 or chunk % 512:
             raise DataPlaneError("invalid", f"chunk must be a positive multiple of 512 bytes, got {chunk}")
@@ -123,7 +124,7 @@ class OpenDisk:
         self._check_range(link, offset, length)
         end = offset + length
         out: list[list[int]] = []
-        for start, size in link.allocated_extents():
+        for start, size in cbt_faults.allocated(ctx, link.allocated_extents()):
             lo = max(start // chunk * chunk, offset)
             hi = min(-(-(start + size) // chunk) * chunk, end, link.capacity)
             if lo >= hi:

@@ -21,10 +21,13 @@ Ops (fields; reply)
     allocated  handle, offset, length, chunk; -> extents [[offset, length], ...] (chunk aligned, clipped)
     info       handle; -> as open.    close: handle.    ping.    bye: ends the session, closes its handles.
     prepare_access / end_access  vm, identity: disable / re-enable RelocateVM_Task on the VM.
+    nfc_alloc  handle, bytes; -> buffer (id; null off NBD/NBDSSL): the host's NFC memory for one request.
+    nfc_free   buffer: give it back (see nfc_memory).
 
 Error kinds: auth, invalid, not_found, host_state (+state "entering"|"in"), not_attached,
 transport_unsupported, san_unsupported_datastore, not_zoned, san_redo_write, read_only, out_of_range,
-disk_full (+bytes_written), internal; the client adds connection_lost.
+disk_full (+bytes_written), nfc_no_memory (+host, requested, in_use, max_memory), internal; the client adds
+connection_lost.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ _DRAIN_CHUNK = 1024 * 1024
 _SEND_CHUNK = 256 * 1024
 
 TRANSPORTS = ("nbd", "nbdssl", "hotadd", "san")
-OPS = ("hello", "open", "read", "write", "allocated", "info", "close", "ping", "bye", "prepare_access", "end_access")
+OPS = (
+    *("hello", "open", "read", "write", "allocated", "info", "close", "ping", "bye", "prepare_access", "end_access"),
+    *("nfc_alloc", "nfc_free"),
+)
 
 
 class DataPlaneError(Exception):

@@ -8,6 +8,7 @@ pipelined reads overlap their (simulated) storage latency the way NFC requests t
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import secrets
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyVmomi import vmodl
 
-from conformance.sim.dataplane import faults, protocol
+from conformance.sim.dataplane import faults, nfc_memory, protocol
 from conformance.sim.dataplane.disks import Access, HandleTable, fault_message, open_disk, proxy_vm_for, window
 from conformance.sim.dataplane.protocol import MAX_PAYLOAD, DataPlaneError, int_field, str_field
 from conformance.sim.server import COOKIE_NAME, session_cookie
@@ -38,6 +39,8 @@ WORKERS = 16
 #: ... and at most this many are read ahead of the workers (bounds memory when a client floods us)
 MAX_QUEUED = 64
 HANDSHAKE_TIMEOUT = 30.0
+#: server fault: the listeners refuse every connection (see DataPlane.start)
+NFC_PORT_CLOSED = "nfc-port-closed"
 Reply = tuple[dict[str, Any], bytes | bytearray]
 
 
@@ -81,9 +84,13 @@ class DataPlane:
 
     def start(self) -> DataPlane:
         self._tls_context = self.ctx.certificate.server_context()
-        plain, tls = self._listen(), self._listen()
+        # nfc-port-closed: a firewall between the proxy and the hosts' NFC port. The ports are bound (so nothing
+        # else takes them, and discovery still names them) but never listen: a connect is refused, as at a
+        # closed port, while the SOAP port keeps working.
+        closed = self.ctx.faults.playing(NFC_PORT_CLOSED)
+        plain, tls = self._listen(closed), self._listen(closed)
         self.nbd_port, self.nbdssl_port = plain.getsockname()[1], tls.getsockname()[1]
-        for listener, is_tls in ((plain, False), (tls, True)):
+        for listener, is_tls in () if closed else ((plain, False), (tls, True)):
             thread = threading.Thread(
                 target=self._accept_loop,
                 args=(listener, is_tls),
@@ -95,11 +102,12 @@ class DataPlane:
         log.info("data plane listening: nbd %s:%d, nbdssl %s:%d", self.host, self.nbd_port, self.host, self.nbdssl_port)
         return self
 
-    def _listen(self) -> socket.socket:
+    def _listen(self, closed: bool = False) -> socket.socket:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, 0))
-        listener.listen(64)
+        if not closed:
+            listener.listen(64)
         listener.settimeout(1.0)  # accept() wakes up to notice stop() even where shutdown() does not wake it
         self._listeners.append(listener)
         return listener
@@ -190,6 +198,8 @@ class Connection:
             "close": self._close,
             "prepare_access": self._prepare_access,
             "end_access": self._end_access,
+            "nfc_alloc": functools.partial(nfc_memory.allocate_op, self.ctx),
+            "nfc_free": functools.partial(nfc_memory.free_op, self.ctx),
         }
 
     def abort(self) -> None:
@@ -241,6 +251,9 @@ class Connection:
                 return
             elif op == "ping":
                 self._send(protocol.ok(request_id))
+            elif op in nfc_memory.INLINE_OPS:  # cheap, and in order with the reads and writes around them
+                self._slots.acquire()
+                self._work(request_id, op, request, payload)
             else:
                 self._slots.acquire()
                 try:
@@ -297,6 +310,7 @@ class Connection:
         session, self.session = self.session, None
         if session is None:
             return 0
+        nfc_memory.ledger(self.ctx).end_session(session.id)  # buffers a dead client held go back to the host
         closed = session.table.clear()
         if closed:
             self.ctx.registry.changed()  # consolidationNeeded may change now that write locks are gone
@@ -407,7 +421,7 @@ class Connection:
     def _allocated(self, session: Session, request: dict[str, Any], payload: bytearray) -> Reply:
         entry = session.table.get(request.get("handle"))
         offset, length = window(request)
-        return {"extents": entry.allocated(offset, length, int_field(request, "chunk", 1))}, b""
+        return {"extents": entry.allocated(self.ctx, offset, length, int_field(request, "chunk", 1))}, b""
 
     def _set_access(self, request: dict[str, Any], disabled: bool) -> Reply:
         from conformance.sim.objects.virtual_machine import VirtualMachineImpl

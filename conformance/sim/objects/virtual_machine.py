@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyVmomi import vim, vmodl
 
+from conformance.sim.objects import cbt_faults
 from conformance.sim.objects.disks import SCSI_CONTROLLER_KEY, DiskState, disk_device
 from conformance.sim.objects.entity import ManagedEntityImpl
 from conformance.sim.objects.snapshot import SnapshotOperations
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
     from conformance.sim.objects.host import HostImpl
     from conformance.sim.objects.snapshot import SnapshotImpl
 
-#: most extents one QueryChangedDiskAreas reply carries; callers page with startOffset
-MAX_CHANGED_AREAS = 512
+#: most extents one QueryChangedDiskAreas reply carries (what partners report for ESXi); callers page with
+#: startOffset
+MAX_CHANGED_AREAS = 2000
 WINDOWS_GUESTS = ("windows",)
 
 
@@ -459,7 +461,7 @@ class VirtualMachineImpl(
                 msg="A specified parameter was not correct: startOffset", invalidProperty="startOffset"
             )
         if changeId == "*":
-            extents = file.allocated_extents()
+            extents = cbt_faults.allocated(self.ctx, file.allocated_extents())
         else:
             if not tracked or disk.tracker is None:
                 raise vim.fault.FileFault(
@@ -468,11 +470,12 @@ class VirtualMachineImpl(
                 )
             try:
                 extents = disk.tracker.changed_since(changeId, until)
+                extents = cbt_faults.changed(self.ctx, extents, disk.tracker, capacity)
             except InvalidChangeId as exc:
                 raise vmodl.fault.InvalidArgument(
                     msg=f"A specified parameter was not correct: changeId ({exc})", invalidProperty="changeId"
                 ) from exc
-        return changed_areas_page(extents, startOffset, capacity)
+        return cbt_faults.first_page(self.ctx, changed_areas_page(extents, startOffset, capacity), capacity)
 
 
 def changed_areas_page(extents: list[tuple[int, int]], start: int, capacity: int) -> Any:

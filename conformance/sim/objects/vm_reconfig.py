@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyVmomi import vim, vmodl
 
+from conformance.sim.objects.disk_locks import check_hotadd_lock, release_hotadd_lock
 from conformance.sim.objects.disks import FIRST_DISK_KEY, DiskState, unique_disk_path
 from conformance.sim.objects.task import TaskImpl
 from conformance.sim.registry import soap_method
@@ -109,6 +110,7 @@ def apply_device_change(vm: VirtualMachineImpl, change: Any) -> None:
     elif operation == "remove":
         disk = vm.disk(device.key)
         vm.disks.remove(disk)
+        release_hotadd_lock(vm, disk)
         if change.fileOperation == "destroy":
             if disk.attached_from is not None:
                 raise vim.fault.FileFault(
@@ -119,10 +121,47 @@ def apply_device_change(vm: VirtualMachineImpl, change: Any) -> None:
                     link.delete()
     elif operation == "edit":
         disk = vm.disk(device.key)
-        if device.capacityInBytes and device.capacityInBytes != disk.capacity:
-            raise vmodl.fault.NotSupported(msg="growing disks is not simulated")
+        capacity = asked_capacity(device, disk.capacity)
+        if capacity != disk.capacity:
+            grow_disk(vm, disk, capacity)
     else:
         raise vmodl.fault.InvalidArgument(msg=f"unknown device operation {operation}", invalidProperty="operation")
+
+
+def asked_capacity(device: Any, current: int) -> int:
+    """The capacity an edit asks for: capacityInBytes, or capacityInKB when only that one was changed (a client
+    that copies the device and edits capacityInKB leaves capacityInBytes at the old size)."""
+    in_bytes = int(device.capacityInBytes or 0)
+    in_kb = int(device.capacityInKB or 0) * 1024
+    if in_bytes and in_bytes != current:
+        return in_bytes
+    return in_kb if in_kb and in_kb != current else current
+
+
+def grow_disk(vm: VirtualMachineImpl, disk: DiskState, capacity: int) -> None:
+    """Hot-extend as ESXi allows it: only growing, only a disk of this VM without snapshots or deltas."""
+    name = disk.file.path.name
+    if capacity < disk.capacity:
+        raise vim.fault.InvalidDeviceOperation(
+            msg=f"Invalid operation for device '{disk.unit_number}': {name} cannot shrink "
+            f"({disk.capacity} to {capacity} bytes)",
+            badOp="edit",
+        )
+    if vm.all_snapshots() or disk.file.parent is not None or disk.attached_from is not None:
+        raise vim.fault.InvalidDeviceOperation(
+            msg=f"Invalid operation for device '{disk.unit_number}': {name} has snapshots (or is another VM's "
+            "disk); remove them or consolidate before extending",
+            badOp="edit",
+        )
+    try:
+        disk.file.extend(capacity)
+    except DiskFullError as exc:
+        raise vim.fault.NoDiskSpace(msg=str(exc), datastore=disk.datastore.name) from exc
+    except ValueError as exc:
+        raise vim.fault.InvalidDeviceSpec(msg=str(exc), deviceIndex=0) from exc
+    if disk.tracker is not None:
+        disk.tracker.extend(capacity)
+        disk.tracker.save()
 
 
 def _free_unit(vm: VirtualMachineImpl, wanted: int | None) -> int:
@@ -186,6 +225,7 @@ def add_disk(vm: VirtualMachineImpl, device: Any, file_operation: str | None) ->
     )
     if owner is not None and owner[0] is vm:
         disk.attached_from = None
+    check_hotadd_lock(vm, disk, backing.fileName)
     return disk
 
 

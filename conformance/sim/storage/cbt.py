@@ -47,6 +47,8 @@ class ChangeTracker:
         # sequences[i] holds the writes of sequence i + 1; the last one is open for writes
         self._sequences = sequences or [BlockBitmap()]
         self._lock = threading.Lock()
+        #: (old capacity, new capacity) of each extend since tracking started
+        self.grown: list[tuple[int, int]] = []
 
     @staticmethod
     def path_for(disk_path: Path) -> Path:
@@ -77,7 +79,9 @@ class ChangeTracker:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{path}: corrupt change tracking file: {exc}") from exc
         # A capacity change (disk extended) keeps the log; new records clip to the new size.
-        return cls(path, capacity, epoch, sequences)
+        tracker = cls(path, capacity, epoch, sequences)
+        tracker.grown = [(int(a), int(b)) for a, b in state.get("grown", [])]
+        return tracker
 
     def _format(self, sequence: int) -> str:
         pairs = [self._epoch[i : i + 2] for i in range(0, 32, 2)]
@@ -117,6 +121,14 @@ class ChangeTracker:
             return
         with self._lock:
             self._sequences[-1].add(offset // self.BLOCK, -(-end // self.BLOCK))
+
+    def extend(self, capacity: int) -> None:
+        """The disk grew: later writes up to the new capacity are tracked (earlier changeIds stay valid, as
+        vSphere keeps them across a hot-extend); `grown` keeps each region an extend added."""
+        with self._lock:
+            if capacity > self.capacity:
+                self.grown.append((self.capacity, capacity))
+                self.capacity = capacity
 
     def current_change_id(self) -> str:
         """The disk's current changeId: the latest frozen point (start of tracking or last mark).
@@ -163,6 +175,7 @@ class ChangeTracker:
         with self._lock:
             self._epoch = _new_epoch()
             self._sequences = [BlockBitmap()]
+            self.grown = []
 
     def save(self) -> None:
         """Write the tracker to its JSON file atomically."""
@@ -173,6 +186,7 @@ class ChangeTracker:
                 "capacity": self.capacity,
                 "epoch": self._epoch,
                 "sequences": [bitmap.runs() for bitmap in self._sequences],
+                "grown": self.grown,
             }
             temporary = self.path.with_name(self.path.name + ".tmp")
             with open(temporary, "w", encoding="utf-8") as handle:

@@ -317,6 +317,24 @@ class VirtualDiskFile:
         ]
         return merge_extents(own + below)
 
+    def extend(self, capacity: int) -> None:
+        """Grow a base disk (no delta above or below it) to `capacity` bytes; the descriptor follows."""
+        if capacity <= self.capacity or capacity % SECTOR:
+            raise ValueError(
+                f"{self.path.name}: a disk grows to a larger multiple of {SECTOR} bytes "
+                f"(now {self.capacity}, asked {capacity})"
+            )
+        with self._lock:
+            self._check_open()
+            if self.parent is not None or not isinstance(self._extent, FlatExtent):
+                raise ValueError(f"{self.path.name} is a snapshot delta: only a base disk grows")
+            self._extent.extend(capacity, self.provisioning != "thin", self.space)
+            self._descriptor.extents[0].sectors = capacity // SECTOR
+            sectors = capacity // SECTOR
+            self._descriptor.ddb["geometry.cylinders"] = str(max(1, min(65535, sectors // (255 * 63))))
+            self._descriptor.replace(self.path)
+            self.capacity = capacity
+
     # -- files and chain ------------------------------------------------------------------------
 
     def files(self) -> list[Path]:

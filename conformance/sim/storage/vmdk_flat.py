@@ -193,6 +193,22 @@ class FlatExtent:
                 bytes_written=written,
             )
 
+    def extend(self, capacity: int, thick: bool, space: DatastoreSpace | None) -> None:
+        """Grow the data file to `capacity`: a hole (thin), or charged and fallocated (thick)."""
+        added = capacity - self.capacity
+        if thick and space is not None:
+            granted = space.reserve(added)
+            if granted < added:
+                space.release(granted)
+                raise DiskFullError(f"datastore full: cannot grow {self.path.name} by {added} bytes", bytes_written=0)
+        os.ftruncate(self._fd, capacity)
+        if thick:
+            os.posix_fallocate(self._fd, self.capacity, added)
+        old_blocks = self._blocks
+        self.capacity, self._blocks = capacity, -(-capacity // BLOCK)
+        if thick:
+            self._allocated.add(old_blocks, self._blocks)
+
     def allocated_runs(self) -> list[tuple[int, int]]:
         """Host data regions as (offset, length), rounded out to 64 KiB and clipped to capacity."""
         runs: list[tuple[int, int]] = []

@@ -140,6 +140,29 @@ class ControlSession:
             raise VixError(VixCode.HOST_NOT_CONNECTED, "", f"the server offers no data plane ({response.status})")
         return dict(json.loads(body))
 
+    def set_access(self, vm_moref: str, identity: str, disabled: bool, call: str) -> None:
+        """PrepareForAccess / EndAccess: the server's DisableMethods over the vSphere API port (not NFC)."""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # same server whose thumbprint was taken at login
+        conn = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=30)
+        body = json.dumps({"vm": vm_moref, "identity": identity, "disabled": disabled})
+        try:
+            conn.request(
+                "POST",
+                "/sim/access",
+                body=body,
+                headers={"Cookie": f'vmware_soap_session="{self.cookie}"', "Content-Type": "application/json"},
+            )
+            response = conn.getresponse()
+            answer = response.read()
+        finally:
+            conn.close()
+        if response.status == 404:
+            raise VixError(VixCode.FILE_NOT_FOUND, call, f"no VM {vm_moref}")
+        if response.status != 200:
+            raise VixError(VixCode.FAIL, call, f"the server answered {response.status}: {answer[:200]!r}")
+
     # --- HotAdd ---
 
     def attach(self, proxy: Any, file_name: str, writable: bool, parents: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from conformance.vixdisklib.simulated.control import (
     parent_chain,
 )
 from conformance.vixdisklib.simulated.disk import DIRECT_REQUEST, SimDisk, map_dataplane_error
+from conformance.vixdisklib.simulated.nfc_buffer import nfc_buffer
 from conformance.vixdisklib.simulated.support import check_server, hotadd_refusal
 from conformance.vixdisklib.simulated.tmpstate import (
     HotAddedDisk,
@@ -93,7 +94,7 @@ class SimConnection:
 class SimulatedVixDiskLib:
     """A VixDiskLibBackend that behaves as VDDK `build` (default 7.0.3), with the known issues `fixed` played
     fixed (item ids of vddk_builds.toml's [fixed] table: K2, K4) and the library-side integrity faults of
-    `sim_faults` played (``--sim-fault``, conformance/sim/integrity.toml)."""
+    `sim_faults` played (``--sim-fault``, conformance/data/sim_faults.toml)."""
 
     name = "simulated"
 
@@ -105,7 +106,7 @@ class SimulatedVixDiskLib:
         fixed: tuple[str, ...] = (),
         sim_faults: tuple[str, ...] = (),
     ) -> None:
-        from conformance.sim.integrity import check_faults
+        from conformance.sim_faults import check_faults
 
         self.behaviour = played_behaviour(build, fixed)
         self.build = self.behaviour.build
@@ -295,6 +296,11 @@ class SimulatedVixDiskLib:
         except vim.fault.InvalidDeviceBacking as exc:
             detail = getattr(exc, "msg", exc)
             raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"HotAdd of {path} failed: {detail}") from exc
+        except vim.fault.FileLocked as exc:  # another hot-add holds the disk's lock (a killed backup's leftover)
+            detail = getattr(exc, "msg", exc)
+            raise VixError(
+                VixCode.FILE_ALREADY_LOCKED, "VixDiskLib_Open", f"HotAdd of {path} failed: {detail}"
+            ) from exc
         record = HotAddedDisk(proxy._moId, path, key)
         connection.hot_added.append(record)
         connection.folder.record_hot_added(connection.hot_added)
@@ -325,7 +331,17 @@ class SimulatedVixDiskLib:
         except ThumbprintMismatch as exc:
             raise VixError(VixCode.FAIL, "VixDiskLib_Open") from exc
         except OSError as exc:
-            raise VixError(VixCode.HOST_NETWORK_CONN_REFUSED, "VixDiskLib_Open", str(exc)) from exc
+            # The host's NFC port cannot be reached (a firewall passing 443 but not 902, D4). Every build modelled
+            # here (up to 7.0.3) reports that at Open as VIX_E_FILE_ACCESS_ERROR (13): only 7.0.3.3 started
+            # returning the network error itself (14009), per its release notes. The address goes in the text, as
+            # the library's log names it.
+            where = f"{connection.control.host}:{port}"
+            raise VixError(
+                VixCode.FILE_ACCESS_ERROR,
+                "VixDiskLib_Open",
+                f"{error_text(VixCode.FILE_ACCESS_ERROR)} (cannot connect to the NFC port {where}: "
+                f"{exc.strerror or exc})",
+            ) from exc
         try:
             client.hello(
                 connection.control.cookie,
@@ -434,21 +450,23 @@ class SimulatedVixDiskLib:
         return disk.transport
 
     def read(self, disk: SimDisk, start_sector: int, num_sectors: int) -> bytes:
-        return disk.read(start_sector, num_sectors)
+        with nfc_buffer(disk, start_sector, num_sectors, "VixDiskLib_Read"):
+            return disk.read(start_sector, num_sectors)
 
     def write(self, disk: SimDisk, start_sector: int, data: bytes) -> None:
-        disk.write(start_sector, data)
+        with nfc_buffer(disk, start_sector, len(data) // SECTOR_SIZE, "VixDiskLib_Write"):
+            disk.write(start_sector, data)
 
     def read_async(
         self, disk: SimDisk, start_sector: int, num_sectors: int, buffer: bytearray, callback: CompletionCallback
     ) -> None:
         def work() -> None:
-            buffer[: num_sectors * SECTOR_SIZE] = disk.read(start_sector, num_sectors)
+            buffer[: num_sectors * SECTOR_SIZE] = self.read(disk, start_sector, num_sectors)
 
         disk.submit(work, callback)
 
     def write_async(self, disk: SimDisk, start_sector: int, data: bytes, callback: CompletionCallback) -> None:
-        disk.submit(lambda: disk.write(start_sector, data), callback)
+        disk.submit(lambda: self.write(disk, start_sector, data), callback)
 
     def wait(self, disk: SimDisk) -> None:
         disk.wait()
@@ -492,15 +510,7 @@ class SimulatedVixDiskLib:
             raise VixError(VixCode.INVALID_ARG, call, "vmxSpec must name the VM (moref=vm-N)")
         control = login(params, call)
         try:
-            ports = control.dataplane_ports()
-            client = DataPlaneClient(control.host, int(ports["nbdssl_port"]), tls=True, thumbprint=control.presented)
-            try:
-                client.hello(control.cookie, "nbdssl")
-                client.call(op, vm=params.vm_moref, identity=identity)
-            except DataPlaneError as exc:
-                raise map_dataplane_error(exc, self.behaviour, call) from exc
-            finally:
-                client.bye()
+            control.set_access(params.vm_moref, identity, op == "prepare_access", call)
         finally:
             control.logout()
 
