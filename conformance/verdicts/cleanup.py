@@ -35,13 +35,17 @@ class Baseline:
     trace: int
     #: each disk's backing chain (top first) as the server shows it: a delta the job left is a link not in it
     chains: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    #: the VM needed consolidation before the job (an earlier job's leftover, not this one's)
+    consolidation_needed: bool = False
 
 
 def baseline(ctx: SequenceContext, vm_name: str) -> Baseline:
     vsphere = ctx.vsphere
     vm = vsphere.vm(vm_name)
     snapshots = frozenset(s.snapshot._moId for s in vsphere.snapshots(vm))
-    return Baseline(snapshots, _sessions(ctx), trace_mark(ctx.lib), disk_chains(vm))
+    return Baseline(
+        snapshots, _sessions(ctx), trace_mark(ctx.lib), disk_chains(vm), bool(vm.runtime.consolidationNeeded)
+    )
 
 
 def _sessions(ctx: SequenceContext) -> frozenset[str] | None:
@@ -76,7 +80,7 @@ def verify_clean(ctx: SequenceContext, vm_name: str, before: Baseline | None = N
         deltas = own_deltas(vm)
         if deltas:
             problems.append(f"{vm_name} has delta disk(s) without a snapshot: {', '.join(deltas)}")
-    if vm.runtime.consolidationNeeded:
+    if vm.runtime.consolidationNeeded and not (before is not None and before.consolidation_needed):
         problems.append(f"{vm_name} needs disk consolidation")
     if ctx.proxy_vm:
         proxy = vsphere.vm(ctx.proxy_vm)
