@@ -37,6 +37,11 @@ class DiskPattern:
         if self.name == "fragmented":
             offsets = sorted(rng.sample(range(0, size // (64 * KiB)), 48))
             return [(block * 64 * KiB, rng.randbytes(rng.choice((4, 16, 64)) * KiB)) for block in offsets]
+        if self.name == "scattered":
+            # one 64 KiB block in every MiB, at a random aligned place, the last one in the disk's last block: a
+            # range the transport gets wrong anywhere on the disk holds data
+            blocks = [mib * MiB + rng.randrange(MiB // (64 * KiB)) * 64 * KiB for mib in range(size // MiB - 1)]
+            return [(offset, rng.randbytes(64 * KiB)) for offset in (*blocks, size - 64 * KiB)]
         if self.name == "large-sparse":
             return [(size // 2, rng.randbytes(MiB))]
         raise ValueError(f"unknown disk pattern {self.name!r}")
@@ -55,10 +60,11 @@ PATTERNS: dict[str, DiskPattern] = {
         DiskPattern("random", 64 * MiB, "8 MiB of random data from the start"),
         DiskPattern("sparse", 64 * MiB, "three 64 KiB blocks far apart, one in the last block"),
         DiskPattern("fragmented", 64 * MiB, "48 small writes (4 to 64 KiB) at random aligned offsets"),
+        DiskPattern("scattered", 64 * MiB, "a 64 KiB block in every MiB, the last in the disk's last block"),
         DiskPattern("large-sparse", 64 * GiB, "a 64 GiB disk with 1 MiB written in the middle"),
     )
 }
-DEFAULT_PATTERNS = ("zeros", "random", "sparse", "fragmented")
+DEFAULT_PATTERNS = ("zeros", "random", "sparse", "fragmented", "scattered")
 
 
 def pattern(name: str) -> DiskPattern:

@@ -10,19 +10,33 @@ from conformance.transports import DATASTORE_TYPES, TRANSPORTS, reach
 from conformance.workloads import DEFAULT_PATTERNS
 
 DEFAULT_PATTERN = "random"
+#: data in every MiB up to the last block: each transport's round trip covers it in the tests marked `spread`
+SPREAD_PATTERN = "scattered"
+#: writes above 2 GiB (a 64 GiB disk): what restores must also get right
+LARGE_PATTERN = "large-sparse"
 #: thick disks are allocated in full on the datastore: no thick copy of the 64 GiB pattern
-NO_THICK = ("large-sparse",)
+NO_THICK = (LARGE_PATTERN,)
 
 
-def roundtrip_cases(matrix: str) -> list[tuple[str, str, str]]:
-    """(transport, datastore type, pattern): every reachable pair with one pattern, every pattern on VMFS/NBDSSL;
-    the full matrix crosses everything."""
+def roundtrip_cases(matrix: str, spread: bool = False) -> list[tuple[str, str, str]]:
+    """(transport, datastore type, pattern): every reachable pair with one pattern, every pattern on VMFS/NBDSSL,
+    and in `spread` tests every transport with the spread pattern on VMFS; the full matrix crosses everything."""
     pairs = [(t, d) for t in TRANSPORTS for d in DATASTORE_TYPES if reach(t, d).allowed]
     if matrix == "full":
-        return [(t, d, p) for t, d in pairs for p in DEFAULT_PATTERNS]
+        return [(t, d, p) for t, d in pairs for p in (*DEFAULT_PATTERNS, LARGE_PATTERN)]
     cases = [(t, d, DEFAULT_PATTERN) for t, d in pairs]
-    cases += [("nbdssl", "VMFS", p) for p in (*DEFAULT_PATTERNS, "large-sparse") if p != DEFAULT_PATTERN]
+    cases += [
+        ("nbdssl", "VMFS", p) for p in (*DEFAULT_PATTERNS, LARGE_PATTERN) if p not in (DEFAULT_PATTERN, SPREAD_PATTERN)
+    ]
+    if spread:
+        cases += [(t, "VMFS", SPREAD_PATTERN) for t in TRANSPORTS if reach(t, "VMFS").allowed]
     return cases
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "spread: a round-trip test that also runs every transport with the scattered pattern (default run)"
+    )
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
@@ -35,9 +49,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = ("transport", "datastore_type", "pattern_name")
     if not set(names) <= set(metafunc.fixturenames):
         return
-    cases = roundtrip_cases(metafunc.config.option.matrix)
+    spread = metafunc.definition.get_closest_marker("spread") is not None
+    cases = roundtrip_cases(metafunc.config.option.matrix, spread)
     if "thin" in metafunc.fixturenames:
-        with_thin = [(*c, thin) for c in cases for thin in (True, False) if thin or c[2] not in NO_THICK]
+        extra = set(cases) - set(roundtrip_cases(metafunc.config.option.matrix))  # the spread cases: thin only
+        with_thin = [
+            (*c, thin) for c in cases for thin in (True, False) if thin or (c[2] not in NO_THICK and c not in extra)
+        ]
         ids = [f"{t}-{d}-{p}-{'thin' if thin else 'thick'}" for t, d, p, thin in with_thin]
         metafunc.parametrize((*names, "thin"), with_thin, ids=ids)
     else:

@@ -16,9 +16,10 @@ from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.model import Backup
 from conformance.verdicts.image import image_problems
-from conformance.verdicts.job import backed_up
+from conformance.verdicts.job import backed_up, restored
 from conformance.verdicts.restored import restored_problems
 from conformance.verdicts.trace import changed_bytes, snapshot_reads, trace_mark
+from conformance.verdicts.transport import event_mark, transport_problems
 from conformance.vsphere.guest import GuestWorkload
 from conformance.workloads import Write, apply, expected, pattern
 
@@ -60,9 +61,12 @@ def data_disk(backup: Backup) -> int:
 def test_full_backup_holds_exactly_what_the_guest_wrote(
     sequence: SequenceContext, backup_app: BackupApplication, source: Source, tmp_path: Path
 ) -> None:
+    since = event_mark(sequence)
     backup = backed_up(sequence, backup_app, source.vm, source.transport)
     disk = backup.disk(data_disk(backup))
     assert {d.transport for d in backup.disks} == {source.transport}
+    # the transport as the server saw it, not only as the library reports it
+    assert transport_problems(sequence, source.vm, {d.transport for d in backup.disks}, since) == []
     want = expected(tmp_path / "expected.img", pattern(source.pattern_name).disk_size, source.writes)
     assert image_problems(sequence, source.vm, disk, want) == []
 
@@ -101,20 +105,25 @@ def test_restore_to_the_original_vm_brings_back_the_backup(
 ) -> None:
     backup = backed_up(sequence, backup_app, source.vm, source.transport)
     apply(guest(source.vm), DATA_DISK, pattern(source.pattern_name).changes())  # diverge after the backup
-    restore = backup_app.restore(sequence, backup, source.transport)
+    since = event_mark(sequence)
+    restore = restored(sequence, backup_app, backup, source.transport)
     assert restore.transport == source.transport
+    assert transport_problems(sequence, source.vm, {restore.transport}, since) == []
     want = expected(tmp_path / "expected.img", pattern(source.pattern_name).disk_size, source.writes)
     assert restored_problems(sequence, source.vm, source.transport, {DATA_DISK: want}) == []
 
 
 @pytest.mark.test_id("RT-004")
 @pytest.mark.sequence("restore")
+@pytest.mark.spread
 def test_restore_to_a_new_vm(
     sequence: SequenceContext, backup_app: BackupApplication, source: Source, thin: bool, tmp_path: Path
 ) -> None:
+    """Marked `spread`: every transport also round-trips the scattered pattern (a block in every MiB and the last
+    block), so a range a transport reads or writes wrong anywhere on the disk is seen."""
     backup = backed_up(sequence, backup_app, source.vm, source.transport)
     name = sequence.resources.name("restored")
-    backup_app.restore(sequence, backup, source.transport, vm_name=name, thin=thin)
+    restored(sequence, backup_app, backup, source.transport, vm_name=name, thin=thin)
     want = expected(tmp_path / "expected.img", pattern(source.pattern_name).disk_size, source.writes)
     assert restored_problems(sequence, name, source.transport, {DATA_DISK: want}) == []
 

@@ -1,11 +1,13 @@
 """After an application's cleanup nothing of its job may be left, as the server itself shows it (pyVmomi) and
-the call trace: no snapshot the job made, no delta disk without a snapshot, no consolidation needed, no
+the call trace: no snapshot the job made, no link in a disk's backing chain that was not there before the job
+(a server may drop the snapshot, keep its delta and still claim no consolidation is needed; a delta an
+earlier job left is in the baseline, so it is that job's failure, not this one's), no consolidation needed, no
 hot-added disk of the VM on the proxy, no connection, disk handle or server session left open, no VM lock
 held, nothing in the tmpDirectory."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyVmomi import vim
@@ -31,12 +33,19 @@ class Baseline:
     snapshots: frozenset[str]
     sessions: frozenset[str] | None  # None: the server does not show its sessions to this user
     trace: int
+    #: each disk's backing chain (top first) as the server shows it: a delta the job left is a link not in it
+    chains: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    #: the VM needed consolidation before the job (an earlier job's leftover, not this one's)
+    consolidation_needed: bool = False
 
 
 def baseline(ctx: SequenceContext, vm_name: str) -> Baseline:
     vsphere = ctx.vsphere
-    snapshots = frozenset(s.snapshot._moId for s in vsphere.snapshots(vsphere.vm(vm_name)))
-    return Baseline(snapshots, _sessions(ctx), trace_mark(ctx.lib))
+    vm = vsphere.vm(vm_name)
+    snapshots = frozenset(s.snapshot._moId for s in vsphere.snapshots(vm))
+    return Baseline(
+        snapshots, _sessions(ctx), trace_mark(ctx.lib), disk_chains(vm), bool(vm.runtime.consolidationNeeded)
+    )
 
 
 def _sessions(ctx: SequenceContext) -> frozenset[str] | None:
@@ -61,11 +70,17 @@ def verify_clean(ctx: SequenceContext, vm_name: str, before: Baseline | None = N
         left = [s.name for s in snapshots if s.name.startswith(f"{PREFIX}-{ctx.resources.run_id}")]
     if left:
         problems.append(f"{vm_name} still has snapshot(s) {', '.join(left)}")
-    if not snapshots:
+    if before is not None and not left:
+        # the chains the server shows, not its consolidationNeeded flag: a server that removed the snapshot but
+        # kept its delta may also claim no consolidation is needed
+        added = grown_chains(before.chains, disk_chains(vm))
+        if added:
+            problems.append(f"{vm_name} disk chain(s) keep delta(s) the job's snapshot left: {', '.join(added)}")
+    elif before is None and not snapshots:
         deltas = own_deltas(vm)
         if deltas:
             problems.append(f"{vm_name} has delta disk(s) without a snapshot: {', '.join(deltas)}")
-    if vm.runtime.consolidationNeeded:
+    if vm.runtime.consolidationNeeded and not (before is not None and before.consolidation_needed):
         problems.append(f"{vm_name} needs disk consolidation")
     if ctx.proxy_vm:
         proxy = vsphere.vm(ctx.proxy_vm)
@@ -114,6 +129,25 @@ def files_of(vm: Any) -> set[str]:
         if isinstance(device, vim.vm.device.VirtualDisk):
             found.add(str(getattr(device.backing, "fileName", "")))
     return found
+
+
+def disk_chains(vm: Any) -> dict[int, tuple[str, ...]]:
+    """Each virtual disk's backing chain, top first, by device key (config.hardware: what a real server shows)."""
+    chains: dict[int, tuple[str, ...]] = {}
+    for device in vm.config.hardware.device:
+        if isinstance(device, vim.vm.device.VirtualDisk):
+            links, backing = [], getattr(device, "backing", None)
+            while backing is not None:
+                links.append(str(getattr(backing, "fileName", "")))
+                backing = getattr(backing, "parent", None)
+            chains[device.key] = tuple(links)
+    return chains
+
+
+def grown_chains(before: dict[int, tuple[str, ...]], now: dict[int, tuple[str, ...]]) -> list[str]:
+    """Links of a disk's chain now that its chain before the job did not have (disks added since are not the
+    job's: their chains are new altogether)."""
+    return [link for key, links in sorted(now.items()) if key in before for link in links if link not in before[key]]
 
 
 def own_deltas(vm: Any) -> list[str]:

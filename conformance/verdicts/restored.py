@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.extents import allocated_extents
 from conformance.sequences.images import BLOCK
+from conformance.verdicts.cleanup import disk_chains, grown_chains
 from conformance.verdicts.digest import DiskDigest, image_digest
 from conformance.vixdisklib.api import Connection, Disk
 from conformance.vixdisklib.types import SECTOR_SIZE, OpenFlags
@@ -28,6 +29,9 @@ class ReadBack:
     digest: str
     method: str
     bytes_read: int
+    #: the library's capacity of the disk (in the digest) and the server's (the VM's configuration)
+    capacity: int = 0
+    server_capacity: int = 0
 
 
 def read_back(ctx: SequenceContext, vm_name: str, transports: str, indexes: list[int]) -> dict[int, ReadBack]:
@@ -65,7 +69,7 @@ def _read_disk(ctx: SequenceContext, connection: Connection, vm: object, snapsho
             ranges = allocated_extents(lib, ctx.chunk_sectors, handle, capacity // SECTOR_SIZE, vm, snapshot, disk)
             digest.known_zero(0, capacity)  # what is not allocated reads as zeros
         read = _stream(ctx, handle, digest, ranges, capacity)
-    return ReadBack(disk.key, digest.hexdigest(), method, read)
+    return ReadBack(disk.key, digest.hexdigest(), method, read, capacity, disk.capacity)
 
 
 def _stream(
@@ -82,9 +86,16 @@ def _stream(
 
 
 def restored_problems(ctx: SequenceContext, vm_name: str, transports: str, expected: dict[int, Expected]) -> list[str]:
-    """What differs between the VM's disks (by unit order) and the guest's writes (empty: all restored)."""
+    """What differs between the VM's disks (by unit order) and the guest's writes (empty: all restored); also a
+    delta the harness's own read-back snapshot left in a disk chain (a server that does not consolidate)."""
+    chains = disk_chains(ctx.vsphere.vm(vm_name))
     found = read_back(ctx, vm_name, transports, sorted(expected))
     problems = []
+    left = grown_chains(chains, disk_chains(ctx.vsphere.vm(vm_name)))
+    if left:
+        problems.append(
+            f"{vm_name}: removing the read-back snapshot left delta(s) in the disk chain: {', '.join(left)}"
+        )
     for index, want in sorted(expected.items()):
         wanted = image_digest(want.image)
         got = found.get(index)
@@ -104,4 +115,9 @@ def restored_problems(ctx: SequenceContext, vm_name: str, transports: str, expec
             problems.append(f"{vm_name} has no disk at position {index}")
         elif got.digest != wanted:
             problems.append(f"{vm_name} disk {got.key} does not hold what the guest wrote ({got.method})")
+        if got is not None and got.server_capacity != want.capacity:
+            problems.append(
+                f"{vm_name} disk {got.key} is {got.server_capacity} bytes as the server shows it, the guest's disk "
+                f"{want.capacity} (the library presents {got.capacity})"
+            )
     return problems

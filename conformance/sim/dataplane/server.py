@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyVmomi import vmodl
 
-from conformance.sim.dataplane import nfc_memory, protocol
+from conformance.sim.dataplane import faults, nfc_memory, protocol
 from conformance.sim.dataplane.disks import Access, HandleTable, fault_message, open_disk, proxy_vm_for, window
 from conformance.sim.dataplane.protocol import MAX_PAYLOAD, DataPlaneError, int_field, str_field
 from conformance.sim.server import COOKIE_NAME, session_cookie
@@ -386,13 +386,15 @@ class Connection:
 
     def _open(self, session: Session, request: dict[str, Any], payload: bytearray) -> Reply:
         entry = open_disk(self.ctx, session.access, session.table, request)
-        return entry.describe(), b""
+        return faults.describe(entry, entry.describe()), b""
 
     def _info(self, session: Session, request: dict[str, Any], payload: bytearray) -> Reply:
-        return session.table.get(request.get("handle")).describe(), b""
+        entry = session.table.get(request.get("handle"))
+        return faults.describe(entry, entry.describe()), b""
 
     def _close(self, session: Session, request: dict[str, Any], payload: bytearray) -> Reply:
         entry = session.table.remove(request.get("handle"))
+        faults.close(entry)
         if entry.write:
             self.ctx.registry.changed()
         return {}, b""
@@ -408,13 +410,13 @@ class Connection:
         if length > MAX_PAYLOAD:
             raise DataPlaneError("invalid", f"reads are limited to {MAX_PAYLOAD} bytes, asked for {length}")
         self._latency()
-        return {}, entry.read(offset, length)
+        return {}, faults.read(self.ctx, entry, offset, length)
 
     def _write(self, session: Session, request: dict[str, Any], payload: bytearray) -> Reply:
         entry = session.table.get(request.get("handle"))
         offset = int_field(request, "offset")
         self._latency()
-        return {"written": entry.write_at(self.ctx, offset, bytes(payload))}, b""
+        return {"written": faults.write(self.ctx, entry, offset, bytes(payload))}, b""
 
     def _allocated(self, session: Session, request: dict[str, Any], payload: bytearray) -> Reply:
         entry = session.table.get(request.get("handle"))

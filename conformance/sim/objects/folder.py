@@ -48,6 +48,7 @@ class FolderImpl(ManagedEntityImpl):
     @soap_method("CreateVM_Task")
     def create_vm(self, config: Any, pool: Any, host: Any = None) -> Any:
         """A new VM from a ConfigSpec: home on the datastore of files.vmPathName, disks from deviceChange."""
+        from conformance.sim.dataplane import faults as dataplane_faults
         from conformance.sim.objects.cluster import ResourcePoolImpl
         from conformance.sim.objects.host import HostImpl
         from conformance.sim.objects.virtual_machine import VirtualMachineImpl
@@ -87,7 +88,7 @@ class FolderImpl(ManagedEntityImpl):
                     apply_config_spec(
                         vm,
                         vim.vm.ConfigSpec(
-                            deviceChange=config.deviceChange,
+                            deviceChange=dataplane_faults.shrink_created_disks(self.ctx, config.deviceChange),
                             extraConfig=config.extraConfig,
                             changeTrackingEnabled=config.changeTrackingEnabled,
                             annotation=config.annotation,
@@ -98,6 +99,7 @@ class FolderImpl(ManagedEntityImpl):
                     resource_pool.vms.remove(vm)
                     vm.destroy_entity()
                     raise
+                dataplane_faults.record_created_disks(self.ctx, vm)
             self.ctx.event_manager.post(vim.event.VmCreatedEvent, f"Created virtual machine {vm.name}", vm)
             return vm
 

@@ -102,7 +102,7 @@ class SnapshotImpl(ManagedObjectImpl):
             with self.registry.lock:
                 vm.refuse_snapshot_operation("RemoveSnapshot")
                 drop_snapshot(vm, self, removeChildren)
-                if consolidate is None or consolidate:
+                if (consolidate is None or consolidate) and not skips_consolidation(vm):
                     consolidate_vm(vm)
                 vm.touch()
 
@@ -160,7 +160,7 @@ class SnapshotOperations:
                 vm.refuse_snapshot_operation("RemoveAllSnapshots")
                 for snap in list(vm.root_snapshots):
                     drop_snapshot(vm, snap, True)
-                if consolidate is None or consolidate:
+                if (consolidate is None or consolidate) and not skips_consolidation(vm):
                     consolidate_vm(vm)
                 vm.touch()
 
@@ -275,6 +275,12 @@ def disk_graph(vm: VirtualMachineImpl, disk: DiskState) -> ChainGraph:
         else vm.ctx.links_used_elsewhere(vm)
     )
     return ChainGraph(heads=heads, frozen={s.frozen[disk.key].path for s in snaps}, pinned=shared, locked=locked)
+
+
+def skips_consolidation(vm: VirtualMachineImpl) -> bool:
+    """snapshot-remove-no-consolidate: removing a snapshot leaves its delta in the chain, and the VM claims it
+    needs no consolidation (`VirtualMachineImpl.consolidation_needed`)."""
+    return bool(vm.ctx.faults.playing("snapshot-remove-no-consolidate"))
 
 
 def consolidate_vm(vm: VirtualMachineImpl) -> None:

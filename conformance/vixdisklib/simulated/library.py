@@ -281,6 +281,10 @@ class SimulatedVixDiskLib:
         refusal = hotadd_refusal(self.build, proxy)  # F2
         if refusal is not None:
             raise _TransportRefusedError(refusal)
+        if "transport-silently-replaced" in self.sim_faults:  # no HotAdd at all: nbd, labelled hotadd
+            disk = self._open_remote(connection, "nbd", path, writable)
+            disk.transport = "hotadd"
+            return disk
         if self.behaviour.hotadd_special_names_broken and self.config.no_nfc_session:
             connection.control.fetch_file_encoded_once(connection.vm, path)  # K6: the descriptor, without NFC
         parents = None
