@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.conftest import PASSWORD_ENV, run_cli, write_target
+from tests.lab.conftest import GUEST_ENV, PASSWORD_ENV, run_cli, write_target
 
 INFO = {"host": "127.0.0.1", "port": 4430, "thumbprint": ":".join(["AB"] * 20), "user": "u", "vsphere": "7.0U3"}
 
@@ -38,7 +38,7 @@ def test_vmware_s_library_cannot_be_told_to_fix_a_known_issue(tmp_path: Path) ->
     text = path.read_text()
     assert 'backend = "simulated"' in text
     path.write_text(text.replace('backend = "simulated"', f'backend = "native"\nlibdir = "{tmp_path}"'))
-    env = {**os.environ, PASSWORD_ENV: "pw"}
+    env = {**os.environ, PASSWORD_ENV: "pw", GUEST_ENV: "guest-pw"}
     args = ["run", "--target", str(path), "--sim-fixed", "K2", "--reports", str(tmp_path / "r"), "-n", "0"]
     result = run_cli(*args, env=env, timeout=120)
     output = result.stdout + result.stderr

@@ -104,7 +104,7 @@ def test_a_test_can_declare_its_own_inventory() -> None:
             'vms = [{name = "v", datastore = "b", host = "esx-01.sim.local"}]',
             "datastore 'b' is not declared",
         ),
-        ('vms = [{name = "v", datastore = "a", colour = "red"}]', "unexpected keyword argument 'colour'"),
+        ('vms = [{name = "v", datastore = "a", colour = "red"}]', "unknown field 'colour'"),
         ("this is not toml", "not valid TOML"),
     ],
 )
