@@ -56,11 +56,11 @@ class DiskPattern:
 PATTERNS: dict[str, DiskPattern] = {
     p.name: p
     for p in (
-        DiskPattern("zeros", 64 * MiB, "4 MiB of written zeros: allocated, but no content"),
-        DiskPattern("random", 64 * MiB, "8 MiB of random data from the start"),
-        DiskPattern("sparse", 64 * MiB, "three 64 KiB blocks far apart, one in the last block"),
-        DiskPattern("fragmented", 64 * MiB, "48 small writes (4 to 64 KiB) at random aligned offsets"),
-        DiskPattern("scattered", 64 * MiB, "a 64 KiB block in every MiB, the last in the disk's last block"),
+        DiskPattern("zeros", 32 * MiB, "4 MiB of written zeros: allocated, but no content"),
+        DiskPattern("random", 32 * MiB, "8 MiB of random data from the start"),
+        DiskPattern("sparse", 32 * MiB, "three 64 KiB blocks far apart, one in the last block"),
+        DiskPattern("fragmented", 32 * MiB, "48 small writes (4 to 64 KiB) at random aligned offsets"),
+        DiskPattern("scattered", 32 * MiB, "a 64 KiB block in every MiB, the last in the disk's last block"),
         DiskPattern("large-sparse", 64 * GiB, "a 64 GiB disk with 1 MiB written in the middle"),
     )
 }

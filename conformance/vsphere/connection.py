@@ -18,6 +18,8 @@ from typing import Any
 from pyVim import connect as pyvim_connect
 from pyVmomi import VmomiSupport, vim
 
+from conformance.tls import pinned_client_context
+
 
 class PinMismatchError(ConnectionError):
     """The server's certificate does not match the pinned thumbprint."""
@@ -43,9 +45,7 @@ def certificate_thumbprint(der: bytes, length: int) -> str:
 
 
 def _pinned_https(endpoint: Endpoint, timeout: float) -> http.client.HTTPSConnection:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # verified below against the pin, not a CA
+    context = pinned_client_context()  # verified below against the pin, not a CA
     conn = http.client.HTTPSConnection(endpoint.host, endpoint.port, context=context, timeout=timeout)
     conn.connect()
     der = conn.sock.getpeercert(binary_form=True)
@@ -104,7 +104,7 @@ def connect(endpoint: Endpoint, user: str, password: str, timeout: float = 60.0)
             user=user,
             pwd=password,
             thumbprint=endpoint.thumbprint,
-            sslContext=ssl.create_default_context(),
+            sslContext=pinned_client_context(),  # pyVmomi checks the thumbprint
             version=version,
             connectionPoolTimeout=timeout,
         )

@@ -19,10 +19,11 @@ class WaitTimeoutError(TimeoutError):
 def wait_until(
     what: str, probe: Callable[[], T | None], timeout: float = DEFAULT_TIMEOUT, max_interval: float = 2.0
 ) -> T:
-    """Poll `probe` until it returns something other than None (exponential back-off up to max_interval)."""
+    """Poll `probe` until it returns something other than None (exponential back-off from 2 ms up to
+    max_interval: most tasks end within milliseconds, a long one costs a handful of extra polls)."""
     retrying = Retrying(
         stop=stop_after_delay(timeout),
-        wait=wait_exponential(multiplier=0.01, max=max_interval),
+        wait=wait_exponential(multiplier=0.002, max=max_interval),
         retry=retry_if_result(lambda value: value is None),
         reraise=False,
     )

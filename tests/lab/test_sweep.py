@@ -37,7 +37,19 @@ def session_for(server: SimServer) -> VsphereSession:
 
 
 def what_is_left(session: VsphereSession) -> list[str]:
-    """Independent of the sweeper: run-named VMs, snapshots and FCDs, and disks of one VM attached to another."""
+    """Independent of the sweeper: run-named VMs, snapshots and FCDs, and disks of one VM attached to another.
+    Taken again when an object vanishes during the walk (a run still working destroys what it listed)."""
+    from pyVmomi import vmodl
+
+    for _ in range(20):
+        try:
+            return _walk(session)
+        except vmodl.fault.ManagedObjectNotFound:
+            continue
+    return _walk(session)
+
+
+def _walk(session: VsphereSession) -> list[str]:
     from pyVmomi import vim
 
     left: list[str] = []

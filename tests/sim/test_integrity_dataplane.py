@@ -88,20 +88,20 @@ def new_vm(w: World, capacity: int) -> Any:
 
 
 @pytest.mark.parametrize("fault", [False, True])
-def test_stale_read_range_zeroes_40_mib_over_nbd_only(world: Callable[..., World], fault: bool) -> None:
+def test_stale_read_range_zeroes_24_mib_over_nbd_only(world: Callable[..., World], fault: bool) -> None:
     w = world(*(["stale-read-range"] if fault else []))
     vm = w.vm()
     writer = w.client("nbdssl")
     handle = writer.open(vm=vm._moId, path=disk_path(vm), write=True)["handle"]
-    for offset in (0, 40 * MiB + 128 * KiB):
+    for offset in (0, 24 * MiB + 128 * KiB):
         writer.write(handle, offset, BLOCK)
     writer.close(handle)
     nbd, nbdssl = w.client("nbd"), w.client("nbdssl")
     plain = nbd.open(vm=vm._moId, path=disk_path(vm))["handle"]
     tls = nbdssl.open(vm=vm._moId, path=disk_path(vm))["handle"]
     assert nbd.read(plain, 0, len(BLOCK)) == BLOCK  # the first 8 MiB stay right
-    assert nbdssl.read(tls, 40 * MiB + 128 * KiB, len(BLOCK)) == BLOCK
-    stale = nbd.read(plain, 40 * MiB, 2 * MiB)
+    assert nbdssl.read(tls, 24 * MiB + 128 * KiB, len(BLOCK)) == BLOCK
+    stale = nbd.read(plain, 24 * MiB, 2 * MiB)
     assert (stale[128 * KiB : 192 * KiB] == bytes(len(BLOCK))) is fault
     assert stale[MiB:] == bytes(MiB)
 

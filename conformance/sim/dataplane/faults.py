@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from conformance.sim.storage.vmdk import VirtualDiskFile
 
 MiB = 1024**2
-STALE_RANGE = (40 * MiB, 41 * MiB)
+STALE_RANGE = (24 * MiB, 25 * MiB)
 STALE_TRANSPORT = "nbd"
 WRAP = 2**31
 SHRINK = MiB

@@ -12,7 +12,6 @@ import http.client
 import json
 import re
 import socket
-import ssl
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from pyVim import connect as pyvim_connect
 from pyVim.task import WaitForTask
 from pyVmomi import vim, vmodl
 
+from conformance.tls import pinned_client_context
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.types import ConnectParams, UidCredentials
 from conformance.vsphere.connection import Endpoint, VsphereConnectError, connect
@@ -35,9 +35,7 @@ def normalize_thumbprint(value: str | None) -> str:
 
 def presented_thumbprint(host: str, port: int, length: int = 40) -> str:
     """SHA-1 (or SHA-256 when the expected one is 64 hex digits) of the certificate the server presents."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # compared with the caller's thumbprint, not a CA
+    context = pinned_client_context()  # compared with the caller's thumbprint, not a CA
     with socket.create_connection((host, port), timeout=30) as raw, context.wrap_socket(raw) as tls:
         der = tls.getpeercert(binary_form=True) or b""
     return hashlib.new("sha256" if length == 64 else "sha1", der).hexdigest()
@@ -109,9 +107,7 @@ class ControlSession:
             raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"no datacenter above {ds_path}")
         query = urllib.parse.urlencode({"dcPath": datacenter.name, "dsName": match.group(1)})
         url = f"/folder/{urllib.parse.quote(match.group(2))}?{query}"
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # same server whose thumbprint was taken at login
+        context = pinned_client_context()  # same server whose thumbprint was taken at login
         conn = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=30)
         try:
             conn.request("GET", url, headers={"Cookie": f'vmware_soap_session="{self.cookie}"'})
@@ -126,9 +122,7 @@ class ControlSession:
         return body
 
     def dataplane_ports(self) -> dict[str, Any]:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # same server whose thumbprint was taken at login
+        context = pinned_client_context()  # same server whose thumbprint was taken at login
         conn = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=30)
         try:
             conn.request("GET", "/sim/dataplane", headers={"Cookie": f'vmware_soap_session="{self.cookie}"'})
@@ -142,9 +136,7 @@ class ControlSession:
 
     def set_access(self, vm_moref: str, identity: str, disabled: bool, call: str) -> None:
         """PrepareForAccess / EndAccess: the server's DisableMethods over the vSphere API port (not NFC)."""
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # same server whose thumbprint was taken at login
+        context = pinned_client_context()  # same server whose thumbprint was taken at login
         conn = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=30)
         body = json.dumps({"vm": vm_moref, "identity": identity, "disabled": disabled})
         try:
