@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from conformance.build_facts import behaviour_of
 from conformance.proxy_support import check_proxy
+from conformance.tls import pinned_client_context
 from conformance.versions import VddkBuild, VersionError, VsphereVersion, vddk_supports
 from conformance.vixdisklib.config import (
     AIO_SESSION_LIMIT,
@@ -133,21 +135,39 @@ def preflight(
 # --- a lab target: everything the run needs from the server, checked before the run ---
 
 
+def _reported_proxy_problems(where: str, session: Any, proxy: str, build: str | None) -> list[str]:
+    """Without vms.proxy_os the run takes the proxy's OS from the server: it must report one (else F2 has no
+    proxy OS to test), and the build must support it like a declared one."""
+    from conformance.vsphere.guest_os import reported_guest_os
+
+    reported = reported_guest_os(session.vm(proxy))
+    if not reported:
+        return [
+            f"{where}: vms.proxy_os: not set, and the server reports no guest OS for proxy VM {proxy!r}; the F2 "
+            "tests would find no proxy OS (fix: set vms.proxy_os to the proxy's OS)"
+        ]
+    if build is None:
+        return []
+    try:
+        return [f"{line} (proxy {proxy!r}, as the server reports it)" for line in check_proxy(reported, build)]
+    except VersionError as exc:
+        return [f"VDDK build: {exc}"]
+
+
 def _presented_thumbprint(host: str, port: int, length: int, timeout: float) -> str:
     import hashlib
     import socket
-    import ssl
 
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # only to tell the user what the server presents
+    context = pinned_client_context()  # only to tell the user what the server presents
     with socket.create_connection((host, port), timeout=timeout) as raw, context.wrap_socket(raw) as tls:
         der = tls.getpeercert(binary_form=True) or b""
     digest = hashlib.new("sha1" if length == 40 else "sha256", der).hexdigest().upper()
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
-def _libdir_problems(where: str, libdir: Path) -> list[str]:
+def _libdir_problems(where: str, libdir: Path, build: str | None, transports: tuple[str, ...]) -> list[str]:
+    """The kit must be there, and the library in it must load, initialise as `build` and offer the transports
+    the target uses (loaded in a child process: `native/probe.py`)."""
     if not libdir.is_dir():
         return [f"{where}: vddk.libdir {libdir} is not a folder (fix: point it at the VDDK distribution folder)"]
     found = [p for d in (libdir, libdir / "lib64") for p in sorted(d.glob("libvixDiskLib.so.*")) if d.is_dir()]
@@ -156,7 +176,11 @@ def _libdir_problems(where: str, libdir: Path) -> list[str]:
             f"{where}: vddk.libdir {libdir} holds no libvixDiskLib.so.N (nor lib64/ below it) "
             "(fix: point it at the unpacked vmware-vix-disklib-distrib folder)"
         ]
-    return []
+    if build is None:
+        return [f"{where}: vddk.build is not set: the native library is checked against it (fix: set vddk.build)"]
+    from conformance.vixdisklib.native.probe import library_problems
+
+    return library_problems(where, libdir, build, transports)
 
 
 def target_preflight(path: str | Path, build: str | None = None, timeout: float = 15.0) -> list[str]:
@@ -179,9 +203,9 @@ def target_preflight(path: str | Path, build: str | None = None, timeout: float 
         return [str(exc)]
     where = str(spec.path)
     lines: list[str] = []
-    if spec.backend == "native" and spec.libdir is not None:
-        lines += _libdir_problems(where, spec.libdir)
     vddk_name = spec.build or build
+    if spec.backend == "native" and spec.libdir is not None:
+        lines += _libdir_problems(where, spec.libdir, vddk_name, spec.transports)
     if spec.proxy_os is not None and vddk_name is not None:
         try:
             lines += check_proxy(spec.proxy_os, VddkBuild.parse(vddk_name))
@@ -239,6 +263,8 @@ def target_preflight(path: str | Path, build: str | None = None, timeout: float 
                 lines.append(f"{where}: vms.allow: no VM {vm_name!r} in {spec.datacenter} (fix: correct or remove it)")
         if spec.proxy is not None and spec.proxy not in present:
             lines.append(f"{where}: vms.proxy: no VM {spec.proxy!r} in {spec.datacenter} (fix: name the proxy VM)")
+        elif spec.proxy is not None and spec.proxy_os is None:
+            lines += _reported_proxy_problems(where, session, spec.proxy, vddk_name)
         actual = {name: t for t, names in session.datastores_by_type().items() for name in names}
         for ds_type, names in spec.datastores.items():
             for ds_name in names:

@@ -13,6 +13,7 @@ of any VM leaves), so a shared lab's own snapshots and hot-adds are left alone.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ from conformance.resources import PREFIX
 __all__ = ["Leftover", "SweepError", "find_leftovers", "sweep_command", "sweep_sim_dirs", "sweep_target"]
 
 #: the owner file a simulator writes into a state folder it created (see conformance.sim.instance)
+log = logging.getLogger("conformance.sweep")
 OWNER_FILE = "owner.pid"
 SIM_DIR_PREFIX = "vsphere-sim-"
 #: a `vddk-conformance run`'s own temporary folder (pytest's basetemp inside), named with the run id
@@ -99,10 +101,19 @@ def wait_for_running_tasks(session: Any, grace: float = TASK_GRACE) -> None:
     task running, and a sweep that ran before it ends would miss the clone it makes."""
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        busy = [t for t in session.content.taskManager.recentTask if t.info.state in ("queued", "running")]
-        if not busy:
+        if not any(_in_flight(task) for task in session.content.taskManager.recentTask):
             return
         time.sleep(0.5)
+
+
+def _in_flight(task: Any) -> bool:
+    """Whether a task is queued or running. One the server lists but will not show (purged since the listing, or
+    on an entity this user may not read) runs nothing of ours that the sweep could wait for: not in flight."""
+    try:
+        return task.info.state in ("queued", "running")
+    except vmodl.MethodFault as exc:
+        log.info("sweep: task %s is unreadable (%s); not waiting for it", task, type(exc).__name__)
+        return False
 
 
 def find_leftovers(session: Any, proxies: list[str], allow_vms: set[str], run_id: str | None = None) -> list[Leftover]:

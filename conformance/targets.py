@@ -227,32 +227,55 @@ def _supported_proxy(proxies: dict[str, str], build: str | None) -> str | None:
     return next((vm for _, vm in sorted(supported, key=linux_first)), next(iter(proxies.values()), None))
 
 
-def server_release(endpoint: Endpoint, user: str, password: str, declared: str | None, origin: str) -> str:
-    """The vSphere release the server reports (``content.about``), or the declared one when the server's release
-    agrees (VMC milestones cannot be told apart by version); TargetFileError, one line, otherwise."""
+@dataclass(frozen=True)
+class ServerFacts:
+    """What a target file leaves to the server: its release, and the guest OS of the HotAdd proxy VM."""
+
+    release: str
+    proxy_os: str | None
+
+
+def server_facts(
+    endpoint: Endpoint, user: str, password: str, spec: Any, proxy: str | None, origin: str
+) -> ServerFacts:
+    """The vSphere release the server reports (``content.about``; the declared one is kept when the server's
+    release agrees: VMC milestones cannot be told apart by version) and the guest OS it reports for `proxy`;
+    TargetFileError, one line, when the server cannot be read or the proxy VM is not there."""
     from conformance.target_file import TargetFileError
     from conformance.vsphere.about import ServerVersionError, server_version
-    from conformance.vsphere.connection import PinMismatchError, VsphereConnectError, connect, disconnect
+    from conformance.vsphere.connection import PinMismatchError, VsphereConnectError
+    from conformance.vsphere.guest_os import reported_guest_os
+    from conformance.vsphere.session import InventoryLookupError, VsphereSession
 
     try:
-        si = connect(endpoint, user, password)
+        session = VsphereSession(endpoint, user, password, spec.datacenter)
     except PinMismatchError as exc:
         raise TargetFileError(f"{origin}: server.thumbprint: {exc}") from None
     except (VsphereConnectError, OSError) as exc:
         where = f"{endpoint.host}:{endpoint.port}"
         raise TargetFileError(f"{origin}: server: cannot read the version of {where}: {exc}") from None
     try:
-        return server_version(si.RetrieveContent().about, declared).name
-    except ServerVersionError as exc:
-        raise TargetFileError(f"{origin}: {exc}") from None
+        try:
+            release = server_version(session.content.about, spec.vsphere).name
+        except ServerVersionError as exc:
+            raise TargetFileError(f"{origin}: {exc}") from None
+        if proxy is None:
+            return ServerFacts(release, None)
+        try:
+            reported = reported_guest_os(session.vm(proxy)) or None
+        except InventoryLookupError:
+            raise TargetFileError(
+                f"{origin}: vms.proxy: no VM {proxy!r} in {spec.datacenter} (fix: name the proxy VM)"
+            ) from None
+        return ServerFacts(release, reported)
     finally:
-        disconnect(si)
+        session.close()
 
 
 def file_target(path: str | Path, read_server: bool = True) -> Target:
     """A Target from a target file; reads the passwords (TargetFileError, one line, when one is missing) and,
     unless ``read_server`` is False (parsing alone), the vSphere release from the server itself."""
-    from conformance.target_file import load_target_file
+    from conformance.target_file import TargetFileError, load_target_file
 
     spec = load_target_file(path)
     password = spec.password.read()
@@ -262,12 +285,20 @@ def file_target(path: str | Path, read_server: bool = True) -> Target:
         else GuestCredentials("root", "unused")
     )
     proxy = spec.proxy or spec.harness_vm
-    proxies = {spec.proxy_os or "proxy": proxy} if proxy else {}
     capabilities = set(spec.capabilities) | ({PHYSICAL_PROXY} if spec.physical_proxy else set())
     endpoint = Endpoint(spec.host, spec.port, spec.thumbprint)
     vsphere = spec.vsphere or ""  # not read: only a parsed file, never a guessed release
+    proxy_os = spec.proxy_os
     if read_server:
-        vsphere = server_release(endpoint, spec.user, password, spec.vsphere, str(spec.path))
+        facts = server_facts(endpoint, spec.user, password, spec, proxy, str(spec.path))
+        vsphere = facts.release
+        proxy_os = proxy_os or facts.proxy_os  # declared wins (a generic guest id); else what the server says
+    if proxy and not proxy_os and read_server:
+        raise TargetFileError(
+            f"{spec.path}: vms.proxy_os: the server reports no guest OS for proxy VM {proxy!r} "
+            '(fix: set vms.proxy_os to the proxy\'s OS, for example "Red Hat Enterprise Linux 8.3")'
+        )
+    proxies = {proxy_os or "proxy": proxy} if proxy else {}
     # the simulated library places itself in any proxy VM; VMware's runs where the harness runs (vms.harness_vm)
     default_proxy = spec.proxy if spec.backend == "simulated" else spec.harness_vm
     if spec.backend == "simulated":

@@ -320,3 +320,23 @@ def test_a_run_killed_hard_leaves_folders_that_sweep_removes_and_finished_report
     assert "removed half-written report folder" in result.stdout and "removed run temporary folder" in result.stdout
     assert not (reports / "killed").exists() and (reports / "done" / "summary.json").is_file()
     assert [p.name for p in temp.iterdir()] == [], result.stdout
+
+
+def test_a_task_the_server_will_not_show_does_not_stop_the_sweep() -> None:
+    """A server lists a task in recentTask that reading then refuses (purged since, or not readable by this user):
+    the sweep used to die there with a traceback before removing anything. It goes on and removes the leftover."""
+    from conformance.sim.instance import Simulator
+    from conformance.sweep import sweep_target
+
+    with Simulator() as sim:
+        session = VsphereSession(Endpoint(sim.host, sim.port, sim.thumbprint), sim.user, sim.password, "dc1")
+        try:
+            vm = session.vm("target-vmfs")
+            session.create_snapshot(vm, "vddkc-runU-gw0-backup-1", quiesce=False)
+            unreadable = sim.ctx.task_manager.tasks[-1]  # the snapshot's task: still listed, no longer there
+            sim.ctx.registry.remove(unreadable)
+            assert any(t._moId == unreadable.moid for t in session.content.taskManager.recentTask)
+            removed, failed = sweep_target(session, [], set(), run_id="runU")
+            assert removed == ["removed snapshot vddkc-runU-gw0-backup-1 (of target-vmfs)"] and failed == []
+        finally:
+            session.close()

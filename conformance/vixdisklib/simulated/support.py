@@ -15,13 +15,12 @@ from conformance.proxy_support import find_os, proxy_supported
 from conformance.versions import vddk_supports
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vsphere.about import ServerVersionError, server_version
+from conformance.vsphere.guest_os import reported_guest_os
 
 
 def proxy_guest_os(proxy: Any) -> str:
     """The guest OS text the server reports for the proxy VM (the detailed one while it runs)."""
-    guest = getattr(proxy, "guest", None)
-    text = getattr(guest, "guestFullName", None) if guest is not None else None
-    return str(text or proxy.config.guestFullName or "")
+    return reported_guest_os(proxy)
 
 
 def hotadd_refusal(build: str, proxy: Any) -> str | None:

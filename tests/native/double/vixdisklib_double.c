@@ -510,6 +510,10 @@ static void free_disk(Disk *d) {
 EXPORT VixError VixDiskLib_InitEx(uint32_t major, uint32_t minor, VixDiskLibGenericLogFunc *log,
                                   VixDiskLibGenericLogFunc *warn, VixDiskLibGenericLogFunc *panic,
                                   const char *libDir, const char *configFile) {
+  /* VIXDOUBLE_INIT=abort: a library that takes its process down; VIXDOUBLE_INIT=N: InitEx fails with code N */
+  const char *init = getenv("VIXDOUBLE_INIT");
+  if (init && !strcmp(init, "abort")) abort();
+  if (init && *init) return (VixError)strtoul(init, NULL, 10);
   pthread_mutex_lock(&g_lock);
   if (g_init) { pthread_mutex_unlock(&g_lock); return VIX_E_FAIL; }
   g_init = 1, g_log = log, g_warn = warn, g_panic = panic, g_reads = g_writes = 0, g_tmpdir[0] = 0;
@@ -544,7 +548,11 @@ EXPORT void VixDiskLib_Exit(void) {
   pthread_mutex_unlock(&g_lock);
 }
 
-EXPORT const char *VixDiskLib_ListTransportModes(void) { return "file:san:hotadd:nbd:nbdssl"; }
+/* VIXDOUBLE_MODES: the modes a kit offers (a kit without some transport's plugin) */
+EXPORT const char *VixDiskLib_ListTransportModes(void) {
+  const char *modes = getenv("VIXDOUBLE_MODES");
+  return modes ? modes : "file:san:hotadd:nbd:nbdssl";
+}
 
 EXPORT char *VixDiskLib_GetErrorText(VixError err, const char *locale) {
   char buf[256];
