@@ -58,7 +58,8 @@ def sparse_bytes(sim: Simulator, content: Any, vm: Any) -> int:
     )
     guest.write_disk(1, 7 * 2**30, b"\xa5" * 2**20)
     disk = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)][1]
-    name, rest = disk.backing.fileName[1:].split("] ", 1)
+    backing: Any = disk.backing  # a VirtualDisk's backing is a file backing with a fileName
+    name, rest = backing.fileName[1:].split("] ", 1)
     path = sim.state_dir / "datastores" / name / rest
     return sum(f.stat().st_blocks * 512 for f in path.parent.glob(path.stem + "*"))
 
