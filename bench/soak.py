@@ -50,7 +50,7 @@ class Run:
     process: subprocess.Popen[bytes]
     started: float
     signal_name: str | None = None
-    stopped_in: float | None = None
+    signalled_at: float | None = None
 
 
 @dataclass
@@ -104,22 +104,27 @@ def group_alive(pgid: int) -> bool:
 
 
 def interrupt(run: Run, name: str, figures: Figures) -> None:
+    """Send the signal to the run's whole group and go on (the next run's kill point does not wait for this one)."""
     if run.process.poll() is not None:
         return
-    run.signal_name = name
-    figures.signals[name] += 1
-    t0 = time.monotonic()
     try:
         os.killpg(run.process.pid, SIGNALS[name])
     except ProcessLookupError:
         return
+    run.signal_name = name
+    run.signalled_at = time.monotonic()
+    figures.signals[name] += 1
+
+
+def wait_stopped(run: Run, figures: Figures) -> None:
+    """A signalled run must stop within STOP_GRACE of its signal; one never signalled within 600 s of its start."""
+    since, limit = (run.signalled_at, STOP_GRACE) if run.signalled_at is not None else (run.started, 600.0)
     try:
-        run.process.wait(timeout=STOP_GRACE)
+        run.process.wait(timeout=max(0.1, since + limit - time.monotonic()))
     except subprocess.TimeoutExpired:
-        figures.stuck.append(f"run {run.index}: still running {STOP_GRACE:.0f} s after {name}")
+        figures.stuck.append(f"run {run.index}: still running {limit:.0f} s after {run.signal_name or 'its start'}")
         os.killpg(run.process.pid, signal.SIGKILL)
         run.process.wait()
-    run.stopped_in = time.monotonic() - t0
 
 
 def settle_group(run: Run, figures: Figures) -> None:
@@ -208,6 +213,8 @@ def main() -> int:
     env = {**os.environ, "TMPDIR": str(tmp), "VDDKC_LOCK_DIR": str(lock_dir)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
     figures = Figures()
+    live: list[Run] = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     t0 = time.monotonic()
     try:
         full = calibrate(root, env)
@@ -219,6 +226,7 @@ def main() -> int:
             for _ in range(min(args.batch, args.runs - index) // 2 or 1):
                 first, second = start(index, "1/2", root, env), start(index + 1, "2/2", root, env)
                 batch += [first, second]
+                live[:] = batch
                 pairs.append((first, second))
                 index += 2
             plan = sorted(
@@ -231,12 +239,7 @@ def main() -> int:
                 if name is not None:
                     interrupt(run, name, figures)
             for run in batch:
-                try:
-                    run.process.wait(timeout=600)
-                except subprocess.TimeoutExpired:
-                    figures.stuck.append(f"run {run.index}: still running after 600 s")
-                    os.killpg(run.process.pid, signal.SIGKILL)
-                    run.process.wait()
+                wait_stopped(run, figures)
                 settle_group(run, figures)
                 figures.runs += 1
                 figures.exit_statuses[str(run.process.returncode)] += 1
@@ -256,6 +259,10 @@ def main() -> int:
                 flush=True,
             )
     finally:
+        for run in live:  # the soak itself interrupted: its runs go too, before their folders
+            if run.process.poll() is None:
+                os.killpg(run.process.pid, signal.SIGKILL)
+                run.process.wait()
         figures.seconds = time.monotonic() - t0
         shutil.rmtree(root, ignore_errors=True)
     result = {"seed": seed, **figures.as_dict()}

@@ -311,7 +311,14 @@ def _certify(args: argparse.Namespace) -> int:
 
     try:
         return certify(
-            args.target, Path(args.product), Path(args.out), args.profile, args.vsphere, args.workers, args.reports
+            args.target,
+            Path(args.product),
+            Path(args.out),
+            args.profile,
+            args.vsphere,
+            args.workers,
+            args.reports,
+            run_command=main,
         )
     except CertifyError as exc:
         raise CliError(str(exc)) from exc

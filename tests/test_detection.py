@@ -3,6 +3,7 @@ failed in the probe counts as catching a bug (always-failing and erroring tests,
 
 from __future__ import annotations
 
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -100,8 +101,10 @@ def test_a_plan_row_with_an_existing_mutant_loads_and_one_with_a_missing_class_f
 
 
 def load_plan_text(text: str, tmp: Path | None = None) -> list[Probe]:
-    folder = tmp or Path(__import__("tempfile").mkdtemp())
-    path = folder / "plan.toml"
+    if tmp is None:
+        with tempfile.TemporaryDirectory(prefix="vddkc-plan-") as folder:
+            return load_plan_text(text, Path(folder))
+    path = tmp / "plan.toml"
     path.write_text(text)
     return load_plan(path)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from conformance.certify import CertifyError
@@ -38,9 +39,11 @@ def certify(
     vsphere: str = "7.0U3",
     workers: str = "auto",
     reports: Path | None = None,
+    *,
+    run_command: Callable[[list[str]], int],
 ) -> int:
-    """Run the profile's tests, pack the bundle, print its verdict; 0 = bundle written and passing, 1 = failing."""
-    from conformance.cli import main as cli_main
+    """Run the profile's tests, pack the bundle, print its verdict; 0 = bundle written and passing, 1 = failing.
+    `run_command` runs `vddk-conformance ARGV` (the command line hands in its own entry: no import cycle)."""
     from conformance.resources import new_run_id
 
     if target != "sim" and not Path(target).is_file():
@@ -94,7 +97,7 @@ def certify(
     if product.backup_app:
         argv.insert(1, f"--backup-app={product.backup_app}")
     try:
-        code = cli_main(argv)
+        code = run_command(argv)
         run_dir = reports_dir / run_id
         if not (run_dir / "summary.json").is_file():
             raise CertifyError(f"the certification run wrote no report (exit status {code}); see the output above")

@@ -274,6 +274,9 @@ def verify_bundle(path: Path, profile_path: Path | None = None) -> Verdict:
     if not isinstance(test_map, dict):
         verdict.problems.append(f"{CERTIFICATION}: has no 'tests' map (node id -> test id)")
         test_map = {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in test_map.items()):
+        verdict.problems.append(f"{CERTIFICATION}: 'tests' maps node ids to something other than a test id")
+        test_map = {k: v for k, v in test_map.items() if isinstance(k, str) and isinstance(v, str)}
     tests = verdict.summary.get("tests")
     tests = tests if isinstance(tests, list) else []
     if not all(isinstance(t, dict) and isinstance(t.get("nodeid"), str) for t in tests):

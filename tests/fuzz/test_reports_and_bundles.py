@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import tempfile
 from pathlib import Path
@@ -29,7 +30,12 @@ from tests.fuzz.strategies import NASTY_TEXT, mutated
 from tests.reports.conftest import TESTS_703
 from tests.reports.conftest import write_run as write_report_run
 
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: examples per input kind; a deeper campaign: VDDKC_FUZZ_EXAMPLES=2000 python -m pytest tests/fuzz
+FUZZ = settings(
+    max_examples=int(os.environ.get("VDDKC_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def _summary(folder: Path) -> dict[str, Any]:

@@ -4,6 +4,7 @@ or the input's own one-line error, never another exception (a traceback to the u
 
 from __future__ import annotations
 
+import os
 import tempfile
 import tomllib
 from collections.abc import Callable
@@ -26,7 +27,12 @@ from conformance.vixdisklib.config import ConfigFileError, parse_config
 from tests.fuzz.strategies import damaged_text, mutated, without_none
 from tests.lab.conftest import target_text
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: examples per input kind; a deeper campaign: VDDKC_FUZZ_EXAMPLES=2000 python -m pytest tests/fuzz
+FUZZ = settings(
+    max_examples=int(os.environ.get("VDDKC_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 TARGET = target_text({"host": "vc.example", "port": 443, "thumbprint": ":".join(["AB"] * 20), "user": "u",
                       "vsphere": "7.0U3"})  # fmt: skip
 PRODUCT = {"name": "Acme Backup", "version": "2.10", "vendor": "Acme Corp", "contact": "qa@acme.example"}

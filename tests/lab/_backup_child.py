@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -44,6 +45,7 @@ def main(target_file: str, lock_dir: str, vm_name: str, hold: float, run_id: str
         tracker.teardown()
         lib.exit()
         session.close()
+        shutil.rmtree(work, ignore_errors=True)
     print("done", flush=True)
 
 

@@ -117,7 +117,7 @@ def test_two_runs_backing_up_one_shared_vm_take_turns(tmp_path: Path) -> None:
                     "1.0",
                     f"run{i}",
                 ],
-                env=server.env,
+                env={**server.env, "TMPDIR": str(tmp_path)},  # a child killed hard leaves its folder here
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
