@@ -319,6 +319,20 @@ def _certify(args: argparse.Namespace) -> int:
             args.workers,
             args.reports,
             run_command=main,
+            command_line=args.command_line,
+        )
+    except CertifyError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _conformance_list(args: argparse.Namespace) -> int:
+    """Generate, write or check a profile's conformance list."""
+    from conformance.certify import CertifyError
+    from conformance.certify.list_command import conformance_list
+
+    try:
+        return conformance_list(
+            args.profile, Path(args.suites) if args.suites else _suites_dir(), args.write, args.check
         )
     except CertifyError as exc:
         raise CliError(str(exc)) from exc
@@ -420,6 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--reports", help="keep the run's reports under this folder (default: discarded)")
     cert.set_defaults(handler=_certify)
 
+    listing = commands.add_parser(
+        "conformance-list", help="a certification profile's conformance list, generated from the suites"
+    )
+    listing.add_argument("--profile", help="profile id (default: newest approved)")
+    listing.add_argument("--suites", help="suites folder (default: this checkout's)")
+    mode = listing.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write it to the checked-in file")
+    mode.add_argument("--check", action="store_true", help="exit 1 with a diff when the checked-in file differs")
+    listing.set_defaults(handler=_conformance_list)
+
     verify = commands.add_parser("verify-bundle", help="check a certification bundle and print its verdict")
     verify.add_argument("bundle", help="FILE.tar.gz written by certify")
     verify.add_argument("--profile", help="profile file, for bundles of a profile this harness does not publish")
@@ -454,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.command_line = ["vddk-conformance", *(sys.argv[1:] if argv is None else argv)]  # recorded in bundles
     if extra and getattr(args, "handler", None) is not _run:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

@@ -3,6 +3,10 @@
 A test moves into one of: fixed (failed or known issue → passed), regressed (passed → failed or known
 issue), newly known (→ expected failure), newly not applicable (→ skipped), or other changes. Items are
 summarised the same way from their tests.
+
+Tests are matched by their permanent identity (UUID and case, plugin/identity.py) where both runs recorded one, so
+a test renamed or moved between harness versions is still the same test; by node id otherwise (runs written
+before identities existed). A change names the node id of run B.
 """
 
 from __future__ import annotations
@@ -114,20 +118,30 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
         raise CompareError(str(exc)) from None
 
 
+def test_key(test: dict[str, Any]) -> str:
+    """The permanent key of a test result: "uuid[case]" when the run recorded an identity, else its node id."""
+    uuid, case = test.get("test_uuid"), test.get("test_case") or ""
+    if isinstance(uuid, str) and uuid:
+        return f"{uuid}[{case}]" if case else uuid
+    return str(test["nodeid"])
+
+
 def compare(run_a: Path, run_b: Path) -> Comparison:
     a, b = load_summary(run_a), load_summary(run_b)
-    tests_a = {t["nodeid"]: t for t in a["tests"]}
-    tests_b = {t["nodeid"]: t for t in b["tests"]}
+    tests_a = {test_key(t): t for t in a["tests"]}
+    tests_b = {test_key(t): t for t in b["tests"]}
     result = Comparison(str(run_a), str(run_b))
-    for nodeid in sorted(tests_a.keys() & tests_b.keys()):
-        before, after = tests_a[nodeid]["outcome"], tests_b[nodeid]["outcome"]
+    for key in sorted(tests_a.keys() & tests_b.keys(), key=lambda k: str(tests_b[k]["nodeid"])):
+        before, after = tests_a[key]["outcome"], tests_b[key]["outcome"]
         kind = classify(before, after)
         if kind != "same":
-            item = tests_b[nodeid].get("release_note") or tests_a[nodeid].get("release_note")
-            result.changes.append(Change(nodeid, item, before, after, kind))
-    result.only_in_a = sorted(tests_a.keys() - tests_b.keys())
-    result.only_in_b = sorted(tests_b.keys() - tests_a.keys())
-    for nodeid in (*result.only_in_a, *result.only_in_b):
-        test = tests_a.get(nodeid) or tests_b[nodeid]
-        result.missing_items[nodeid] = test.get("release_note")
+            item = tests_b[key].get("release_note") or tests_a[key].get("release_note")
+            result.changes.append(Change(str(tests_b[key]["nodeid"]), item, before, after, kind))
+    result.only_in_a = sorted(str(tests_a[k]["nodeid"]) for k in tests_a.keys() - tests_b.keys())
+    result.only_in_b = sorted(str(tests_b[k]["nodeid"]) for k in tests_b.keys() - tests_a.keys())
+    for test in (
+        *(tests_a[k] for k in tests_a.keys() - tests_b.keys()),
+        *(tests_b[k] for k in tests_b.keys() - tests_a.keys()),
+    ):
+        result.missing_items[str(test["nodeid"])] = test.get("release_note")
     return result

@@ -72,7 +72,12 @@ def open_disk(vixdisklib_factory: Callable[..., VixDiskLib], vddk_target: Target
 
 
 @pytest.mark.release_note("C1")
-@pytest.mark.test_id("C1-001")
+@pytest.mark.test_id(
+    "C1-001",
+    uuid="37347200-6f60-42ff-a03a-c95a7d07e13c",
+    since="vddk-7.0.3-v1",
+    description="Reference backup queries allocated blocks on the opening thread",
+)
 @pytest.mark.sequence("backup")
 def test_reference_backup_queries_allocated_blocks_on_the_opening_thread(
     sequence: SequenceContext, backup_app: BackupApplication, fresh_vm: Callable[..., str]
@@ -82,7 +87,12 @@ def test_reference_backup_queries_allocated_blocks_on_the_opening_thread(
 
 
 @pytest.mark.release_note("C1")
-@pytest.mark.test_id("C1-002")
+@pytest.mark.test_id(
+    "C1-002",
+    uuid="b25777a4-a0be-45e4-a757-9bf9484883cb",
+    since="vddk-7.0.3-v1",
+    description="Checker reports disk calls off the opening thread as c1",
+)
 @pytest.mark.parametrize(
     ("worker_call", "rules"),
     [
@@ -111,7 +121,12 @@ def test_checker_reports_disk_calls_off_the_opening_thread_as_c1(
 
 
 @pytest.mark.release_note("R1", platform="windows")
-@pytest.mark.test_id("R1-001")
+@pytest.mark.test_id(
+    "R1-001",
+    uuid="f8482d62-a542-4bb3-9586-c7a6688732a0",
+    since="vddk-7.0.3-v1",
+    description="Reference backup creates its threads after init ex",
+)
 @pytest.mark.sequence("backup")
 def test_reference_backup_creates_its_threads_after_init_ex(
     sequence: SequenceContext, backup_app: BackupApplication, fresh_vm: Callable[..., str]
@@ -121,7 +136,12 @@ def test_reference_backup_creates_its_threads_after_init_ex(
 
 
 @pytest.mark.release_note("R1", platform="windows")
-@pytest.mark.test_id("R1-002")
+@pytest.mark.test_id(
+    "R1-002",
+    uuid="63967c28-d035-436f-aac9-4ff777036228",
+    since="vddk-7.0.3-v1",
+    description="Checker reports a thread created before init ex as r1",
+)
 @pytest.mark.parametrize(
     ("created", "rules"),
     [

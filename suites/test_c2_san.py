@@ -73,7 +73,12 @@ def san_disk(vddk_target: Target, snapshot_disks: Callable[[str], SnapshotDisk],
     return snapshot_disks(datastore_type)
 
 
-@pytest.mark.test_id("C2-001")
+@pytest.mark.test_id(
+    "C2-001",
+    uuid="5437e4a8-3487-4b09-bea0-1524f72725a6",
+    since="vddk-7.0.3-v1",
+    description="San alone fails at open with a clear error where san cannot reach",
+)
 @pytest.mark.parametrize("datastore_type", cells(("vsan", "VVOL", "NFS")))
 def test_san_alone_fails_at_open_with_a_clear_error_where_san_cannot_reach(
     vixdisklib: VixDiskLib, san_disk: SnapshotDisk, datastore_type: str
@@ -91,7 +96,12 @@ def test_san_alone_fails_at_open_with_a_clear_error_where_san_cannot_reach(
     assert "SAN" in text and datastore_type in text  # the message names the refused transport and the datastore
 
 
-@pytest.mark.test_id("C2-002")
+@pytest.mark.test_id(
+    "C2-002",
+    uuid="19abea10-b911-45b2-a31a-4100373d81a1",
+    since="vddk-7.0.3-v1",
+    description="San then nbdssl falls back to nbdssl and reads",
+)
 @pytest.mark.parametrize("datastore_type", cells(("vsan", "VVOL", "NFS")))
 def test_san_then_nbdssl_falls_back_to_nbdssl_and_reads(
     vixdisklib: VixDiskLib, san_disk: SnapshotDisk, datastore_type: str
@@ -107,7 +117,12 @@ def test_san_then_nbdssl_falls_back_to_nbdssl_and_reads(
         vixdisklib.read(disk, 0, 8)
 
 
-@pytest.mark.test_id("C2-003")
+@pytest.mark.test_id(
+    "C2-003",
+    uuid="4bee171b-bffe-4ed1-8417-1ce58c44f047",
+    since="vddk-7.0.3-v1",
+    description="San works on vmfs",
+)
 @pytest.mark.parametrize("modes", ["san", "san:nbdssl"])
 @pytest.mark.parametrize("datastore_type", cells(("VMFS",)))
 def test_san_works_on_vmfs(vixdisklib: VixDiskLib, san_disk: SnapshotDisk, datastore_type: str, modes: str) -> None:

@@ -138,12 +138,22 @@ def close_parent(attached: Attached) -> None:
         raise
 
 
-@pytest.mark.test_id("C3-001")
+@pytest.mark.test_id(
+    "C3-001",
+    uuid="ad4a5f19-db14-40ba-804d-501af553d396",
+    since="vddk-7.0.3-v1",
+    description="Closing the parent after attach is harmless",
+)
 def test_closing_the_parent_after_attach_is_harmless(attached: Attached) -> None:
     close_parent(attached)
 
 
-@pytest.mark.test_id("C3-002")
+@pytest.mark.test_id(
+    "C3-002",
+    uuid="03478f39-45f9-4b08-b28d-d00868829236",
+    since="vddk-7.0.3-v1",
+    description="Reads through the child see the chain after the parent is closed",
+)
 @pytest.mark.parametrize("region", list(THROUGH_CHILD))
 def test_reads_through_the_child_see_the_chain_after_the_parent_is_closed(attached: Attached, region: str) -> None:
     offset, data = THROUGH_CHILD[region]
@@ -151,7 +161,12 @@ def test_reads_through_the_child_see_the_chain_after_the_parent_is_closed(attach
     assert attached.lib.read(attached.child, offset // SECTOR_SIZE, len(data) // SECTOR_SIZE) == data
 
 
-@pytest.mark.test_id("C3-003")
+@pytest.mark.test_id(
+    "C3-003",
+    uuid="493fd79b-bae3-45e6-bdc6-522507fe63dd",
+    since="vddk-7.0.3-v1",
+    description="Closing the child releases both handles",
+)
 @pytest.mark.parametrize("released", ["parent", "child"])
 def test_closing_the_child_releases_both_handles(attached: Attached, chain: tuple[Path, Path], released: str) -> None:
     """Closing the child gives both files back: each opens again for writing (a handle still holding it would

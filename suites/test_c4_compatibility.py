@@ -45,7 +45,12 @@ def run_pair_supported(vddk_settings: RunSettings) -> None:
         pytest.skip(f"the preflight refuses the run's pair, so it is not run: {lines[0]}")
 
 
-@pytest.mark.test_id("C4-002")
+@pytest.mark.test_id(
+    "C4-002",
+    uuid="e9c2a30a-b5c8-47a6-9ddb-5b0ca0335753",
+    since="vddk-7.0.3-v1",
+    description="A supported pair backs up and restores",
+)
 @pytest.mark.sequence("restore")
 @pytest.mark.parametrize("transport", ["nbdssl", "hotadd"])
 def test_a_supported_pair_backs_up_and_restores(

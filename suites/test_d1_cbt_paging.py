@@ -46,7 +46,12 @@ def data_disk(backup: Backup) -> int:
     return sorted(backup.disks, key=lambda d: d.key)[DATA_DISK].key
 
 
-@pytest.mark.test_id("D1-001")
+@pytest.mark.test_id(
+    "D1-001",
+    uuid="4f4a6a44-0897-4ea0-bfa7-ee53485b1e1c",
+    since="vddk-7.0.3-v2",
+    description="Incremental past one changed areas page backs up and restores byte equal",
+)
 @pytest.mark.sequence("backup")
 def test_incremental_past_one_changed_areas_page_backs_up_and_restores_byte_equal(
     sequence: SequenceContext,

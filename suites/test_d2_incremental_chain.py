@@ -91,7 +91,12 @@ def data_disk(backup: Backup) -> int:
     return sorted(backup.disks, key=lambda d: d.key)[DATA_DISK].key
 
 
-@pytest.mark.test_id("D2-001")
+@pytest.mark.test_id(
+    "D2-001",
+    uuid="ff265b15-767b-4971-ae00-80e5fb4f1a68",
+    since="vddk-7.0.3-v2",
+    description="Every point of an incremental chain restores to the source at that point",
+)
 @pytest.mark.sequence("restore")
 def test_every_point_of_an_incremental_chain_restores_to_the_source_at_that_point(
     sequence: SequenceContext,

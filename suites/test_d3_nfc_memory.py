@@ -204,7 +204,12 @@ def probe(
     return outcomes
 
 
-@pytest.mark.test_id("D3-001")
+@pytest.mark.test_id(
+    "D3-001",
+    uuid="b21f4c46-9992-4d90-8609-7fd106f41e0e",
+    since="vddk-7.0.3-v2",
+    description="Probe parallel sessions and request sizes fail only as documented",
+)
 def test_probe_parallel_sessions_and_request_sizes_fail_only_as_documented(
     request: pytest.FixtureRequest,
     sequence: SequenceContext,
@@ -225,7 +230,12 @@ def test_probe_parallel_sessions_and_request_sizes_fail_only_as_documented(
     assert any(o.ok for o in outcomes), text  # the smallest setting reads at all
 
 
-@pytest.mark.test_id("D3-002")
+@pytest.mark.test_id(
+    "D3-002",
+    uuid="f0f78a84-6362-4bd4-b386-1b77ea17a5ac",
+    since="vddk-7.0.3-v2",
+    description="A request over the lowered host budget is refused with the documented text",
+)
 def test_a_request_over_the_lowered_host_budget_is_refused_with_the_documented_text(
     nfc_budget: Callable[[str, int], None],
     sequence: SequenceContext,
@@ -262,7 +272,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(("nfc_transport", "data_disks"), cases, ids=[f"{t}-{n}disks" for t, n in cases])
 
 
-@pytest.mark.test_id("D3-003")
+@pytest.mark.test_id(
+    "D3-003",
+    uuid="58973583-5db4-488b-9f95-e64913e68ff1",
+    since="vddk-7.0.3-v2",
+    description="Backup of several disks at once stays inside a lowered budget or recovers",
+)
 @pytest.mark.sequence("backup")
 def test_backup_of_several_disks_at_once_stays_inside_a_lowered_budget_or_recovers(
     nfc_budget: Callable[[str, int], None],

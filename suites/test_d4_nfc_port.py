@@ -20,7 +20,12 @@ from conformance.vsphere.session import VsphereSession, disks_of
 pytestmark = [pytest.mark.release_note("D4"), pytest.mark.sequence("backup")]
 
 
-@pytest.mark.test_id("D4-001")
+@pytest.mark.test_id(
+    "D4-001",
+    uuid="91d178e3-af6b-4db2-848a-1b41953eed47",
+    since="vddk-7.0.3-v2",
+    description="The data plane is reachable where login and metadata work",
+)
 def test_the_data_plane_is_reachable_where_login_and_metadata_work(
     vsphere: VsphereSession, vixdisklib: VixDiskLib, vddk_target: Target, resources: ResourceTracker
 ) -> None:

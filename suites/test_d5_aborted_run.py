@@ -45,7 +45,12 @@ def _sweep(sequence: SequenceContext, run_id: str) -> tuple[list[str], list[str]
     return sweep_target(sequence.vsphere, proxies, set(target.allow_vms), run_id=run_id)
 
 
-@pytest.mark.test_id("D5-001")
+@pytest.mark.test_id(
+    "D5-001",
+    uuid="f144af5c-0b78-471a-af6c-c0060f3f0f6e",
+    since="vddk-7.0.3-v2",
+    description="A killed hotadd backup blocks the retry until the sweep clears it",
+)
 def test_a_killed_hotadd_backup_blocks_the_retry_until_the_sweep_clears_it(
     sequence: SequenceContext,
     backup_app: BackupApplication,

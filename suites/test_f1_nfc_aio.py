@@ -87,7 +87,12 @@ def open_and_read(lib: VixDiskLib, disk: SnapshotDisk, transport: str, num_bytes
         return lib.read(handle, 0, num_bytes // SECTOR_SIZE)
 
 
-@pytest.mark.test_id("F1-001")
+@pytest.mark.test_id(
+    "F1-001",
+    uuid="02086a75-1da8-476f-bc27-180cfacdee26",
+    since="vddk-7.0.3-v1",
+    description="A session of at most 16 mib opens and reads",
+)
 @pytest.mark.parametrize("transport", NFC_TRANSPORTS)
 @pytest.mark.parametrize("case", WITHIN_LIMIT, ids=case_id)
 def test_a_session_of_at_most_16_mib_opens_and_reads(
@@ -100,7 +105,12 @@ def test_a_session_of_at_most_16_mib_opens_and_reads(
     assert len(open_and_read(lib, snapshot_disk, transport, MiB)) == MiB
 
 
-@pytest.mark.test_id("F1-002")
+@pytest.mark.test_id(
+    "F1-002",
+    uuid="6f4b9579-4456-4275-9633-551fe4f71f0c",
+    since="vddk-7.0.3-v1",
+    description="A session over 16 mib fails at open",
+)
 @pytest.mark.parametrize("transport", NFC_TRANSPORTS)
 @pytest.mark.parametrize("case", OVER_LIMIT, ids=case_id)
 def test_a_session_over_16_mib_fails_at_open(
@@ -133,7 +143,12 @@ def throughput(
     return THROUGHPUT_BYTES / 1e6 / seconds
 
 
-@pytest.mark.test_id("F1-004")
+@pytest.mark.test_id(
+    "F1-004",
+    uuid="ba0eac93-0685-4e80-a6c6-e349838c7584",
+    since="vddk-7.0.3-v1",
+    description="Tuned buffers read several times as fast as the defaults under latency",
+)
 @pytest.mark.parametrize("transport", NFC_TRANSPORTS)
 def test_tuned_buffers_read_several_times_as_fast_as_the_defaults_under_latency(
     request: pytest.FixtureRequest,

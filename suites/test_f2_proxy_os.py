@@ -56,7 +56,12 @@ def through_proxy(
     return dataclasses.replace(sequence, lib=vixdisklib_factory(proxy_vm=proxy.vm), proxy_vm=proxy.vm)
 
 
-@pytest.mark.test_id("F2-001")
+@pytest.mark.test_id(
+    "F2-001",
+    uuid="d5e98d10-47d5-4a4e-9f42-d3e7c953f1d6",
+    since="vddk-7.0.3-v1",
+    description="Hotadd backup through the new proxy os holds what the guest wrote",
+)
 @pytest.mark.sequence("backup")
 def test_hotadd_backup_through_the_new_proxy_os_holds_what_the_guest_wrote(
     through_proxy: SequenceContext,

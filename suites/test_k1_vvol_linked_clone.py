@@ -103,9 +103,34 @@ def back_up_keeping_the_proxy_valid(
     assert used == {transport}
 
 
-REPRODUCER = [pytest.mark.release_note("K1"), pytest.mark.test_id("K1-001")]
-OTHER_TRANSPORT = [pytest.mark.release_note("K1", workaround="non-hotadd-transport"), pytest.mark.test_id("K1-003")]
-ON_VMFS = [pytest.mark.release_note("K1", control="vmfs-datastore"), pytest.mark.test_id("K1-004")]
+LINKED_CLONE = "Backing up a linked clone of a linked clone keeps the proxy valid"
+REPRODUCER = [
+    pytest.mark.release_note("K1"),
+    pytest.mark.test_id(
+        "K1-001",
+        uuid="26a64d56-aa1a-4217-a269-feba4d6d86bb",
+        since="vddk-7.0.3-v1",
+        description=f"{LINKED_CLONE} (vVol, HotAdd)",
+    ),
+]
+OTHER_TRANSPORT = [
+    pytest.mark.release_note("K1", workaround="non-hotadd-transport"),
+    pytest.mark.test_id(
+        "K1-003",
+        uuid="24d136df-5924-4440-8242-a302a4509603",
+        since="vddk-7.0.3-v1",
+        description=f"{LINKED_CLONE} (vVol, NBD and NBDSSL)",
+    ),
+]
+ON_VMFS = [
+    pytest.mark.release_note("K1", control="vmfs-datastore"),
+    pytest.mark.test_id(
+        "K1-004",
+        uuid="ef7d12ba-ad56-464f-a662-07ba2297abe7",
+        since="vddk-7.0.3-v1",
+        description=f"{LINKED_CLONE} (VMFS, HotAdd)",
+    ),
+]
 
 
 @pytest.mark.parametrize(
@@ -130,7 +155,12 @@ def test_backing_up_a_linked_clone_of_a_linked_clone_keeps_the_proxy_valid(
 
 
 @pytest.mark.release_note("K1", workaround="full-clone-source")
-@pytest.mark.test_id("K1-002")
+@pytest.mark.test_id(
+    "K1-002",
+    uuid="926ecc43-a904-4445-a8bc-3fa6deacc576",
+    since="vddk-7.0.3-v1",
+    description="A linked clone of a full clone on vvol backs up with hotadd",
+)
 def test_a_linked_clone_of_a_full_clone_on_vvol_backs_up_with_hotadd(
     sequence: SequenceContext,
     backup_app: BackupApplication,

@@ -94,7 +94,12 @@ def crash(
 
 
 @pytest.mark.release_note("K2")
-@pytest.mark.test_id("K2-001")
+@pytest.mark.test_id(
+    "K2-001",
+    uuid="9364aa93-52d9-46e8-a98e-bc6df849e41a",
+    since="vddk-7.0.3-v1",
+    description="Cleanup in a new process with the default tmp directory finds the killed backup",
+)
 def test_cleanup_in_a_new_process_with_the_default_tmp_directory_finds_the_killed_backup(
     crash: Callable[[bool], Crash],
 ) -> None:
@@ -106,7 +111,12 @@ def test_cleanup_in_a_new_process_with_the_default_tmp_directory_finds_the_kille
 
 
 @pytest.mark.release_note("K2", workaround="tmpdirectory-set")
-@pytest.mark.test_id("K2-002")
+@pytest.mark.test_id(
+    "K2-002",
+    uuid="df0aff3e-ec3d-46bd-951c-4214277e364e",
+    since="vddk-7.0.3-v1",
+    description="Cleanup with tmp directory set removes the killed backups leftovers",
+)
 @pytest.mark.parametrize("cleaner", ["new-process", "new-library"])
 def test_cleanup_with_tmp_directory_set_removes_the_killed_backups_leftovers(
     crash: Callable[[bool], Crash],
@@ -126,7 +136,12 @@ def test_cleanup_with_tmp_directory_set_removes_the_killed_backups_leftovers(
 
 
 @pytest.mark.release_note("K2", workaround="tmpdirectory-set")
-@pytest.mark.test_id("K2-003")
+@pytest.mark.test_id(
+    "K2-003",
+    uuid="e981433d-bd51-4a29-8146-38eab0760a48",
+    since="vddk-7.0.3-v1",
+    description="Cleanup with tmp directory set leaves no hot added disk on the proxy",
+)
 def test_cleanup_with_tmp_directory_set_leaves_no_hot_added_disk_on_the_proxy(
     crash: Callable[[bool], Crash],
 ) -> None:

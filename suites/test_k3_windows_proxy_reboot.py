@@ -67,7 +67,12 @@ def upgraded_library(
 
 
 @pytest.mark.release_note("K3", platform="windows")
-@pytest.mark.test_id("K3-001")
+@pytest.mark.test_id(
+    "K3-001",
+    uuid="e57f2804-b939-43b9-b0f6-a57631d4bb68",
+    since="vddk-7.0.3-v2",
+    description="Hotadd backup through a windows server 2019 proxy flags no reboot",
+)
 def test_hotadd_backup_through_a_windows_server_2019_proxy_flags_no_reboot(
     sequence: SequenceContext,
     backup_app: BackupApplication,
@@ -88,7 +93,12 @@ def test_hotadd_backup_through_a_windows_server_2019_proxy_flags_no_reboot(
 
 
 @pytest.mark.release_note("K3", workaround="upgrade-to-7.0", platform="windows")
-@pytest.mark.test_id("K3-002")
+@pytest.mark.test_id(
+    "K3-002",
+    uuid="b30a2aa4-bfb4-4870-b965-8d800ce5b1c6",
+    since="vddk-7.0.3-v2",
+    description="Vddk 7 0 backs up through the windows proxy without a reboot flag",
+)
 def test_vddk_7_0_backs_up_through_the_windows_proxy_without_a_reboot_flag(
     sequence: SequenceContext,
     backup_app: BackupApplication,

@@ -71,7 +71,12 @@ def proxy_off_vsan(sequence: SequenceContext, vsphere: VsphereSession, vddk_targ
 
 
 @pytest.mark.release_note("K4")
-@pytest.mark.test_id("K4-001")
+@pytest.mark.test_id(
+    "K4-001",
+    uuid="cf9d0deb-0c08-46cf-91ba-5256562d723a",
+    since="vddk-7.0.3-v1",
+    description="Hotadd backs up a vsan vm from a proxy outside vsan",
+)
 @pytest.mark.parametrize("transports", ["hotadd", "hotadd:nbdssl"])
 def test_hotadd_backs_up_a_vsan_vm_from_a_proxy_outside_vsan(
     sequence: SequenceContext, backup_app: BackupApplication, vsan_vm: str, proxy_off_vsan: str, transports: str
@@ -112,7 +117,12 @@ def hotadd_symptom(opens: list[CallRecord], raised: Exception | None) -> None:
 
 
 @pytest.mark.release_note("K4", workaround="proxy-on-vsan")
-@pytest.mark.test_id("K4-002")
+@pytest.mark.test_id(
+    "K4-002",
+    uuid="65244045-8e9e-4f59-913c-4cabe1b47855",
+    since="vddk-7.0.3-v1",
+    description="Hotadd works once the proxy is moved to vsan",
+)
 def test_hotadd_works_once_the_proxy_is_moved_to_vsan(
     sequence: SequenceContext,
     backup_app: BackupApplication,
@@ -128,7 +138,12 @@ def test_hotadd_works_once_the_proxy_is_moved_to_vsan(
 
 
 @pytest.mark.release_note("K4", workaround="proxy-on-vsan")
-@pytest.mark.test_id("K4-003")
+@pytest.mark.test_id(
+    "K4-003",
+    uuid="c83983f2-a3d1-4e39-96ed-13c40bd0ad1e",
+    since="vddk-7.0.3-v1",
+    description="The moved proxy returns to its datastore",
+)
 def test_the_moved_proxy_returns_to_its_datastore(
     sequence: SequenceContext, vsphere: VsphereSession, vddk_target: Target, proxy_off_vsan: str
 ) -> None:

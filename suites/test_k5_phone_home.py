@@ -40,7 +40,12 @@ def recorded_clients(target: Target) -> list[dict[str, Any]]:
     return clients
 
 
-@pytest.mark.test_id("K5-003")
+@pytest.mark.test_id(
+    "K5-003",
+    uuid="8c2b2c41-e148-41d0-bf74-fbe517b7319f",
+    since="vddk-7.0.3-v1",
+    description="Server records the vendor name it received",
+)
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
@@ -76,7 +81,12 @@ def clients_of_one_read(lib: VixDiskLib, target: Target, vsphere: VsphereSession
 
 
 @pytest.mark.release_note("K5")
-@pytest.mark.test_id("K5-004")
+@pytest.mark.test_id(
+    "K5-004",
+    uuid="ce3337c0-0b80-43ac-9e20-fb0c18ec694f",
+    since="vddk-7.0.3-v2",
+    description="Enable phone home reaches the server",
+)
 def test_enable_phone_home_reaches_the_server(
     vixdisklib_factory: Callable[..., VixDiskLib], vddk_target: Target, vsphere: VsphereSession
 ) -> None:

@@ -69,10 +69,30 @@ def hotadd_backup(
 @pytest.mark.parametrize(
     "no_nfc_session",
     [
-        pytest.param(1, marks=[pytest.mark.release_note("K6"), pytest.mark.test_id("K6-004")], id="NoNfcSession=1"),
+        pytest.param(
+            1,
+            marks=[
+                pytest.mark.release_note("K6"),
+                pytest.mark.test_id(
+                    "K6-004",
+                    uuid="21f52170-3443-4c27-9c52-1d7356f42217",
+                    since="vddk-7.0.3-v2",
+                    description="HotAdd opens a disk with special characters (NoNfcSession=1)",
+                ),
+            ],
+            id="NoNfcSession=1",
+        ),
         pytest.param(
             0,
-            marks=[pytest.mark.release_note("K6", workaround="nonfcsession-0"), pytest.mark.test_id("K6-005")],
+            marks=[
+                pytest.mark.release_note("K6", workaround="nonfcsession-0"),
+                pytest.mark.test_id(
+                    "K6-005",
+                    uuid="dbc764ba-318a-42f3-ad99-c8121422d818",
+                    since="vddk-7.0.3-v2",
+                    description="HotAdd opens a disk with special characters (NoNfcSession=0, the workaround)",
+                ),
+            ],
             id="NoNfcSession=0",
         ),
     ],

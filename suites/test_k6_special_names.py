@@ -65,7 +65,12 @@ def folder(vddk_target: Target, vsphere: VsphereSession, resources: ResourceTrac
     return Folder(files, datastore, path)
 
 
-@pytest.mark.test_id("K6-001")
+@pytest.mark.test_id(
+    "K6-001",
+    uuid="ddc23772-2545-4cc1-a3a0-bce406c84fea",
+    since="vddk-7.0.3-v1",
+    description="A file with special characters downloads as uploaded",
+)
 @pytest.mark.parametrize("name", NAMES)
 def test_a_file_with_special_characters_downloads_as_uploaded(folder: Folder, name: str) -> None:
     path = f"{folder.path}/{name}"
@@ -73,7 +78,12 @@ def test_a_file_with_special_characters_downloads_as_uploaded(folder: Folder, na
     assert folder.files.download(folder.datastore, path) == content_for(name)
 
 
-@pytest.mark.test_id("K6-002")
+@pytest.mark.test_id(
+    "K6-002",
+    uuid="7631e569-7a11-4cf2-9bf9-41ca5c5c4302",
+    since="vddk-7.0.3-v1",
+    description="A file in a folder with special characters downloads",
+)
 @pytest.mark.parametrize("name", NAMES[:3] + NAMES[-1:])
 def test_a_file_in_a_folder_with_special_characters_downloads(folder: Folder, name: str) -> None:
     path = f"{folder.path}/{FOLDER_SPECIAL}/{name}"
@@ -81,7 +91,12 @@ def test_a_file_in_a_folder_with_special_characters_downloads(folder: Folder, na
     assert folder.files.download(folder.datastore, path) == content_for(name)
 
 
-@pytest.mark.test_id("K6-003")
+@pytest.mark.test_id(
+    "K6-003",
+    uuid="fcd5367b-569d-4629-901d-bd5f9f05867f",
+    since="vddk-7.0.3-v1",
+    description="Names that differ only in encoding download their own file",
+)
 @pytest.mark.parametrize(("name", "lookalike"), LOOKALIKES)
 def test_names_that_differ_only_in_encoding_download_their_own_file(folder: Folder, name: str, lookalike: str) -> None:
     for each in (lookalike, name):

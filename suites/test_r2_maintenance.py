@@ -204,13 +204,23 @@ def exit_maintenance_later(host: Any, delay: float) -> threading.Thread:
     return thread
 
 
-@pytest.mark.test_id("R2-001")
+@pytest.mark.test_id(
+    "R2-001",
+    uuid="761a7c9f-189f-4490-bbfe-eaa60b3c479a",
+    since="vddk-7.0.3-v1",
+    description="Closing disks while the host enters maintenance releases them",
+)
 def test_closing_disks_while_the_host_enters_maintenance_releases_them(interrupted: Interrupted) -> None:
     released(interrupted)
     assert interrupted.hot_added_at_start  # the disks were hot-added when EMM started
 
 
-@pytest.mark.test_id("R2-002")
+@pytest.mark.test_id(
+    "R2-002",
+    uuid="53babe5a-afda-444c-ad34-63a8f0ee7cd1",
+    since="vddk-7.0.3-v1",
+    description="Cleanup after emm deletes every snapshot disk once the host allows it",
+)
 def test_cleanup_after_emm_deletes_every_snapshot_disk_once_the_host_allows_it(
     interrupted: Interrupted, backup_app: BackupApplication, vsphere: VsphereSession, source_vm: str
 ) -> None:
@@ -226,7 +236,12 @@ def test_cleanup_after_emm_deletes_every_snapshot_disk_once_the_host_allows_it(
     assert foreign_disks(vsphere, interrupted.context.proxy_vm or "") == []
 
 
-@pytest.mark.test_id("R2-003")
+@pytest.mark.test_id(
+    "R2-003",
+    uuid="3b11d96c-e211-4a1d-8841-c77cc374a9ce",
+    since="vddk-7.0.3-v1",
+    description="A backup started while the host signals emm waits and runs after it exits",
+)
 @pytest.mark.parametrize("interrupted", [False], ids=["host-must-exit"], indirect=True)
 def test_a_backup_started_while_the_host_signals_emm_waits_and_runs_after_it_exits(
     interrupted: Interrupted,

@@ -87,7 +87,12 @@ def mntapi(vixdisklib: VixDiskLib, vddk_config_file: Path, sequence: SequenceCon
     mnt.exit()
 
 
-@pytest.mark.test_id("R3-001")
+@pytest.mark.test_id(
+    "R3-001",
+    uuid="e34797fe-f2a8-4531-bff6-eaa0931fcbf3",
+    since="vddk-7.0.3-v2",
+    description="Fcd volume mounts after a hotadd backup and the known file reads back",
+)
 @pytest.mark.parametrize("mount_transport", ["nbdssl", "hotadd:nbdssl"])
 def test_fcd_volume_mounts_after_a_hotadd_backup_and_the_known_file_reads_back(
     sequence: SequenceContext,

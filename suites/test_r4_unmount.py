@@ -93,19 +93,34 @@ def could_not_unmount(outcome: CleanupOutcome) -> None:
         symptom("R4", "Cleanup failed with 'Could not unmount'", observed=outcome.error)
 
 
-@pytest.mark.test_id("R4-001")
+@pytest.mark.test_id(
+    "R4-001",
+    uuid="afa1da5e-8fb6-4a80-a9f1-74e245e69499",
+    since="vddk-7.0.3-v1",
+    description="Cleanup raises no could not unmount error",
+)
 def test_cleanup_raises_no_could_not_unmount_error(cleanup_outcome: CleanupOutcome) -> None:
     could_not_unmount(cleanup_outcome)
     assert cleanup_outcome.error == ""
 
 
-@pytest.mark.test_id("R4-002")
+@pytest.mark.test_id(
+    "R4-002",
+    uuid="0adf9e1f-1089-4fb8-8e62-3204b7a3238e",
+    since="vddk-7.0.3-v1",
+    description="Cleanup reports nothing remaining",
+)
 def test_cleanup_reports_nothing_remaining(cleanup_outcome: CleanupOutcome) -> None:
     could_not_unmount(cleanup_outcome)
     assert cleanup_outcome.remaining == 0
 
 
-@pytest.mark.test_id("R4-003")
+@pytest.mark.test_id(
+    "R4-003",
+    uuid="d21d77fb-c76f-4d05-aff3-6025c4b6f01b",
+    since="vddk-7.0.3-v1",
+    description="Nothing is left in tmp directory after cleanup",
+)
 def test_nothing_is_left_in_tmp_directory_after_cleanup(cleanup_outcome: CleanupOutcome) -> None:
     left = leftovers(cleanup_outcome.tmp_directory)
     if left:

@@ -120,7 +120,12 @@ def unknown_error(error: VixError) -> None:
         )
 
 
-@pytest.mark.test_id("R5-001")
+@pytest.mark.test_id(
+    "R5-001",
+    uuid="3d0e35c3-f546-4314-8f65-0bcc54d63a5d",
+    since="vddk-7.0.3-v1",
+    description="Write on a full datastore fails with vix e disk full",
+)
 @pytest.mark.sequence("restore")
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_write_on_a_full_datastore_fails_with_vix_e_disk_full(full_write: FullWrite, transport: str) -> None:
@@ -129,7 +134,12 @@ def test_write_on_a_full_datastore_fails_with_vix_e_disk_full(full_write: FullWr
     assert (error.code, error.call) == (VixCode.DISK_FULL, "VixDiskLib_Write")
 
 
-@pytest.mark.test_id("R5-002")
+@pytest.mark.test_id(
+    "R5-002",
+    uuid="474352b4-dea2-426a-969e-070a9dc1c496",
+    since="vddk-7.0.3-v1",
+    description="The disk full error says so",
+)
 @pytest.mark.sequence("restore")
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_the_disk_full_error_says_so(full_write: FullWrite, transport: str) -> None:
@@ -140,7 +150,12 @@ def test_the_disk_full_error_says_so(full_write: FullWrite, transport: str) -> N
     assert error.text != "Unknown error" and ("full" in error.text.lower() or "space" in error.text.lower())
 
 
-@pytest.mark.test_id("R5-003")
+@pytest.mark.test_id(
+    "R5-003",
+    uuid="2cd93709-6369-4220-bed1-774f1161895e",
+    since="vddk-7.0.3-v1",
+    description="Data written before the disk full failure is intact",
+)
 @pytest.mark.sequence("restore")
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_data_written_before_the_disk_full_failure_is_intact(full_write: FullWrite, transport: str) -> None:
@@ -158,7 +173,12 @@ def vix_errors(exc: BaseException | None) -> list[VixError]:
     return found
 
 
-@pytest.mark.test_id("R5-004")
+@pytest.mark.test_id(
+    "R5-004",
+    uuid="3f87026a-1806-477d-beb7-eb02b9238ca2",
+    since="vddk-7.0.3-v1",
+    description="A restore onto a full datastore reports failure not success",
+)
 @pytest.mark.sequence("restore")
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_restore_onto_a_full_datastore_reports_failure_not_success(

@@ -59,7 +59,12 @@ def mixed_vm(request: pytest.FixtureRequest, fresh_vm: Callable[..., str], vsphe
     return name
 
 
-@pytest.mark.test_id("R6-001")
+@pytest.mark.test_id(
+    "R6-001",
+    uuid="d18f88a2-4143-4658-aa2e-834b94c38138",
+    since="vddk-7.0.3-v1",
+    description="Default profile keeps each disks cbt state",
+)
 @pytest.mark.parametrize("carrier", ["device-change", "vm-profile"])
 def test_default_profile_keeps_each_disks_cbt_state(mixed_vm: str, vsphere: VsphereSession, carrier: str) -> None:
     vm = vsphere.vm(mixed_vm)

@@ -56,7 +56,12 @@ def data_disk(backup: Backup) -> int:
     return sorted(backup.disks, key=lambda d: d.key)[DATA_DISK].key
 
 
-@pytest.mark.test_id("RT-001")
+@pytest.mark.test_id(
+    "RT-001",
+    uuid="88b26a94-8401-442b-8919-9309992632c5",
+    since="vddk-7.0.3-v1",
+    description="Full backup holds exactly what the guest wrote",
+)
 @pytest.mark.sequence("backup")
 def test_full_backup_holds_exactly_what_the_guest_wrote(
     sequence: SequenceContext, backup_app: BackupApplication, source: Source, tmp_path: Path
@@ -71,7 +76,12 @@ def test_full_backup_holds_exactly_what_the_guest_wrote(
     assert image_problems(sequence, source.vm, disk, want) == []
 
 
-@pytest.mark.test_id("RT-002")
+@pytest.mark.test_id(
+    "RT-002",
+    uuid="5c21dae9-9ff9-4b09-92d8-5c6ee4989f27",
+    since="vddk-7.0.3-v1",
+    description="Incremental backup reads only changes and matches the guest",
+)
 @pytest.mark.sequence("backup")
 def test_incremental_backup_reads_only_changes_and_matches_the_guest(
     sequence: SequenceContext,
@@ -94,7 +104,12 @@ def test_incremental_backup_reads_only_changes_and_matches_the_guest(
     assert read.by_path.get(disk.path, 0) <= changed_bytes([(o, len(data)) for o, data in changes]), read.by_path
 
 
-@pytest.mark.test_id("RT-003")
+@pytest.mark.test_id(
+    "RT-003",
+    uuid="d1c437ce-665c-4313-a32a-3b7dab2288b9",
+    since="vddk-7.0.3-v1",
+    description="Restore to the original vm brings back the backup",
+)
 @pytest.mark.sequence("restore")
 def test_restore_to_the_original_vm_brings_back_the_backup(
     sequence: SequenceContext,
@@ -113,7 +128,12 @@ def test_restore_to_the_original_vm_brings_back_the_backup(
     assert restored_problems(sequence, source.vm, source.transport, {DATA_DISK: want}) == []
 
 
-@pytest.mark.test_id("RT-004")
+@pytest.mark.test_id(
+    "RT-004",
+    uuid="79baf076-b1ed-4669-b98e-1f12fe6db4dc",
+    since="vddk-7.0.3-v1",
+    description="Restore to a new vm",
+)
 @pytest.mark.sequence("restore")
 @pytest.mark.spread
 def test_restore_to_a_new_vm(
@@ -128,7 +148,12 @@ def test_restore_to_a_new_vm(
     assert restored_problems(sequence, name, source.transport, {DATA_DISK: want}) == []
 
 
-@pytest.mark.test_id("RT-005")
+@pytest.mark.test_id(
+    "RT-005",
+    uuid="633a0d91-333f-4226-b442-98b355d0e2bb",
+    since="vddk-7.0.3-v1",
+    description="Cleanup leaves no snapshot delta hot added disk or temp state",
+)
 @pytest.mark.sequence("cleanup")
 def test_cleanup_leaves_no_snapshot_delta_hot_added_disk_or_temp_state(
     sequence: SequenceContext, backup_app: BackupApplication, source: Source

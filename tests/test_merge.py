@@ -290,3 +290,25 @@ def test_compare_lists_tests_that_ran_in_one_run_only(tmp_path: Path) -> None:
         assert nodeid in result.stdout
     assert "2 only in A" in result.stdout and "2 only in B" in result.stdout
     assert "C4 (missing in A/missing in B)" in result.stdout
+
+
+def test_compare_matches_tests_by_permanent_id_across_renames(tmp_path: Path) -> None:
+    """A test renamed (function, file or parameter name) between two harness versions keeps its uuid and case id:
+    compare reports its outcome change, not one test gone and another new. Hostile twin: without identities the
+    same two runs read as two unrelated tests."""
+    uuid = "5c21dae9-9ff9-4b09-92d8-5c6ee4989f27"
+    old = shard_dir(tmp_path, "old", [("suites/test_rt.py::test_full[nbd-VMFS]", "passed", "C4")], None)
+    new = shard_dir(tmp_path, "new", [("suites/test_backup.py::test_full_backup[nbd-VMFS]", "failed", "C4")], None)
+    for run, identity in ((old, {"test_uuid": uuid, "test_case": "nbd-VMFS"}), (new, {"test_uuid": uuid})):
+        summary = json.loads((run / "summary.json").read_text())
+        summary["tests"][0].update(identity, test_case="nbd-VMFS")
+        (run / "summary.json").write_text(json.dumps(summary))
+    result = run_cli("compare", str(old), str(new), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "regressed" in result.stdout and "only in" not in result.stdout, result.stdout
+    for run in (old, new):
+        summary = json.loads((run / "summary.json").read_text())
+        summary["tests"][0].pop("test_uuid")
+        (run / "summary.json").write_text(json.dumps(summary))
+    result = run_cli("compare", str(old), str(new), timeout=60)
+    assert "1 only in A" in result.stdout and "1 only in B" in result.stdout, result.stdout

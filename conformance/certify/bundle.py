@@ -23,11 +23,13 @@ import os
 import platform
 import tarfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from conformance.certify import CertifyError
+from conformance.certify.conformance_list import digest as list_digest
+from conformance.certify.conformance_list import packaged_text
 from conformance.certify.product import Product
 from conformance.certify.profile import Profile
 from conformance.certify.scan import scan_files
@@ -38,7 +40,9 @@ __all__ = ["BUNDLE_FORMAT", "MANIFEST", "build_files", "environment_of", "manife
 BUNDLE_FORMAT = 1
 MANIFEST = "MANIFEST.sha256"
 CERTIFICATION = "certification.json"
-OWN_FILES = (CERTIFICATION, "product.yaml", "profile.toml", "environment.json", MANIFEST)
+#: the conformance list the run was measured against (certify/conformance_list.py)
+LIST_MEMBER = "conformance-list.toml"
+OWN_FILES = (CERTIFICATION, "product.yaml", "profile.toml", LIST_MEMBER, "environment.json", MANIFEST)
 
 
 def _read_properties(text: str) -> dict[str, str]:
@@ -106,7 +110,12 @@ def _run_files(run_dir: Path) -> dict[str, bytes]:
 
 
 def build_files(
-    run_dir: Path, product: Product, product_text: str, profile: Profile, secrets: Iterable[str] = ()
+    run_dir: Path,
+    product: Product,
+    product_text: str,
+    profile: Profile,
+    secrets: Iterable[str] = (),
+    command_line: Sequence[str] = (),
 ) -> dict[str, bytes]:
     """Every file of the bundle but the manifest; refuses (CertifyError) a run without reports or with a secret."""
     run_dir = Path(run_dir)
@@ -129,8 +138,13 @@ def build_files(
         "run_id": summary.get("run_id"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "harness": f"vddk-conformance {_harness_version()}",
+        "command_line": list(command_line),
         "tests": tests_map,
     }
+    listed = packaged_text(profile.key)
+    if listed is not None:
+        files[LIST_MEMBER] = listed.encode("utf-8")
+        certification["conformance_list_sha256"] = list_digest(listed)
     files["product.yaml"] = product_text.encode("utf-8")
     files["profile.toml"] = profile.text.encode("utf-8")
     files["environment.json"] = json.dumps(environment, indent=2).encode("utf-8")

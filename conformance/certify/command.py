@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from conformance.certify import CertifyError
@@ -41,6 +41,7 @@ def certify(
     reports: Path | None = None,
     *,
     run_command: Callable[[list[str]], int],
+    command_line: Sequence[str] = (),
 ) -> int:
     """Run the profile's tests, pack the bundle, print its verdict; 0 = bundle written and passing, 1 = failing.
     `run_command` runs `vddk-conformance ARGV` (the command line hands in its own entry: no import cycle)."""
@@ -103,7 +104,7 @@ def certify(
             raise CertifyError(f"the certification run wrote no report (exit status {code}); see the output above")
         if not (run_dir / TEST_MAP).is_file():
             raise CertifyError(f"no test of profile {profile.key} was collected (exit status {code})")
-        files = build_files(run_dir, product, product_text, profile, read_secrets(secrets_dir))
+        files = build_files(run_dir, product, product_text, profile, read_secrets(secrets_dir), command_line)
         count = write_bundle(files, out)
     finally:
         shutil.rmtree(secrets_dir, ignore_errors=True)

@@ -40,12 +40,21 @@ def report_member(name: str) -> bool:
     return "/" not in name
 
 
+#: the fixed part of a gzip member header (RFC 1952): magic, method, flags, mtime, xfl, os
+GZIP_HEADER = 10
+
+
 def read_members(path: Path, keep: Callable[[str], bool] = report_member, max_kept: int = MAX_KEPT) -> Members:
     """Stream the .tar.gz at `path`; CertifyError (one line) when it is not a readable .tar.gz."""
     path = Path(path)
     if not path.is_file():
         raise CertifyError(f"{path}: no such file")
     members = Members()
+    with path.open("rb") as handle:
+        header = handle.read(GZIP_HEADER)
+    if len(header) < GZIP_HEADER or not header.startswith(b"\x1f\x8b\x08"):
+        # checked here: tarfile's stream reader fails on a gzip header cut short with a TypeError of its own
+        raise CertifyError(f"{path}: not a readable .tar.gz bundle (no complete gzip header)")
     try:
         with tarfile.open(path, "r|gz") as tar:  # a stream: members are visited once, in order
             for member in tar:

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from conformance.certify import CertifyError
-from conformance.certify.bundle import CERTIFICATION, MANIFEST
+from conformance.certify.bundle import CERTIFICATION, LIST_MEMBER, MANIFEST
+from conformance.certify.conformance_list import ConformanceList, packaged_text, parse
+from conformance.certify.conformance_list import digest as list_digest
 from conformance.certify.consistency import report_disagreements
 from conformance.certify.members import read_members
 from conformance.certify.profile import Profile, RequiredTest, load_profile, parse_profile
@@ -284,5 +286,47 @@ def verify_bundle(path: Path, profile_path: Path | None = None) -> Verdict:
         tests = [t for t in tests if isinstance(t, dict) and isinstance(t.get("nodeid"), str)]
     verdict.problems += report_disagreements(files, tests) if verdict.summary else []
     verdict.results = judge_tests(profile, test_map, tests)
+    listed = _conformance_list(files, verdict, profile)
+    if listed is not None:
+        _require_listed_cases(listed, verdict.results, tests)
     verdict.problems += [r.problem for r in verdict.results if r.test.required and r.problem]
     return verdict
+
+
+def _conformance_list(files: dict[str, bytes], verdict: Verdict, profile: Profile) -> ConformanceList | None:
+    """The bundled list, checked against its recorded digest and the published list of the profile."""
+    raw = files.get(LIST_MEMBER)
+    if raw is None:
+        verdict.warnings.append(f"{LIST_MEMBER}: not in the bundle (made before conformance lists): cases not checked")
+        return None
+    text = raw.decode("utf-8", "replace")
+    if verdict.certification.get("conformance_list_sha256") != list_digest(text):
+        verdict.problems.append(f"{LIST_MEMBER}: its sha256 is not the one {CERTIFICATION} records")
+    published = packaged_text(profile.key)
+    if published is not None and published != text:
+        verdict.problems.append(f"{LIST_MEMBER}: differs from the published conformance list of {profile.key}")
+    try:
+        listed = parse(text, LIST_MEMBER)
+    except CertifyError as exc:
+        verdict.problems.append(str(exc))
+        return None
+    if listed.profile != profile.key:
+        verdict.problems.append(f"{LIST_MEMBER}: is the list of {listed.profile}, not of {profile.key}")
+    return listed
+
+
+def _require_listed_cases(listed: ConformanceList, results: list[TestResult], tests: list[dict[str, Any]]) -> None:
+    """A test passes only when every case the list names ran: a deselected or uncollected case fails it, like a
+    skipped one (cases are matched by permanent id, uuid and parameters, not node id)."""
+    ran = {(str(t.get("test_uuid")), str(t.get("test_case") or "")) for t in tests if t.get("test_uuid")}
+    for result in results:
+        entry = listed.test(result.test.id)
+        if entry is None or result.problem:
+            continue
+        absent = [case for case in entry.cases if (entry.uuid, case) not in ran]
+        if absent:
+            shown = absent[0] or "(no parameters)"
+            result.problem = (
+                f"{result.test.id}: {len(absent)} of {len(entry.cases)} listed case(s) did not run (deselected or not "
+                f"collected), first {shown}"
+            )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.plugin import expectations, reporting
+from conformance.plugin import expectations, identity, reporting
 from conformance.plugin.fixtures import *  # noqa: F403 - fixtures are found by name
 from conformance.plugin.lab_problems import pytest_runtest_makereport  # noqa: F401 - a hook, found by name
 from conformance.plugin.settings import RunSettings, SettingsError, add_options
@@ -37,7 +37,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "a test guards; its expectation follows from the catalog",
     )
     config.addinivalue_line("markers", "sequence(name): backup, restore or cleanup (the allure story)")
-    config.addinivalue_line("markers", "test_id(id): the permanent id of a conformance test")
+    config.addinivalue_line(
+        "markers",
+        "test_id(name, uuid, since, description): the permanent identity of a conformance test (plugin/identity.py)",
+    )
     try:
         settings = RunSettings.from_config(config)
     except SettingsError as exc:
@@ -49,4 +52,5 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     expectations.select(config, items)
     expectations.apply(config, items)
+    identity.record(items)
     reporting.select_shard(config, items)

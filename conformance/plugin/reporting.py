@@ -121,6 +121,11 @@ class _AllureHooks:
                 workaround=note.kwargs.get("workaround") if note is not None else None,
                 sequence=str(story.args[0]) if story is not None and story.args else None,
             ))  # fmt: skip
+            props = dict(item.user_properties)
+            if props.get("test_uuid"):  # the permanent identity, as labels a history or a search can key by
+                identity = labels.Wanted()
+                identity.labels.update({"test_uuid": str(props["test_uuid"]), "test_name": str(props["test_name"])})
+                labels.complete(result, identity)
         elif call.when == "call" or report.failed:
             _attach(item)
 
@@ -175,6 +180,10 @@ class _ControllerHooks:
         entry["release_note"] = props.get("release_note")
         entry["expectation"] = props.get("expectation")
         entry["verdict_kind"] = props.get("verdict_kind")  # "product" or "platform" (plugin/expectations.py)
+        if props.get("test_uuid"):  # the permanent identity (plugin/identity.py): uuid + case outlive renames
+            entry["test_name"] = props.get("test_name")
+            entry["test_uuid"] = props.get("test_uuid")
+            entry["test_case"] = props.get("test_case") or ""
         if "metrics" in props:
             entry["metrics"] = props["metrics"]
         if "target" in props:
