@@ -20,11 +20,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from conformance.resources import ResourceTracker, new_run_id
+from conformance.lab.resources import ResourceTracker, new_run_id
+from conformance.lab.targets import simulator_target
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.reference import ReferenceBackupApp
 from conformance.sim.instance import Simulator
-from conformance.targets import simulator_target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import render_config
 from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib

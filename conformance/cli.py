@@ -24,10 +24,10 @@ class CliError(InputError):
 def _sim_serve(args: argparse.Namespace) -> int:
     import os
 
+    from conformance.knowledge.sim_faults import FAULTS, SimFaultError, check_faults
     from conformance.sim.instance import DEFAULT_USER, Simulator
     from conformance.sim.inventory import InventoryError, load_inventory
     from conformance.sim.profiles import UnknownProfileError, get_profile
-    from conformance.sim_faults import FAULTS, SimFaultError, check_faults
 
     try:
         get_profile(args.vsphere)
@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     """Run the conformance suites (default: embedded simulator, VDDK 7.0.3, vSphere 7.0 U3) and write reports."""
     import pytest
 
-    from conformance.resources import new_run_id, run_id_problem
+    from conformance.lab.resources import new_run_id, run_id_problem
 
     suites = Path(args.suites) if args.suites else _suites_dir()
     if not suites.is_dir():
@@ -148,7 +148,8 @@ def _run_temp(run_id: str) -> Path:
     """`<tmp>/vddkc-run-<run id>/` holding owner.pid, so `sweep` knows it once this process is gone."""
     import tempfile
 
-    from conformance.sweep import OWNER_FILE, RUN_TEMP_PREFIX, owner_record
+    from conformance.lab.sweep import RUN_TEMP_PREFIX
+    from conformance.ownership import OWNER_FILE, owner_record
 
     folder = Path(tempfile.mkdtemp(prefix=f"{RUN_TEMP_PREFIX}{run_id}-"))
     (folder / OWNER_FILE).write_text(owner_record())
@@ -157,7 +158,7 @@ def _run_temp(run_id: str) -> Path:
 
 def _detection_matrix(args: argparse.Namespace) -> int:
     """Run every probe and its baseline; exit 1 unless every selected row is detected with a green baseline."""
-    from conformance.detection import Baseline, DetectionError, load_plan, run_probe, select_probes, write_results
+    from conformance.runs.detection import Baseline, DetectionError, load_plan, run_probe, select_probes, write_results
 
     try:
         probes = select_probes(load_plan(Path(args.plan) if args.plan else None), args.items)
@@ -180,8 +181,8 @@ def _detection_matrix(args: argparse.Namespace) -> int:
 
 def _nightly(args: argparse.Namespace) -> int:
     """One run per (build, vSphere) pair; exit 1 when any run failed."""
-    from conformance.nightly import NightlyError, pairs, run_pairs
-    from conformance.shards import ShardError, parse_shard
+    from conformance.runs.nightly import NightlyError, pairs, run_pairs
+    from conformance.runs.shards import ShardError, parse_shard
 
     try:
         shard = parse_shard(args.shard) if args.shard else None
@@ -197,7 +198,7 @@ def _nightly(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from conformance.compare import CompareError, compare
+    from conformance.runs.compare import CompareError, compare
 
     try:
         result = compare(Path(args.run_a), Path(args.run_b))
@@ -234,8 +235,8 @@ def _report(args: argparse.Namespace) -> int:
 def _preflight_target(args: argparse.Namespace) -> int:
     """A target file and its server: one line per problem, exit 1 when there is one (2 when the file itself
     cannot be used, like every other command given that file)."""
-    from conformance.preflight import target_preflight
-    from conformance.target_file import TargetFileError, load_target_file
+    from conformance.lab.preflight import target_preflight
+    from conformance.lab.target_file import TargetFileError, load_target_file
 
     try:
         load_target_file(args.target)
@@ -251,7 +252,7 @@ def _preflight_target(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     """Remove what interrupted runs left (on the target, and dead simulators' state folders here)."""
-    from conformance.sweep import SweepError, sweep_command
+    from conformance.lab.sweep import SweepError, sweep_command
 
     try:
         return sweep_command(
@@ -267,7 +268,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _preflight(args: argparse.Namespace) -> int:
     """One line per problem; exit 1 when there is a problem (warnings alone exit 0)."""
-    from conformance.preflight import preflight
+    from conformance.lab.preflight import preflight
 
     if getattr(args, "target", None):
         return _preflight_target(args)
@@ -290,7 +291,7 @@ def _preflight(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     """Merge shard report directories into one run."""
-    from conformance.merge import MergeError, merge_runs
+    from conformance.runs.merge import MergeError, merge_runs
 
     try:
         summary = merge_runs([Path(p) for p in args.run_dirs], Path(args.out), run_id=args.run_id)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 import conformance.plugin
-from conformance.transports import DATASTORE_TYPES, TRANSPORTS, reach
+from conformance.knowledge.transports import DATASTORE_TYPES, TRANSPORTS, reach
 from conformance.workloads import DEFAULT_PATTERNS
+from fixtures import FIXTURE_MODULES
 
 DEFAULT_PATTERN = "random"
 #: data in every MiB up to the last block: each transport's round trip covers it in the tests marked `spread`
@@ -59,6 +60,9 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     """Load the plugin here, not with `pytest_plugins` (an error in a conftest that is not at the rootdir):
     registered while options are collected, its options, hooks and fixtures all take effect."""
     conformance.plugin.register(pluginmanager)
+    for name in FIXTURE_MODULES:  # the suites' shared fixtures (fixtures/)
+        if pluginmanager.get_plugin(name) is None:
+            pluginmanager.import_plugin(name)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from conformance.lab.targets import Target
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
-from conformance.targets import Target
 from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import Disk, VixDiskLib
 from conformance.vixdisklib.rules import Violation, check

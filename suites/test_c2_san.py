@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from conformance.knowledge.symptoms import symptom
+from conformance.knowledge.transports import reach
+from conformance.lab.targets import PHYSICAL_PROXY, Target
 from conformance.plugin.fixtures import require
-from conformance.symptoms import symptom
-from conformance.targets import PHYSICAL_PROXY, Target
-from conformance.transports import reach
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.errors import VixError
 from conformance.vixdisklib.types import ConnectParams, OpenFlags

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.symptoms import symptom
+from conformance.knowledge.symptoms import symptom
 from conformance.vixdisklib.api import Connection, Disk, VixDiskLib
 from conformance.vixdisklib.errors import VixError
 from conformance.vixdisklib.types import SECTOR_SIZE, ConnectParams, OpenFlags

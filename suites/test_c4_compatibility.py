@@ -1,6 +1,6 @@
 """C4: version compatibility — VDDK supports vSphere N-2 to N+1, and the VMC milestone table.
 
-For the run's own pair (``--vddk-build`` / ``--vsphere``) the preflight (``conformance.preflight``) either
+For the run's own pair (``--vddk-build`` / ``--vsphere``) the preflight (``conformance.lab.preflight``) either
 reports nothing about compatibility — and then a full backup and a restore of a fresh VM work — or refuses the
 pair with one "unsupported" line (a refused pair is never run silently, it is skipped naming that line). The
 verdict is the backup and restore themselves: a library whose build the server's own release does not support
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from conformance.lab.preflight import preflight
 from conformance.plugin.settings import RunSettings
-from conformance.preflight import preflight
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
-from conformance.verdicts.job import backed_up
 from conformance.verdicts.restored import restored_problems
 from conformance.vsphere.guest import GuestWorkload
 from conformance.workloads import apply, expected
+from fixtures.jobs import BackUp
 
 pytestmark = [pytest.mark.release_note("C4")]
 
@@ -54,6 +54,7 @@ def run_pair_supported(vddk_settings: RunSettings) -> None:
 @pytest.mark.sequence("restore")
 @pytest.mark.parametrize("transport", ["nbdssl", "hotadd"])
 def test_a_supported_pair_backs_up_and_restores(
+    back_up: BackUp,
     run_pair_supported: None,
     sequence: SequenceContext,
     backup_app: BackupApplication,
@@ -66,8 +67,9 @@ def test_a_supported_pair_backs_up_and_restores(
         pytest.skip(f"target {sequence.target.name} has no HotAdd proxy VM")
     vm = fresh_vm("VMFS", 16 * MiB)
     apply(guest(vm), DATA_DISK, WRITES)
-    backup = backed_up(sequence, backup_app, vm, transport)
-    assert {d.transport for d in backup.disks} == {transport}
+    job = back_up(vm, transport)
+    assert job.transports == {transport}
+    backup = job.backup
     apply(guest(vm), DATA_DISK, [(0, os.urandom(MiB))])  # diverge after the backup
     backup_app.restore(sequence, backup, transport)
     want = expected(tmp_path / "expected.img", 16 * MiB, WRITES)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from conformance.knowledge.transports import WRITE_TRANSPORTS, reach
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.model import Backup
-from conformance.transports import WRITE_TRANSPORTS, reach
 from conformance.verdicts.image import image_problems
 from conformance.verdicts.job import backed_up
 from conformance.verdicts.restored import restored_problems

@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
+from conformance.lab.targets import NFC_MEMORY_LIMIT, Target
 from conformance.plugin.fixtures import require
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
-from conformance.targets import NFC_MEMORY_LIMIT, Target
 from conformance.verdicts.image import image_problems
 from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import Disk, VixDiskLib

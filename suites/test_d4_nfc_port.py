@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.dataplane_check import data_plane_problems
-from conformance.resources import ResourceTracker
-from conformance.targets import Target
+from conformance.lab.dataplane_check import data_plane_problems
+from conformance.lab.resources import ResourceTracker
+from conformance.lab.targets import Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.errors import VixError
 from conformance.vsphere.session import VsphereSession, disks_of

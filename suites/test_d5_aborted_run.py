@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from conformance.lab.resources import ResourceTracker
+from conformance.lab.sweep import find_leftovers, sweep_target
+from conformance.lab.targets import CREATE_VMS, GUEST_OPERATIONS, Target
 from conformance.plugin.fixtures import require
 from conformance.plugin.settings import RunSettings
-from conformance.resources import ResourceTracker
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.backup_process import child_env, crashed_backup
 from conformance.sequences.context import SequenceContext
-from conformance.sweep import find_leftovers, sweep_target
-from conformance.targets import CREATE_VMS, GUEST_OPERATIONS, Target
 from conformance.verdicts.cleanup import verify_clean
 from conformance.verdicts.image import image_problems
 from conformance.verdicts.job import backed_up

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conformance.targets import Target
+from conformance.lab.targets import Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import KEY_AIO_BUF_COUNT, KEY_AIO_BUF_SIZE
 from conformance.vixdisklib.errors import VixError

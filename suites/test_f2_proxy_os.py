@@ -15,19 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from conformance.proxy_support import find_os
-from conformance.sequences.app import BackupApplication
+from conformance.knowledge.proxy_support import find_os
+from conformance.lab.targets import Target
 from conformance.sequences.context import SequenceContext
-from conformance.targets import Target
 from conformance.verdicts.image import image_problems
-from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import VixDiskLib
-from conformance.vsphere.guest import GuestWorkload
-from conformance.workloads import apply, expected, pattern
+from fixtures.jobs import BackUp
+from fixtures.workloads import DATA_DISK, PatternedVmFactory
 
 pytestmark = [pytest.mark.release_note("F2")]
 NEW_PROXY_OS = ("Red Hat Enterprise Linux 8.3", "CentOS 8.3", "SUSE Linux Enterprise Server 15.1")
-DATA_DISK = 1  # /dev/sdb: the data disk fresh_vm adds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,18 +61,10 @@ def through_proxy(
 )
 @pytest.mark.sequence("backup")
 def test_hotadd_backup_through_the_new_proxy_os_holds_what_the_guest_wrote(
-    through_proxy: SequenceContext,
-    backup_app: BackupApplication,
-    fresh_vm: Callable[..., str],
-    guest: Callable[[str], GuestWorkload],
-    tmp_path: Path,
+    through_proxy: SequenceContext, back_up: BackUp, patterned_vm: PatternedVmFactory, tmp_path: Path
 ) -> None:
-    disk_pattern = pattern("random")
-    vm = fresh_vm("VMFS", disk_pattern.disk_size)
-    writes = disk_pattern.writes()
-    apply(guest(vm), DATA_DISK, writes)
-    backup = backed_up(through_proxy, backup_app, vm, "hotadd")
-    disk = backup.disk(sorted(backup.disks, key=lambda d: d.key)[DATA_DISK].key)
-    assert {d.transport for d in backup.disks} == {"hotadd"}
-    want = expected(tmp_path / "expected.img", disk_pattern.disk_size, writes)
-    assert image_problems(through_proxy, vm, disk, want) == []
+    source = patterned_vm("VMFS", "random")
+    job = back_up(source.vm, "hotadd", ctx=through_proxy)
+    disk = job.backup.disk(sorted(job.backup.disks, key=lambda d: d.key)[DATA_DISK].key)
+    assert job.transports == {"hotadd"}
+    assert image_problems(through_proxy, source.vm, disk, source.expected(tmp_path)) == []

@@ -18,13 +18,12 @@ from collections.abc import Callable
 
 import pytest
 
-from conformance.resources import ResourceTracker
-from conformance.sequences.app import BackupApplication
+from conformance.knowledge.symptoms import symptom
+from conformance.lab.resources import ResourceTracker
+from conformance.lab.targets import Target
 from conformance.sequences.context import SequenceContext
-from conformance.symptoms import symptom
-from conformance.targets import Target
-from conformance.verdicts.job import backed_up
 from conformance.vsphere.session import VsphereSession
+from fixtures.jobs import BackUp
 
 pytestmark = [pytest.mark.sequence("backup")]
 
@@ -78,14 +77,8 @@ def clone_of_clone(
     return make
 
 
-def back_up(backup_app: BackupApplication, sequence: SequenceContext, vm_name: str, transports: str) -> set[str]:
-    backup = backed_up(sequence, backup_app, vm_name, transports)
-    return {d.transport for d in backup.disks}
-
-
 def back_up_keeping_the_proxy_valid(
-    backup_app: BackupApplication,
-    sequence: SequenceContext,
+    back_up: BackUp,
     vsphere: VsphereSession,
     proxy: str,
     vm_name: str,
@@ -93,7 +86,7 @@ def back_up_keeping_the_proxy_valid(
 ) -> None:
     """Back up ``vm_name``; an invalid proxy afterwards is K1's symptom, whatever the backup itself did."""
     try:
-        used = back_up(backup_app, sequence, vm_name, transport)
+        used = back_up(vm_name, transport).transports
     except Exception as exc:
         if proxy_state(vsphere, proxy) == "invalid":
             symptom("K1", "the HotAdd backup left the proxy VM invalid", observed=f"the backup raised {exc!r}")
@@ -142,15 +135,14 @@ ON_VMFS = [
     ],
 )
 def test_backing_up_a_linked_clone_of_a_linked_clone_keeps_the_proxy_valid(
-    sequence: SequenceContext,
-    backup_app: BackupApplication,
+    back_up: BackUp,
     vsphere: VsphereSession,
     proxy: str,
     clone_of_clone: Callable[..., str],
     datastore_type: str,
     transport: str,
 ) -> None:
-    back_up_keeping_the_proxy_valid(backup_app, sequence, vsphere, proxy, clone_of_clone(datastore_type), transport)
+    back_up_keeping_the_proxy_valid(back_up, vsphere, proxy, clone_of_clone(datastore_type), transport)
     assert proxy_state(vsphere, proxy) == "connected"
 
 
@@ -163,11 +155,11 @@ def test_backing_up_a_linked_clone_of_a_linked_clone_keeps_the_proxy_valid(
 )
 def test_a_linked_clone_of_a_full_clone_on_vvol_backs_up_with_hotadd(
     sequence: SequenceContext,
-    backup_app: BackupApplication,
+    back_up: BackUp,
     vsphere: VsphereSession,
     proxy: str,
     fresh_vm: Callable[..., str],
 ) -> None:
     target = linked_clone(vsphere, sequence.resources, fresh_vm("VVOL"), "lc1")  # fresh_vm is a full clone
-    back_up_keeping_the_proxy_valid(backup_app, sequence, vsphere, proxy, target, "hotadd")
+    back_up_keeping_the_proxy_valid(back_up, vsphere, proxy, target, "hotadd")
     assert proxy_state(vsphere, proxy) == "connected"

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from conformance.resources import ResourceTracker
+from conformance.knowledge.symptoms import symptom
+from conformance.lab.resources import ResourceTracker
+from conformance.lab.targets import Target
 from conformance.sequences.backup_process import ChildLaunch, child_env, cleanup_process, crashed_backup
-from conformance.symptoms import symptom
-from conformance.targets import Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import KEY_TMP_DIRECTORY, render_config
 from conformance.vixdisklib.factory import LibrarySpec

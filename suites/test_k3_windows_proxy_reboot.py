@@ -16,16 +16,15 @@ from typing import Any
 
 import pytest
 
+from conformance.knowledge.proxy_support import find_os
+from conformance.knowledge.symptoms import symptom
+from conformance.knowledge.versions import VddkBuild
+from conformance.lab.targets import Target
 from conformance.plugin.settings import RunSettings
-from conformance.proxy_support import find_os
-from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
-from conformance.symptoms import symptom
-from conformance.targets import Target
-from conformance.verdicts.job import backed_up
-from conformance.versions import VddkBuild
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vsphere.session import VsphereSession
+from fixtures.jobs import BackUp
 
 pytestmark = [pytest.mark.sequence("backup")]
 PROXY_OS = "Windows Server 2019"
@@ -51,11 +50,6 @@ def reboot_flags(vm: Any) -> list[str]:
     ]
 
 
-def hotadd_backup(backup_app: BackupApplication, sequence: SequenceContext, vm_name: str) -> set[str]:
-    backup = backed_up(sequence, backup_app, vm_name, "hotadd")
-    return {d.transport for d in backup.disks}
-
-
 @pytest.fixture
 def upgraded_library(
     vddk_settings: RunSettings, vixdisklib_factory: Callable[..., VixDiskLib], windows_proxy: str
@@ -75,7 +69,7 @@ def upgraded_library(
 )
 def test_hotadd_backup_through_a_windows_server_2019_proxy_flags_no_reboot(
     sequence: SequenceContext,
-    backup_app: BackupApplication,
+    back_up: BackUp,
     vsphere: VsphereSession,
     vixdisklib_factory: Callable[..., VixDiskLib],
     windows_proxy: str,
@@ -85,7 +79,7 @@ def test_hotadd_backup_through_a_windows_server_2019_proxy_flags_no_reboot(
         sequence, lib=vixdisklib_factory(proxy_vm=windows_proxy), proxy_vm=windows_proxy
     )
     vm_name = fresh_vm("VMFS")
-    used = hotadd_backup(backup_app, through_proxy, vm_name)
+    used = back_up(vm_name, "hotadd", ctx=through_proxy).transports
     flags = reboot_flags(vsphere.vm(vm_name))
     if flags:
         symptom("K3", "the HotAdd backup flagged the target VM for a reboot", observed=flags)
@@ -101,7 +95,7 @@ def test_hotadd_backup_through_a_windows_server_2019_proxy_flags_no_reboot(
 )
 def test_vddk_7_0_backs_up_through_the_windows_proxy_without_a_reboot_flag(
     sequence: SequenceContext,
-    backup_app: BackupApplication,
+    back_up: BackUp,
     vsphere: VsphereSession,
     upgraded_library: VixDiskLib,
     windows_proxy: str,
@@ -109,5 +103,5 @@ def test_vddk_7_0_backs_up_through_the_windows_proxy_without_a_reboot_flag(
 ) -> None:
     through_proxy = dataclasses.replace(sequence, lib=upgraded_library, proxy_vm=windows_proxy)
     vm_name = fresh_vm("VMFS")
-    assert hotadd_backup(backup_app, through_proxy, vm_name) == {"hotadd"}
+    assert back_up(vm_name, "hotadd", ctx=through_proxy).transports == {"hotadd"}
     assert reboot_flags(vsphere.vm(vm_name)) == []

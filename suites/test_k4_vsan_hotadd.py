@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 
-from conformance.resources import Resource, ResourceTracker
-from conformance.sequences.app import BackupApplication
+from conformance.knowledge.symptoms import symptom
+from conformance.lab.resources import Resource, ResourceTracker
+from conformance.lab.targets import Target
 from conformance.sequences.context import SequenceContext
-from conformance.symptoms import symptom
-from conformance.targets import Target
-from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.recorder import CallRecord
 from conformance.vsphere.session import VsphereSession
+from fixtures.jobs import BackUp
 
 pytestmark = [pytest.mark.sequence("backup")]
 
@@ -79,18 +78,18 @@ def proxy_off_vsan(sequence: SequenceContext, vsphere: VsphereSession, vddk_targ
 )
 @pytest.mark.parametrize("transports", ["hotadd", "hotadd:nbdssl"])
 def test_hotadd_backs_up_a_vsan_vm_from_a_proxy_outside_vsan(
-    sequence: SequenceContext, backup_app: BackupApplication, vsan_vm: str, proxy_off_vsan: str, transports: str
+    sequence: SequenceContext, back_up: BackUp, vsan_vm: str, proxy_off_vsan: str, transports: str
 ) -> None:
     since = max((r.seq for r in sequence.lib.recorder.records()), default=0)
     try:
-        backup = backed_up(sequence, backup_app, vsan_vm, transports)
+        job = back_up(vsan_vm, transports)
     except Exception as exc:
         hotadd_symptom(hotadd_opens(sequence.lib.recorder.records(), since), exc)
         raise
     opens = hotadd_opens(sequence.lib.recorder.records(), since)
     hotadd_symptom(opens, None)
     assert opens, "the backup opened no disk on a connection that asked for HotAdd"
-    assert {d.transport for d in backup.disks} == {"hotadd"}
+    assert job.transports == {"hotadd"}
 
 
 def hotadd_opens(records: list[CallRecord], since: int) -> list[CallRecord]:
@@ -125,7 +124,7 @@ def hotadd_symptom(opens: list[CallRecord], raised: Exception | None) -> None:
 )
 def test_hotadd_works_once_the_proxy_is_moved_to_vsan(
     sequence: SequenceContext,
-    backup_app: BackupApplication,
+    back_up: BackUp,
     vsphere: VsphereSession,
     vddk_target: Target,
     vsan_vm: str,
@@ -133,8 +132,7 @@ def test_hotadd_works_once_the_proxy_is_moved_to_vsan(
 ) -> None:
     vsan = vsan_datastore(vddk_target)
     relocated(vsphere, sequence.resources, proxy_off_vsan, vsan)
-    backup = backed_up(sequence, backup_app, vsan_vm, "hotadd")
-    assert {d.transport for d in backup.disks} == {"hotadd"}
+    assert back_up(vsan_vm, "hotadd").transports == {"hotadd"}
 
 
 @pytest.mark.release_note("K4", workaround="proxy-on-vsan")

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from conformance.knowledge.symptoms import symptom
+from conformance.lab.targets import SERVER_RECORDS, Target
 from conformance.plugin.fixtures import require
-from conformance.symptoms import symptom
-from conformance.targets import SERVER_RECORDS, Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import (
     KEY_DATABASE_DIR,

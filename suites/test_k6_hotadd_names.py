@@ -15,15 +15,14 @@ from collections.abc import Callable
 
 import pytest
 
+from conformance.knowledge.symptoms import symptom
+from conformance.lab.targets import CREATE_VMS, Target
 from conformance.plugin.fixtures import require
-from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
-from conformance.symptoms import symptom
-from conformance.targets import CREATE_VMS, Target
-from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import KEY_NO_NFC_SESSION
 from conformance.vsphere.session import VsphereSession
+from fixtures.jobs import BackUp
 
 pytestmark = [pytest.mark.sequence("backup")]
 #: suffixes of the clone's name. A second decoding changes only names that still hold percent escapes after
@@ -49,7 +48,7 @@ def special_vm(
 
 def hotadd_backup(
     sequence: SequenceContext,
-    backup_app: BackupApplication,
+    back_up: BackUp,
     vixdisklib_factory: Callable[..., VixDiskLib],
     vm_name: str,
     no_nfc_session: int,
@@ -57,13 +56,13 @@ def hotadd_backup(
     lib = vixdisklib_factory(config={KEY_NO_NFC_SESSION: no_nfc_session})
     through = dataclasses.replace(sequence, lib=lib)
     try:
-        backup = backed_up(through, backup_app, vm_name, "hotadd")
+        job = back_up(vm_name, "hotadd", ctx=through)
     except Exception as exc:
         failed = [r for r in lib.recorder.records() if r.call == "VixDiskLib_Open" and r.error is not None]
         if failed:  # K6's documented symptom, read from the library's own call trace
             symptom("K6", "Open in HotAdd mode failed for a name with special characters", observed=repr(exc))
         raise
-    return {d.transport for d in backup.disks}
+    return job.transports
 
 
 @pytest.mark.parametrize(
@@ -99,9 +98,9 @@ def hotadd_backup(
 )
 def test_hotadd_opens_a_disk_with_special_characters(
     sequence: SequenceContext,
-    backup_app: BackupApplication,
+    back_up: BackUp,
     vixdisklib_factory: Callable[..., VixDiskLib],
     special_vm: str,
     no_nfc_session: int,
 ) -> None:
-    assert hotadd_backup(sequence, backup_app, vixdisklib_factory, special_vm, no_nfc_session) == {"hotadd"}
+    assert hotadd_backup(sequence, back_up, vixdisklib_factory, special_vm, no_nfc_session) == {"hotadd"}

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from conformance.resources import ResourceTracker
-from conformance.targets import Target
+from conformance.lab.resources import ResourceTracker
+from conformance.lab.targets import Target
 from conformance.vsphere.files import HttpFiles
 from conformance.vsphere.session import VsphereSession
 

@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
+from conformance.knowledge.symptoms import symptom
+from conformance.lab.targets import MAINTENANCE_MODE, Target
 from conformance.plugin.fixtures import require
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.model import Backup
-from conformance.symptoms import symptom
-from conformance.targets import MAINTENANCE_MODE, Target
 from conformance.vsphere.guest import GuestWorkload
 from conformance.vsphere.session import VsphereSession, disks_of
 from conformance.vsphere.tasks import wait_for_task, wait_until

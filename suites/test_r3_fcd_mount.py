@@ -20,12 +20,10 @@ from pathlib import Path
 import pytest
 from pyVmomi import vim
 
+from conformance.knowledge.symptoms import symptom
+from conformance.lab.targets import SIMPLE_VOLUMES, Target
 from conformance.plugin.fixtures import require
-from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
-from conformance.symptoms import symptom
-from conformance.targets import SIMPLE_VOLUMES, Target
-from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.factory import make_mntapi
@@ -34,6 +32,7 @@ from conformance.vixdisklib.types import SpecType, VStorageObjectSpec
 from conformance.vsphere.guest import GuestWorkload
 from conformance.vsphere.session import VsphereSession
 from conformance.vsphere.volumes import write_simple_volume
+from fixtures.jobs import BackUp
 
 pytestmark = [pytest.mark.release_note("R3"), pytest.mark.sequence("backup")]
 KNOWN_FILES = {"known.txt": b"vddk-conformance R3 known file\n", "data/blob.bin": bytes(range(256)) * 64}
@@ -96,15 +95,15 @@ def mntapi(vixdisklib: VixDiskLib, vddk_config_file: Path, sequence: SequenceCon
 @pytest.mark.parametrize("mount_transport", ["nbdssl", "hotadd:nbdssl"])
 def test_fcd_volume_mounts_after_a_hotadd_backup_and_the_known_file_reads_back(
     sequence: SequenceContext,
-    backup_app: BackupApplication,
+    back_up: BackUp,
     vddk_target: Target,
     fcd_with_known_files: Fcd,
     mntapi: VixMntApi,
     mount_transport: str,
 ) -> None:
     fcd, lib = fcd_with_known_files, sequence.lib
-    backup = backed_up(sequence, backup_app, fcd.vm_name, "hotadd")
-    assert {d.transport for d in backup.disks} == {"hotadd"}
+    job = back_up(fcd.vm_name, "hotadd")
+    assert job.transports == {"hotadd"}
     params = dataclasses.replace(
         vddk_target.connect_params(),
         spec_type=SpecType.VSTORAGE_OBJECT,

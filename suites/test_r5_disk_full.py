@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
+from conformance.knowledge.symptoms import symptom
+from conformance.knowledge.transports import WRITE_TRANSPORTS, reach
+from conformance.lab.targets import PHYSICAL_PROXY, Target
 from conformance.plugin.fixtures import require
 from conformance.sequences.app import BackupApplication
 from conformance.sequences.context import SequenceContext
-from conformance.symptoms import symptom
-from conformance.targets import PHYSICAL_PROXY, Target
-from conformance.transports import WRITE_TRANSPORTS, reach
 from conformance.verdicts.job import backed_up
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.errors import VixCode, VixError

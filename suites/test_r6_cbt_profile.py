@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
-from conformance.symptoms import symptom
+from conformance.knowledge.symptoms import symptom
 from conformance.vsphere.session import VsphereSession, disks_of
 from conformance.vsphere.tasks import wait_for_task
 

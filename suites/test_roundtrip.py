@@ -22,9 +22,10 @@ from conformance.verdicts.trace import changed_bytes, snapshot_reads, trace_mark
 from conformance.verdicts.transport import event_mark, transport_problems
 from conformance.vsphere.guest import GuestWorkload
 from conformance.workloads import Write, apply, expected, pattern
+from fixtures.jobs import BackUp
+from fixtures.workloads import DATA_DISK, PatternedVmFactory
 
 pytestmark = [pytest.mark.release_note("C4")]
-DATA_DISK = 1  # /dev/sdb: the data disk fresh_vm adds
 
 
 @dataclass
@@ -38,18 +39,9 @@ class Source:
 
 
 @pytest.fixture
-def source(
-    fresh_vm: Callable[..., str],
-    guest: Callable[[str], GuestWorkload],
-    transport: str,
-    datastore_type: str,
-    pattern_name: str,
-) -> Source:
-    disk_pattern = pattern(pattern_name)
-    vm = fresh_vm(datastore_type, disk_pattern.disk_size)
-    writes = disk_pattern.writes()
-    apply(guest(vm), DATA_DISK, writes)
-    return Source(vm, writes, transport, pattern_name)
+def source(patterned_vm: PatternedVmFactory, transport: str, datastore_type: str, pattern_name: str) -> Source:
+    made = patterned_vm(datastore_type, pattern_name)
+    return Source(made.vm, made.writes, transport, pattern_name)
 
 
 def data_disk(backup: Backup) -> int:
@@ -64,14 +56,14 @@ def data_disk(backup: Backup) -> int:
 )
 @pytest.mark.sequence("backup")
 def test_full_backup_holds_exactly_what_the_guest_wrote(
-    sequence: SequenceContext, backup_app: BackupApplication, source: Source, tmp_path: Path
+    sequence: SequenceContext, back_up: BackUp, source: Source, tmp_path: Path
 ) -> None:
     since = event_mark(sequence)
-    backup = backed_up(sequence, backup_app, source.vm, source.transport)
-    disk = backup.disk(data_disk(backup))
-    assert {d.transport for d in backup.disks} == {source.transport}
+    job = back_up(source.vm, source.transport)
+    disk = job.backup.disk(data_disk(job.backup))
+    assert job.transports == {source.transport}
     # the transport as the server saw it, not only as the library reports it
-    assert transport_problems(sequence, source.vm, {d.transport for d in backup.disks}, since) == []
+    assert transport_problems(sequence, source.vm, job.transports, since) == []
     want = expected(tmp_path / "expected.img", pattern(source.pattern_name).disk_size, source.writes)
     assert image_problems(sequence, source.vm, disk, want) == []
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.catalog import KINDS, Catalog, CatalogError, expectation, load_catalog
+from conformance.knowledge.catalog import KINDS, Catalog, CatalogError, expectation, load_catalog
+from conformance.knowledge.versions import VersionError, all_builds, all_vsphere, vddk_supports
 from conformance.sim.profiles import get_profile
-from conformance.versions import VersionError, all_builds, all_vsphere, vddk_supports
 
 BUILDS = [b.name for b in all_builds()]
 VSPHERE = [v.name for v in all_vsphere()]

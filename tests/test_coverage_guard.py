@@ -10,7 +10,7 @@ import ast
 from collections import Counter
 from pathlib import Path
 
-from conformance.catalog import load_catalog
+from conformance.knowledge.catalog import load_catalog
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 #: release-note ids whose suites are still to be written (see the release-note suites issue)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.catalog import load_catalog
-from conformance.detection import (
+from conformance.knowledge.catalog import load_catalog
+from conformance.knowledge.detection_plan import FAULT_PREFIX
+from conformance.runs.detection import (
     Baseline,
     DetectionError,
     Probe,
@@ -21,7 +22,6 @@ from conformance.detection import (
     run_probe,
     short_test_name,
 )
-from conformance.detection_plan import FAULT_PREFIX
 from tests.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -291,7 +291,7 @@ def test_the_command_refuses_an_unknown_item_in_one_line() -> None:
 
 @pytest.fixture
 def two_faults(monkeypatch: pytest.MonkeyPatch) -> None:
-    from conformance import sim_faults as integrity
+    from conformance.knowledge import sim_faults as integrity
 
     for name in ("lies-a", "lies-b"):
         monkeypatch.setitem(integrity.FAULTS, name, integrity.SimFault(name, "a lying server", "server"))
@@ -331,7 +331,7 @@ def test_a_fault_no_row_plays_or_an_unknown_fault_is_one_line(two_faults: None, 
 
 
 def test_a_whole_run_row_judges_every_test_of_the_run() -> None:
-    from conformance.detection import _outcomes
+    from conformance.runs.detection import _outcomes
 
     tests = [{"nodeid": "a", "outcome": "passed", "release_note": "C4"}, {"nodeid": "b", "outcome": "failed"}]
     assert _outcomes(tests, "") == {"a": "passed", "b": "failed"}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conformance.resources import ResourceTracker, TeardownError, resource_name
+from conformance.knowledge.transports import reach
+from conformance.lab.resources import ResourceTracker, TeardownError, resource_name
 from conformance.sequences.app import BackupAppError, load_backup_app
 from conformance.sequences.images import BLOCK, ContentDigest, SparseImage
-from conformance.transports import reach
 from conformance.workloads import PATTERNS, expected_image, pattern
 from tests.cli import run_cli
 

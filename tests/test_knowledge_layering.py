@@ -22,19 +22,21 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("conformance.sim", "conformance.vixdisklib.simulated")
 #: each knowledge module, and calls that exercise its function-level imports
 KNOWLEDGE = {
-    "conformance.versions": "m.supported_pairs(); m.VsphereVersion.parse('M16').facts",
-    "conformance.build_facts": "m.all_behaviours()",
-    "conformance.catalog": "[m.expectation(i.id, '7.0.3', '6.7U3') for i in m.load_catalog()]",
-    "conformance.proxy_support": "m.check_proxy('Windows Server 2019', '7.0.3')",
-    "conformance.preflight": (
+    "conformance.knowledge.versions": "m.supported_pairs(); m.VsphereVersion.parse('M16').facts",
+    "conformance.knowledge.build_facts": "m.all_behaviours()",
+    "conformance.knowledge.catalog": "[m.expectation(i.id, '7.0.3', '6.7U3') for i in m.load_catalog()]",
+    "conformance.knowledge.proxy_support": "m.check_proxy('Windows Server 2019', '7.0.3')",
+    "conformance.lab.preflight": (
         "m.preflight('6.7.0', '6.7', proxy_os='Windows Server 2019', config={'NoNfcSession': 1}, transports='hotadd')"
     ),
     "conformance.vsphere.about": "m.detect_release(type('About', (), {'build': '0', 'apiVersion': '7.0.3.0'}))",
-    "conformance.detection": "m.load_plan()",
+    "conformance.runs.detection": "m.load_plan()",
     "conformance.certify.profile": "m.load_profile()",
-    "conformance.plugin.settings": "m._faults(','.join(__import__('conformance.sim_faults').sim_faults.FAULTS))",
-    "conformance.sim_faults": "m.check_faults(list(m.FAULTS))",
-    "conformance.target_file": "",
+    "conformance.plugin.settings": (
+        "m._faults(','.join(__import__('conformance.knowledge.sim_faults').knowledge.sim_faults.FAULTS))"
+    ),
+    "conformance.knowledge.sim_faults": "m.check_faults(list(m.FAULTS))",
+    "conformance.lab.target_file": "",
 }
 PROBE = """
 import importlib, json, sys
@@ -70,6 +72,6 @@ def test_the_probe_sees_a_function_level_import() -> None:
     """A lazy import inside a called function is caught too (a knowledge module that read the simulator's
     profiles only when asked would not slip through)."""
     calls = "m.embedded_simulator"  # not called: nothing yet
-    assert forbidden_imports("conformance.targets", calls) == []
+    assert forbidden_imports("conformance.lab.targets", calls) == []
     calls = "import conformance.sim.profiles as p; p.get_profile('7.0U3')"
-    assert "conformance.sim.profiles" in forbidden_imports("conformance.targets", calls)
+    assert "conformance.sim.profiles" in forbidden_imports("conformance.lab.targets", calls)

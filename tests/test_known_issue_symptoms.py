@@ -1,4 +1,4 @@
-"""A known issue is expected only on its documented symptom (conformance/symptoms.py): a crashing backup
+"""A known issue is expected only on its documented symptom (conformance/knowledge/symptoms.py): a crashing backup
 application, a fixture error, a symptom raised outside the test module or a ``pytest.xfail()`` never reads as
 "the known issue reproduced". Shown with hostile cases: a backup application that raises RuntimeError in the real
 K1 and K4 reproducers, and a small suites folder of hostile known-issue tests.
@@ -36,7 +36,7 @@ class CrashingBackupApp(ReferenceBackupApp):
 HOSTILE_SUITE = """
 import pytest
 
-from conformance.symptoms import KnownIssueSymptom, symptom
+from conformance.knowledge.symptoms import KnownIssueSymptom, symptom
 from helper import symptom_elsewhere
 
 pytestmark = [pytest.mark.release_note("K1")]
@@ -65,7 +65,7 @@ def test_passes(): pass
 """
 
 HELPER = """
-from conformance.symptoms import symptom
+from conformance.knowledge.symptoms import symptom
 
 
 def symptom_elsewhere():

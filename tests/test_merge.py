@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conformance.merge import MergeError, merge_runs, missing_shards, recount, worst_exit_status
+from conformance.runs.merge import MergeError, merge_runs, missing_shards, recount, worst_exit_status
 from tests.cli import run_cli
 
 ENV = "vddk.build=7.0.3\nvddk.behaviour=7.0.3\nvsphere=7.0U3\ntarget=sim\nbackup.app=reference\nrun.id={run_id}\n"

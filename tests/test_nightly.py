@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.nightly import NightlyError, pairs, run_pairs
-from conformance.versions import supported_pairs, vddk_supports
+from conformance.knowledge.versions import supported_pairs, vddk_supports
+from conformance.runs.nightly import NightlyError, pairs, run_pairs
 from tests.cli import run_cli
 
 
@@ -93,7 +93,7 @@ def test_the_night_prints_each_pair_s_progress_and_saves_its_summary_after_every
 
 NIGHT = """
 import pathlib, sys
-from conformance.nightly import pairs, run_pairs
+from conformance.runs.nightly import pairs, run_pairs
 
 def command(build, server, run_id, reports, matrix, workers):
     return [sys.executable, {fake!r}, str(reports), run_id]

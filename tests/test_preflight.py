@@ -1,4 +1,4 @@
-"""The preflight (conformance.preflight): C4 pairs, F2 proxy OS, F1/K5/K6 InitEx configuration — one line each."""
+"""The preflight (conformance.lab.preflight): C4 pairs, F2 proxy OS, F1/K5/K6 InitEx configuration — one line each."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.dataplane_check import LAB_PROBLEM, DataPlaneEndpoint, unreachable
-from conformance.preflight import WARNING, preflight
-from conformance.versions import supported_pairs
+from conformance.knowledge.versions import supported_pairs
+from conformance.lab.dataplane_check import LAB_PROBLEM, DataPlaneEndpoint, unreachable
+from conformance.lab.preflight import WARNING, preflight
 
 NO_NFC = "vixDiskLib.transport.hotadd.NoNfcSession"
 SIZE, COUNT = "vixDiskLib.nfcAio.Session.BufSizeIn64KB", "vixDiskLib.nfcAio.Session.BufCount"

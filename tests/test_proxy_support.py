@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.proxy_support import ProxySupportError, check_proxy, find_os, load_matrix, proxy_supported
-from conformance.versions import all_builds
+from conformance.knowledge.proxy_support import ProxySupportError, check_proxy, find_os, load_matrix, proxy_supported
+from conformance.knowledge.versions import all_builds
 
 NEW_IN_703 = ("Red Hat Enterprise Linux 8.3", "CentOS 8.3", "SUSE Linux Enterprise Server 15.1")
 BEFORE_703 = [b.name for b in all_builds() if b.name != "7.0.3"]

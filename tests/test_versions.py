@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conformance.sim.profiles import all_profiles
-from conformance.versions import (
+from conformance.knowledge.versions import (
     KNOWN_BUILDS,
     VMC_COMPATIBILITY,
     VddkBuild,
@@ -24,6 +23,7 @@ from conformance.versions import (
     vsphere_release,
     vsphere_releases,
 )
+from conformance.sim.profiles import all_profiles
 
 BUILDS = [b.name for b in all_builds()]
 VSPHERE = [v.name for v in all_vsphere()]

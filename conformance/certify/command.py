@@ -19,7 +19,7 @@ from conformance.certify.profile import load_profile
 from conformance.certify.scan import scan_files
 from conformance.certify.selection import TEST_MAP, read_secrets
 from conformance.certify.verify import verify_bundle
-from conformance.versions import VersionError
+from conformance.knowledge.versions import VersionError
 
 __all__ = ["certify", "verify"]
 
@@ -45,7 +45,7 @@ def certify(
 ) -> int:
     """Run the profile's tests, pack the bundle, print its verdict; 0 = bundle written and passing, 1 = failing.
     `run_command` runs `vddk-conformance ARGV` (the command line hands in its own entry: no import cycle)."""
-    from conformance.resources import new_run_id
+    from conformance.lab.resources import new_run_id
 
     if target != "sim" and not Path(target).is_file():
         raise CertifyError(f"--target {target}: use 'sim' or the path of a target file")

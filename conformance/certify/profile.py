@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.certify import CertifyError
-from conformance.versions import VddkBuild, VersionError, VsphereVersion
+from conformance.knowledge.versions import VddkBuild, VersionError, VsphereVersion
 
 __all__ = ["Profile", "RequiredTest", "available_profiles", "load_profile", "parse_profile"]
 

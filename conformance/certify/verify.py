@@ -31,7 +31,7 @@ from conformance.certify.consistency import report_disagreements
 from conformance.certify.members import read_members
 from conformance.certify.profile import Profile, RequiredTest, load_profile, parse_profile
 from conformance.input_errors import one_line
-from conformance.versions import VersionError
+from conformance.knowledge.versions import VersionError
 
 __all__ = ["TestResult", "Verdict", "check_manifest", "judge_tests", "read_bundle", "verify_bundle"]
 

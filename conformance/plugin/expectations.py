@@ -1,8 +1,9 @@
 """Expectations are data: each test's release-note marker plus the selected build and vSphere version decide
 whether it must pass, is a known issue (strict expected failure) or is not applicable (skipped).
 
-A known issue expects exactly its documented symptom (``raises=KnownIssueSymptom``, see conformance/symptoms.py);
-:class:`KnownIssueHooks` makes sure nothing else reads as the known issue: pytest's xfail also covers setup and
+A known issue expects exactly its documented symptom (``raises=KnownIssueSymptom``, see
+conformance/knowledge/symptoms.py); :class:`KnownIssueHooks` makes sure nothing else reads as the known issue:
+pytest's xfail also covers setup and
 teardown errors and ``pytest.xfail()`` calls, and those are turned back into errors and failures here.
 
 Every conformance test is also a "product" test or a "platform" check (:func:`verdict_kind`, reported per test in
@@ -18,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from conformance.catalog import CatalogError, Expectation, load_catalog
-from conformance.symptoms import KnownIssueSymptom, raised_by_test
+from conformance.knowledge.catalog import CatalogError, Expectation, load_catalog
+from conformance.knowledge.symptoms import KnownIssueSymptom, raised_by_test
 
 EXPECTATION = pytest.StashKey[dict[str, str]]()
 PRODUCT, PLATFORM = "product", "platform"

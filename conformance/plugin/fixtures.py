@@ -15,19 +15,14 @@ from typing import Any
 import pytest
 
 from conformance.exit_codes import USAGE
-from conformance.locks import VmLocks
-from conformance.plugin.settings import RunSettings
-from conformance.resources import (
+from conformance.lab.resources import (
     ResourceTracker,
     deferred_stop,
     install_stop_handlers,
     stop_requested,
     worker_id,
 )
-from conformance.safety import SafetyGuard
-from conformance.sequences.app import BackupAppError, BackupApplication, load_backup_app
-from conformance.sequences.context import SequenceContext
-from conformance.targets import (
+from conformance.lab.targets import (
     CREATE_VMS,
     FAULT_INJECTION,
     GUEST_OPERATIONS,
@@ -37,10 +32,15 @@ from conformance.targets import (
     file_target,
     simulator_target,
 )
+from conformance.plugin.settings import RunSettings
+from conformance.sequences.app import BackupAppError, BackupApplication, load_backup_app
+from conformance.sequences.context import SequenceContext
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import render_config
 from conformance.vixdisklib.factory import LibrarySpec
 from conformance.vsphere.guest import GuestWorkload
+from conformance.vsphere.locks import VmLocks
+from conformance.vsphere.safety import SafetyGuard
 from conformance.vsphere.session import VsphereSession
 
 __all__ = [
@@ -87,7 +87,7 @@ def vddk_settings(pytestconfig: pytest.Config) -> RunSettings:
 def vddk_target(vddk_settings: RunSettings) -> Iterator[Target]:
     """The embedded simulator ('sim') or the target a target file describes (bad file: one line, exit 2)."""
     if vddk_settings.target != "sim":
-        from conformance.target_file import TargetFileError
+        from conformance.lab.target_file import TargetFileError
 
         try:
             target = file_target(vddk_settings.target)  # checked at configure time; a variable may vanish since
@@ -106,7 +106,7 @@ def vddk_target(vddk_settings: RunSettings) -> Iterator[Target]:
 
 def _check_server_release(expected: str, target: Target) -> None:
     """Expectations follow --vsphere: a server of another release (its own report) stops the run in one line."""
-    from conformance.versions import VsphereVersion
+    from conformance.knowledge.versions import VsphereVersion
 
     if VsphereVersion.parse(expected).release != VsphereVersion.parse(target.vsphere).release:
         pytest.exit(
@@ -322,7 +322,7 @@ def vddk_labels(request: pytest.FixtureRequest) -> None:
     """Allure labels from the release-note marker: epic = section, feature = id and title, a link to the item."""
     marker = request.node.get_closest_marker("release_note")
     if marker is not None and marker.args:
-        from conformance.catalog import load_catalog
+        from conformance.knowledge.catalog import load_catalog
 
         try:
             import allure
@@ -349,7 +349,7 @@ def vddk_labels(request: pytest.FixtureRequest) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """SIGTERM behaves like Ctrl-C, and neither interrupts a clean-up (see conformance.resources); an xdist
+    """SIGTERM behaves like Ctrl-C, and neither interrupts a clean-up (see conformance.lab.resources); an xdist
     controller holds nothing, so it stops at once (its workers stop at their next safe point)."""
     install_stop_handlers(immediate=session.config.pluginmanager.hasplugin("dsession"))
 

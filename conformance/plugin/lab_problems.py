@@ -2,7 +2,7 @@
 
 Why here: with the hosts' NFC port closed, login and metadata work and every disk Open fails with a VIX error
 that reads like a product bug. When a test fails, the run checks the data plane of the test's target through the
-test's own vSphere session (``conformance.dataplane_check``, the preflight's check) and, when it is unreachable,
+test's own vSphere session (``conformance.lab.dataplane_check``, the preflight's check) and, when it is unreachable,
 adds the one line that says so to the failure. The report categories (``conformance/reports/categories.py``)
 class a failure carrying that line as a lab problem. A healthy run pays nothing: the check runs only on failure.
 """
@@ -14,7 +14,7 @@ from collections.abc import Generator
 import pytest
 from _pytest._code.code import ExceptionRepr
 
-from conformance.dataplane_check import data_plane_problems
+from conformance.lab.dataplane_check import data_plane_problems
 
 __all__ = ["annotate", "pytest_runtest_makereport"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.sweep import OWNER_FILE, owner_record
+from conformance.ownership import OWNER_FILE, owner_record
 
 __all__ = ["RunFolderOwner"]
 

@@ -1,6 +1,6 @@
 """No password reaches a run's reports, whatever pytest flags are used.
 
-Test reports are scrubbed of every secret the process holds (``conformance.secrets``) as they are made, before
+Test reports are scrubbed of every secret the process holds (``conformance.lab.secrets``) as they are made, before
 JUnit and Allure see them (``-l`` shows a failing frame's locals, a child process's environment among them);
 the controller scrubs the reports its workers send; at the end the run's report folder is scanned, and any
 remembered secret still in a file is replaced there, with one warning line naming the files.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.secrets import REDACTED, known, scrub_object
+from conformance.lab.secrets import REDACTED, known, scrub_object
 
 __all__ = ["SecretScrubber", "scrub_folder"]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conformance.input_errors import InputError
-from conformance.resources import new_run_id, run_id_problem
-from conformance.shards import ShardError, parse_shard
-from conformance.versions import VddkBuild, VersionError, vsphere_release
+from conformance.knowledge.versions import VddkBuild, VersionError, vsphere_release
+from conformance.lab.resources import new_run_id, run_id_problem
+from conformance.runs.shards import ShardError, parse_shard
 
 STASH_KEY = "vddk_settings"
 
@@ -123,11 +123,11 @@ class RunSettings:
         if target != "sim" and not Path(target).is_file():
             raise SettingsError(f"--vddk-target {target!r}: use 'sim' or the path of a target file")
         if target != "sim":
-            from conformance.target_file import TargetFileError, load_target_file
+            from conformance.lab.target_file import TargetFileError, load_target_file
 
             try:  # a bad file or a missing password variable stops the run before collection, in one line
                 spec = load_target_file(target)
-                spec.password.read()  # remembered: the run scrubs its reports of it (conformance.secrets)
+                spec.password.read()  # remembered: the run scrubs its reports of it (conformance.lab.secrets)
                 if spec.guest_password is not None:
                     spec.guest_password.read()
             except TargetFileError as exc:
@@ -177,7 +177,7 @@ def _ids(text: str | None, option: str) -> tuple[str, ...]:
     """Release-note ids from a comma-separated option, each checked against the catalog."""
     if not text:
         return ()
-    from conformance.catalog import load_catalog
+    from conformance.knowledge.catalog import load_catalog
 
     known = set(load_catalog().ids())
     ids = tuple(part.strip().upper() for part in text.split(",") if part.strip())
@@ -191,7 +191,7 @@ def _faults(text: str | None) -> tuple[str, ...]:
     """--sim-fault names, each a fault of conformance/data/sim_faults.toml."""
     if not text:
         return ()
-    from conformance.sim_faults import SimFaultError, check_faults
+    from conformance.knowledge.sim_faults import SimFaultError, check_faults
 
     try:
         return check_faults(text.split(","))
@@ -201,7 +201,7 @@ def _faults(text: str | None) -> tuple[str, ...]:
 
 def _fixable(ids: tuple[str, ...]) -> tuple[str, ...]:
     """--sim-fixed ids, each one a known issue the simulated library has a switch for (vddk_builds.toml)."""
-    from conformance.build_facts import unfixable
+    from conformance.knowledge.build_facts import unfixable
 
     problem = unfixable(ids)
     if problem:

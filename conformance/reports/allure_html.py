@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conformance.catalog import load_catalog
+from conformance.knowledge.catalog import load_catalog
 from conformance.reports import labels
 from conformance.reports.categories import CATEGORIES, write_categories
 from conformance.reports.runs import Run

@@ -26,7 +26,7 @@ _LAB = (
     r"Name or service not known|[Tt]imed? ?out|TimeoutError|PermissionError|[Pp]ermission denied|NoPermission|"
     r"InvalidLogin|NotAuthenticated|certificate verify failed|lab problem: "
 )
-#: the line the run adds to a failure when the data plane is unreachable (conformance/dataplane_check.py)
+#: the line the run adds to a failure when the data plane is unreachable (conformance/lab/dataplane_check.py)
 _LAB_NOTED = r"lab problem: "
 _PRODUCT = r"VixError|VIX_E_[A-Z_]+|vim\.fault\.|vmodl\.fault\.|AssertionError|XPASS\(strict\)"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.catalog import CatalogError, load_catalog
+from conformance.knowledge.catalog import CatalogError, load_catalog
 
 SINGLE = ("epic", "feature", "story")
 BUILD_PARAMETER = "VDDK build"

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.catalog import Catalog, ReleaseNoteItem, load_catalog
+from conformance.knowledge.catalog import Catalog, ReleaseNoteItem, load_catalog
 from conformance.reports.runs import Run
 
 FAIL, KNOWN, PASS, NOT_APPLICABLE, NO_TEST = "fail", "known issue", "pass", "not applicable", "no test"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.input_errors import InputError
-from conformance.resources import run_id_problem
+from conformance.lab.resources import run_id_problem
 
 #: outcomes a summary.json may record per test (see conformance/plugin/reporting.py)
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")

@@ -159,10 +159,10 @@ def main() -> None:
 
 def app_backup_until_first_read(lib: Any, params: ConnectParams, env: Any) -> None:
     """Run the backup application; its first Read reports and blocks until the parent SIGKILLs the process."""
-    from conformance.resources import ResourceTracker
+    from conformance.lab.resources import ResourceTracker
+    from conformance.lab.targets import Target
     from conformance.sequences.app import load_backup_app
     from conformance.sequences.context import SequenceContext
-    from conformance.targets import Target
     from conformance.vsphere.connection import Endpoint
     from conformance.vsphere.session import VsphereSession
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance.resources import ResourceTracker
-from conformance.targets import Target
+from conformance.lab.resources import ResourceTracker
+from conformance.lab.targets import Target
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vsphere.session import VsphereSession
 

@@ -28,13 +28,13 @@ class FaultHooks:
 
     def play(self, names: tuple[str, ...]) -> None:
         """Play these integrity faults (each a known name; unknown ones are a one-line SimFaultError)."""
-        from conformance.sim_faults import check_faults
+        from conformance.knowledge.sim_faults import check_faults
 
         self._integrity = frozenset(check_faults(names))
 
     def playing(self, name: str) -> bool:
         """True when the integrity fault `name` is being played; a name sim_faults.toml lacks is a bug (KeyError)."""
-        from conformance.sim_faults import FAULTS
+        from conformance.knowledge.sim_faults import FAULTS
 
         if name not in FAULTS:
             raise KeyError(f"{name!r} is not a fault of conformance/data/sim_faults.toml")

@@ -289,7 +289,7 @@ class Simulator:
         password: str | None = None,
         sim_faults: tuple[str, ...] = (),
     ) -> None:
-        from conformance.sim_faults import check_faults
+        from conformance.knowledge.sim_faults import check_faults
 
         self.profile = get_profile(vsphere)
         #: integrity faults this server plays (``--sim-fault``); library-side names are the library's business
@@ -310,7 +310,7 @@ class Simulator:
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self._own_state_dir:  # lets `vddk-conformance sweep` remove the folder once this process is gone
-            from conformance.sweep import OWNER_FILE, owner_record
+            from conformance.ownership import OWNER_FILE, owner_record
 
             (self.state_dir / OWNER_FILE).write_text(owner_record())
         try:

@@ -1,5 +1,5 @@
 """vSphere versions as the simulated server plays them: the knowledge (names, builds, API versions, what each
-release changed) is ``conformance.versions``; this module adds only what playing a version needs (the vim25
+release changed) is ``conformance.knowledge.versions``; this module adds only what playing a version needs (the vim25
 version list the server advertises)."""
 
 from __future__ import annotations
@@ -10,7 +10,13 @@ from functools import cache
 
 from pyVmomi import VmomiSupport
 
-from conformance.versions import VersionError, VsphereRelease, normalize_vsphere, vsphere_release, vsphere_releases
+from conformance.knowledge.versions import (
+    VersionError,
+    VsphereRelease,
+    normalize_vsphere,
+    vsphere_release,
+    vsphere_releases,
+)
 
 __all__ = ["UnknownProfileError", "VsphereProfile", "all_profiles", "get_profile", "normalize"]
 

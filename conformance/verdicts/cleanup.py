@@ -12,7 +12,7 @@ from typing import Any
 
 from pyVmomi import vim
 
-from conformance.resources import PREFIX
+from conformance.lab.resources import PREFIX
 from conformance.sequences.context import SequenceContext
 from conformance.verdicts.trace import left_open, trace_mark
 from conformance.vsphere.session import disks_of

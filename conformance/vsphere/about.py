@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from conformance.versions import VersionError, VsphereVersion, all_vsphere
+from conformance.knowledge.versions import VersionError, VsphereVersion, all_vsphere
 
 __all__ = ["ServerVersionError", "detect_release", "reported_release", "server_version"]
 

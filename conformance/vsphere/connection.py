@@ -18,7 +18,7 @@ from typing import Any
 from pyVim import connect as pyvim_connect
 from pyVmomi import VmomiSupport, vim
 
-from conformance.tls import pinned_client_context
+from conformance.vsphere.tls import pinned_client_context
 
 
 class PinMismatchError(ConnectionError):

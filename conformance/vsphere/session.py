@@ -13,8 +13,8 @@ from conformance.vsphere.connection import Endpoint, connect, disconnect
 from conformance.vsphere.tasks import wait_for_task
 
 if TYPE_CHECKING:
-    from conformance.locks import VmLock, VmLocks
-    from conformance.safety import SafetyGuard
+    from conformance.vsphere.locks import VmLock, VmLocks
+    from conformance.vsphere.safety import SafetyGuard
 
 #: custom attribute that marks what a run created with its run id (the sweeper reads it)
 RUN_FIELD = "vddk-conformance.run"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conformance.merge import recount
+from conformance.runs.merge import recount
 
 SMALL_PROFILE = """\
 [profile]

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from conformance.catalog import load_catalog
 from conformance.certify import CertifyError
 from conformance.certify.profile import available_profiles, load_profile, parse_profile
+from conformance.knowledge.catalog import load_catalog
+from conformance.knowledge.versions import VsphereVersion
 from conformance.plugin.expectations import verdict_kind
 from conformance.sim.profiles import get_profile
-from conformance.versions import VsphereVersion
 from tests.certify.conftest import SMALL_PROFILE
 
 SUITES = Path(__file__).resolve().parents[2] / "suites"

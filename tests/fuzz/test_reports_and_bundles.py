@@ -20,10 +20,10 @@ from conformance.certify.bundle import MANIFEST, build_files, manifest_text, wri
 from conformance.certify.product import load_product
 from conformance.certify.profile import load_profile
 from conformance.certify.verify import read_bundle, verify_bundle
-from conformance.compare import CompareError, compare
-from conformance.merge import MergeError, merge_runs
 from conformance.reports.build import build_report
 from conformance.reports.runs import ReportError
+from conformance.runs.compare import CompareError, compare
+from conformance.runs.merge import MergeError, merge_runs
 from tests.certify.conftest import GOOD_CASES, SMALL_PROFILE
 from tests.certify.conftest import write_run as write_certify_run
 from tests.fuzz.strategies import NASTY_TEXT, mutated

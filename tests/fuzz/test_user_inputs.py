@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from conformance.certify import CertifyError
 from conformance.certify.product import parse_product
 from conformance.certify.profile import parse_profile
-from conformance.detection_plan import DetectionError, load_plan
+from conformance.knowledge.detection_plan import DetectionError, load_plan
+from conformance.lab.target_file import TargetFileError, load_target_file
 from conformance.sim.inventory import InventoryError, load_inventory
-from conformance.target_file import TargetFileError, load_target_file
 from conformance.vixdisklib.config import ConfigFileError, parse_config
 from tests.fuzz.strategies import damaged_text, mutated, without_none
 from tests.lab.conftest import target_text

@@ -8,14 +8,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from conformance.locks import VmLocks
-from conformance.resources import ResourceTracker
-from conformance.safety import SafetyGuard
+from conformance.lab.resources import ResourceTracker
+from conformance.lab.targets import file_target
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.reference import ReferenceBackupApp
-from conformance.targets import file_target
 from conformance.vixdisklib.config import render_config
 from conformance.vixdisklib.factory import make_library
+from conformance.vsphere.locks import VmLocks
+from conformance.vsphere.safety import SafetyGuard
 from conformance.vsphere.session import VsphereSession
 
 

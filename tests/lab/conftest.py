@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from conformance.locks import LOCK_DIR_ENV
 from conformance.sim.inventory import default_inventory
+from conformance.vsphere.locks import LOCK_DIR_ENV
 from tests.cli import CLI, run_cli  # noqa: F401 - re-exported for the lab tests
 
 PASSWORD_ENV = "VDDKC_LAB_TEST_PASSWORD"

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance.locks import VmLocks, VmLockTimeoutError
+from conformance.vsphere.locks import VmLocks, VmLockTimeoutError
 
 HOLDER = """
 import json, sys, time
 from pathlib import Path
-from conformance.locks import VmLocks
+from conformance.vsphere.locks import VmLocks
 locks = VmLocks("vc.lab:443", Path(sys.argv[1]), holder="child " + sys.argv[2])
 with locks.lock(sys.argv[3]):
     start = time.monotonic()

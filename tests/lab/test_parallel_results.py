@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conformance.compare import compare
+from conformance.runs.compare import compare
 from tests.lab.conftest import SimServer, run_cli, write_target
 
 #: round trips that snapshot and restore into the shared target VMs, plus items with their own VMs

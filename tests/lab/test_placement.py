@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from conformance.lab.targets import PROXY_PLACEMENT, file_target
 from conformance.plugin.fixtures import library_spec
 from conformance.plugin.settings import RunSettings
 from conformance.sequences.backup_process import child_env
-from conformance.targets import PROXY_PLACEMENT, file_target
 from conformance.vixdisklib.factory import LibrarySpec
 from tests.lab.conftest import GUEST_ENV, PASSWORD_ENV, write_target
 

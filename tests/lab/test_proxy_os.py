@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.proxy_support import find_os
-from conformance.target_file import TargetFileError
-from conformance.targets import file_target
+from conformance.knowledge.proxy_support import find_os
+from conformance.lab.target_file import TargetFileError
+from conformance.lab.targets import file_target
 from tests.cli import run_cli
 from tests.lab.conftest import SimServer, start_server, stop_server, target_text, write_target
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from conformance.resources import ResourceTracker
-from conformance.safety import SafetyGuard, UnsafeOperationError
+from conformance.lab.resources import ResourceTracker
+from conformance.lab.targets import simulator_target
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.model import Backup
 from conformance.sequences.reference import ReferenceBackupApp
 from conformance.sim.instance import Simulator
-from conformance.targets import simulator_target
+from conformance.vsphere.safety import SafetyGuard, UnsafeOperationError
 from conformance.vsphere.session import RUN_FIELD, RUN_TAG, VsphereSession
 
 ALLOWED = "target-vmfs"

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from conformance.locks import LOCK_DIR_ENV
 from conformance.sim.instance import Simulator
+from conformance.vsphere.locks import LOCK_DIR_ENV
 from tests.lab.conftest import GUEST_ENV, PASSWORD_ENV, run_cli, write_target
 
 PASSWORD = "Zq7-distinctive-Pa55word-4f1c"

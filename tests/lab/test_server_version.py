@@ -13,10 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from conformance.knowledge.versions import all_vsphere
+from conformance.lab.target_file import TargetFileError
+from conformance.lab.targets import file_target, simulator_target
 from conformance.sim.instance import Simulator
-from conformance.target_file import TargetFileError
-from conformance.targets import file_target, simulator_target
-from conformance.versions import all_vsphere
 from conformance.vsphere.about import ServerVersionError, server_version
 from tests.lab.conftest import GUEST_ENV, PASSWORD_ENV, write_target
 

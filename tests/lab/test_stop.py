@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conformance import exit_codes
-from conformance.resources import ResourceTracker, install_stop_handlers, reset_stop
+from conformance.lab.resources import ResourceTracker, install_stop_handlers, reset_stop
 from tests.lab.conftest import CLI, SimServer, write_target
 from tests.lab.test_sweep import session_for, what_is_left
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.sweep import OWNER_FILE, find_leftovers, sweep_sim_dirs, wait_for_running_tasks
+from conformance.lab.sweep import OWNER_FILE, find_leftovers, sweep_sim_dirs, wait_for_running_tasks
 from conformance.vsphere.connection import Endpoint
 from conformance.vsphere.session import VsphereSession, disks_of
 from tests.lab.conftest import CLI, SimServer, run_cli, write_target
@@ -185,8 +185,8 @@ def test_a_killed_sim_serve_leaves_a_folder_the_sweeper_removes() -> None:
 
 
 def test_sweep_keeps_other_runs_and_recent_leftovers_and_never_touches_unmarked_objects() -> None:
+    from conformance.lab.sweep import sweep_target
     from conformance.sim.instance import Simulator
-    from conformance.sweep import sweep_target
 
     with Simulator() as sim:
         endpoint = Endpoint(sim.host, sim.port, sim.thumbprint)
@@ -219,8 +219,8 @@ def test_sweep_with_a_bad_target_file_is_one_line(tmp_path: Path) -> None:
 def test_sweep_removes_run_fcds_and_run_fcd_snapshots_only() -> None:
     from pyVmomi import vim
 
+    from conformance.lab.sweep import sweep_target
     from conformance.sim.instance import Simulator
-    from conformance.sweep import sweep_target
     from conformance.vsphere.tasks import wait_for_task
 
     with Simulator() as sim:
@@ -262,8 +262,8 @@ def test_sweep_with_a_run_id_removes_the_hot_add_of_that_runs_snapshot_and_nothi
     allow-listed one), so only the snapshot's run-named name ties the hot-add to the run."""
     from pyVmomi import vim
 
+    from conformance.lab.sweep import sweep_target
     from conformance.sim.instance import Simulator
-    from conformance.sweep import sweep_target
     from conformance.vsphere.tasks import wait_for_task
 
     def hot_add(session: VsphereSession, proxy: object, file_name: str) -> None:
@@ -325,8 +325,8 @@ def test_a_run_killed_hard_leaves_folders_that_sweep_removes_and_finished_report
 def test_a_task_the_server_will_not_show_does_not_stop_the_sweep() -> None:
     """A server lists a task in recentTask that reading then refuses (purged since, or not readable by this user):
     the sweep used to die there with a traceback before removing anything. It goes on and removes the leftover."""
+    from conformance.lab.sweep import sweep_target
     from conformance.sim.instance import Simulator
-    from conformance.sweep import sweep_target
 
     with Simulator() as sim:
         session = VsphereSession(Endpoint(sim.host, sim.port, sim.thumbprint), sim.user, sim.password, "dc1")

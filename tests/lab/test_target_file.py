@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conformance import exit_codes
-from conformance.target_file import TargetFileError, load_target_file
-from conformance.targets import file_target
+from conformance.lab.target_file import TargetFileError, load_target_file
+from conformance.lab.targets import file_target
 from tests.lab.conftest import GUEST_ENV, PASSWORD_ENV, SimServer, run_cli, target_text, write_target
 
 INFO = {"host": "127.0.0.1", "port": 4430, "thumbprint": ":".join(["AB"] * 20), "user": "u", "vsphere": "7.0U3"}

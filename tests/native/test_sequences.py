@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from conformance.resources import ResourceTracker, new_run_id
+from conformance.lab.resources import ResourceTracker, new_run_id
+from conformance.lab.targets import Target, simulator_target
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.reference import ReferenceBackupApp
 from conformance.sim.instance import Simulator
-from conformance.targets import Target, simulator_target
 from conformance.verdicts.cleanup import verify_clean
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.factory import make_library

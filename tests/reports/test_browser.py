@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.catalog import load_catalog
+from conformance.knowledge.catalog import load_catalog
 from conformance.reports.build import build_report
 from tests.reports.cdp import Browser, find_chromium
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.catalog import load_catalog
+from conformance.knowledge.catalog import load_catalog
 from conformance.reports.matrix import FAIL, KNOWN, NO_TEST, NOT_APPLICABLE, PASS, Cell, build_matrix, throughput
 from conformance.reports.runs import load_runs
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
-from conformance.catalog import load_catalog
+from conformance.knowledge.catalog import load_catalog
 from conformance.reports.matrix import build_matrix
 from conformance.reports.matrix_page import render, write_page
 from conformance.reports.runs import load_runs

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from conformance.knowledge.sim_faults import FAULTS, SimFaultError, check_faults
 from conformance.sim.faults import FaultHooks
-from conformance.sim_faults import FAULTS, SimFaultError, check_faults
 from conformance.vixdisklib.factory import BackendError, LibrarySpec, make_library
 from tests.cli import run_cli
 

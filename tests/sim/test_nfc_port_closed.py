@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.dataplane_check import LAB_PROBLEM, data_plane_problems
+from conformance.lab.dataplane_check import LAB_PROBLEM, data_plane_problems
 from conformance.sim.instance import Simulator
 from conformance.vixdisklib.api import VixDiskLib
 from conformance.vixdisklib.config import render_config

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from conformance.resources import ResourceTracker, new_run_id
+from conformance.lab.resources import ResourceTracker, new_run_id
+from conformance.lab.targets import Target, simulator_target
 from conformance.sequences import mutants
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.reference import ReferenceBackupApp
 from conformance.sim.instance import Simulator
-from conformance.targets import Target, simulator_target
 from conformance.verdicts.cleanup import CleanupIncompleteError, baseline, verify_clean
 from conformance.verdicts.image import image_problems
 from conformance.verdicts.job import backed_up

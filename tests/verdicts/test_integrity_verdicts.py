@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conformance.resources import ResourceTracker, new_run_id
+from conformance.lab.resources import ResourceTracker, new_run_id
+from conformance.lab.targets import simulator_target
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.reference import ReferenceBackupApp
 from conformance.sim.instance import Simulator
-from conformance.targets import simulator_target
 from conformance.verdicts.cleanup import CleanupIncompleteError, baseline, own_deltas, verify_clean
 from conformance.verdicts.job import backed_up, restored
 from conformance.verdicts.restored import restored_problems

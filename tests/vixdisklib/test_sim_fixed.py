@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
-from conformance import build_facts
-from conformance.build_facts import BehaviourError, all_behaviours, behaviour_of, known_issue_fixes
+from conformance.knowledge import build_facts
+from conformance.knowledge.build_facts import BehaviourError, all_behaviours, behaviour_of, known_issue_fixes
 from conformance.sequences.backup_process import child_env, cleanup_process, crashed_backup
 from conformance.sim.instance import Simulator
 from conformance.vixdisklib.api import VixDiskLib

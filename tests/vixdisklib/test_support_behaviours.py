@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
+from conformance.lab.targets import simulator_target
 from conformance.sim.instance import Simulator
-from conformance.targets import simulator_target
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.simulated.support import hotadd_refusal
 from tests.sim.conftest import find

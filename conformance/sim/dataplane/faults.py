@@ -1,4 +1,4 @@
-"""Data-plane faults a simulator plays on demand (`--sim-fault`, see `conformance.sim_faults`): a server that
+"""Data-plane faults a simulator plays on demand (`--sim-fault`, see `conformance.knowledge.sim_faults`): a server that
 acknowledges and answers, but with wrong data. Each hook is a no-op unless its fault is playing, so the read
 and write paths call them unconditionally.
 

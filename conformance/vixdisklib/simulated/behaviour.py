@@ -1,6 +1,7 @@
 """The simulated VixDiskLib plays each build from the knowledge layer's per-build facts
-(``conformance.build_facts``, data in conformance/data/vddk_builds.toml), optionally with some known issues fixed
-(``--sim-fixed``): that changes only how the simulator plays, never the facts the preflight and expectations read.
+(``conformance.knowledge.build_facts``, data in conformance/data/vddk_builds.toml), optionally with some known
+issues fixed (``--sim-fixed``): that changes only how the simulator plays, never the facts the preflight and
+expectations read.
 """
 
 from __future__ import annotations
@@ -8,7 +9,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from conformance.build_facts import BehaviourError, BuildBehaviour, all_behaviours, behaviour_of, known_issue_fixes
+from conformance.knowledge.build_facts import (
+    BehaviourError,
+    BuildBehaviour,
+    all_behaviours,
+    behaviour_of,
+    known_issue_fixes,
+)
 
 __all__ = ["BehaviourError", "BuildBehaviour", "all_behaviours", "behaviour_of", "played_behaviour"]
 

@@ -20,10 +20,10 @@ from pyVim import connect as pyvim_connect
 from pyVim.task import WaitForTask
 from pyVmomi import vim, vmodl
 
-from conformance.tls import pinned_client_context
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.types import ConnectParams, UidCredentials
 from conformance.vsphere.connection import Endpoint, VsphereConnectError, connect
+from conformance.vsphere.tls import pinned_client_context
 
 TASK_TIMEOUT = 300
 MOREF = re.compile(r"^(vm|snapshot)-\d+$")

@@ -106,7 +106,7 @@ class SimulatedVixDiskLib:
         fixed: tuple[str, ...] = (),
         sim_faults: tuple[str, ...] = (),
     ) -> None:
-        from conformance.sim_faults import check_faults
+        from conformance.knowledge.sim_faults import check_faults
 
         self.behaviour = played_behaviour(build, fixed)
         self.build = self.behaviour.build

@@ -1,8 +1,9 @@
 """What the simulated library of one build refuses because VMware does not support it (F2, C4), as knowledge.
 
 The decisions come from the harness's knowledge modules (the HotAdd proxy matrix of
-``conformance.proxy_support``, the compatibility policy of ``conformance.versions.vddk_supports``); the facts
-they are applied to come from the server, as the real library learns them: the proxy VM's guest OS through
+``conformance.knowledge.proxy_support``, the compatibility policy of
+``conformance.knowledge.versions.vddk_supports``); the facts they are applied to come from the server, as the real
+library learns them: the proxy VM's guest OS through
 the vSphere API, the server's release from ``content.about``. The simulator reads knowledge; knowledge never
 reads the simulator.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance.proxy_support import find_os, proxy_supported
-from conformance.versions import vddk_supports
+from conformance.knowledge.proxy_support import find_os, proxy_supported
+from conformance.knowledge.versions import vddk_supports
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vsphere.about import ServerVersionError, server_version
 from conformance.vsphere.guest_os import reported_guest_os

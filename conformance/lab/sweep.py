@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -28,13 +27,13 @@ from typing import Any
 from pyVmomi import vmodl
 
 from conformance.input_errors import InputError
-from conformance.resources import PREFIX
+from conformance.lab.resources import PREFIX
+from conformance.ownership import OWNER_FILE, alive
 
 __all__ = ["Leftover", "SweepError", "find_leftovers", "sweep_command", "sweep_sim_dirs", "sweep_target"]
 
 #: the owner file a simulator writes into a state folder it created (see conformance.sim.instance)
-log = logging.getLogger("conformance.sweep")
-OWNER_FILE = "owner.pid"
+log = logging.getLogger("conformance.lab.sweep")
 SIM_DIR_PREFIX = "vsphere-sim-"
 #: a `vddk-conformance run`'s own temporary folder (pytest's basetemp inside), named with the run id
 RUN_TEMP_PREFIX = "vddkc-run-"
@@ -295,41 +294,6 @@ def sweep_target(
     return removed, failed
 
 
-def _alive(pid: int, started: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if _state(pid) == "Z":  # a zombie: dead, waiting for a parent that may never reap it (its parent was killed too)
-        return False
-    if started is None:
-        return True
-    return _start_time(pid) == started  # the pid may have been reused by another process
-
-
-def _state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def owner_record() -> str:
-    """What a simulator writes into OWNER_FILE: its pid and process start time."""
-    pid = os.getpid()
-    return f"{pid} {_start_time(pid) or ''}".strip() + "\n"
-
-
 def sweep_sim_dirs(root: Path | None = None, *, older_than: float | None = None, dry_run: bool = False) -> list[str]:
     """Remove `vsphere-sim-*` state folders whose owner process is dead (folders without an owner file are
     left alone unless older than `older_than` minutes)."""
@@ -366,7 +330,7 @@ def sweep_owned(root: Path, pattern: str, what: str, older_than: float | None, d
             fields = []
         if fields:
             try:
-                if _alive(int(fields[0]), fields[1] if len(fields) > 1 else None):
+                if alive(int(fields[0]), fields[1] if len(fields) > 1 else None):
                     continue
             except ValueError:
                 pass
@@ -396,7 +360,7 @@ def sweep_command(
     failed: list[str] = []
     lines: list[str] = []
     if target is not None:
-        from conformance.target_file import TargetFileError, load_target_file
+        from conformance.lab.target_file import TargetFileError, load_target_file
         from conformance.vsphere.connection import PinMismatchError, VsphereConnectError
         from conformance.vsphere.session import VsphereSession
 

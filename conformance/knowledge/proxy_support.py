@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.input_errors import InputError
-from conformance.versions import Support, VddkBuild, VersionError
+from conformance.knowledge.versions import Support, VddkBuild, VersionError
 
 __all__ = ["ProxyOs", "ProxySupportError", "Support", "check_proxy", "find_os", "load_matrix", "proxy_supported"]
 

@@ -7,8 +7,9 @@ expectations agreeing (the reference application). A test detects only when it p
 in the probe: a test that always fails or errors proves nothing, and an error (set-up or tear-down) is never
 detection. A row whose baseline is not green is "baseline broken", never detected. Baselines with identical
 arguments run once. The plan (``conformance/data/detection_plan.toml``) is loaded and checked against the
-catalog by ``conformance.detection_plan``: the expectations must say "pass" for the item (or "known issue" for an
-item every build has, which the probe then assumes fixed, its baseline playing it fixed with ``--sim-fixed``),
+catalog by ``conformance.knowledge.detection_plan``: the expectations must say "pass" for the item (or "known
+issue" for an item every build has, which the probe then assumes fixed, its baseline playing it fixed with
+``--sim-fixed``),
 and the probe must change something.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.detection_plan import DetectionError, Probe, load_plan, select_probes
+from conformance.knowledge.detection_plan import DetectionError, Probe, load_plan, select_probes
 
 __all__ = [
     "Baseline",

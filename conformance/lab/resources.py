@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 
-log = logging.getLogger("conformance.resources")
+log = logging.getLogger("conformance.lab.resources")
 PREFIX = "vddkc"
 _NAME_COUNTER = itertools.count(1)  # process-wide (per xdist worker; the worker id is in the name too)
 

@@ -2,8 +2,8 @@
 
 Why a separate module: every suite parametrizes over (VDDK build, vSphere version), and the preflight must refuse an
 unsupported pair before a run starts (release-note item C4). Keeping the policy here, free of I/O and of the
-simulator's state, lets the catalog (``conformance.catalog``) and the preflight ask the same question and get the same
-answer.
+simulator's state, lets the catalog (``conformance.knowledge.catalog``) and the preflight ask the same question and get
+the same answer.
 
 Sources (VDDK 7.0.3 release notes, "About" and "Compatibility Notices"):
 
@@ -244,7 +244,7 @@ class Support:
 
 
 class FeatureLike(Protocol):
-    """What ``feature_available`` needs of a catalog item (``conformance.catalog.ReleaseNoteItem`` fits)."""
+    """What ``feature_available`` needs of a catalog item (``conformance.knowledge.catalog.ReleaseNoteItem`` fits)."""
 
     @property
     def id(self) -> str: ...

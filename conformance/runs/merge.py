@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from conformance.input_errors import InputError
+from conformance.lab.resources import run_id_problem
 from conformance.reports.runs import ReportError, load_run
-from conformance.resources import run_id_problem
 
 __all__ = ["MergeError", "Shard", "load_shard", "merge_runs", "recount", "worst_exit_status"]
 

@@ -60,7 +60,7 @@ class Target:
     backend: str = "simulated"  # VixDiskLib backend: "simulated" or "native" (ctypes, with `libdir`)
     libdir: Path | None = None
     source: Path | None = None  # the target file, when there is one
-    lock_dir: Path | None = None  # where VM lock files go (None: the shared default, see conformance.locks)
+    lock_dir: Path | None = None  # where VM lock files go (None: the shared default, see conformance.vsphere.locks)
     nfc_port: int = 902  # the ESXi hosts' NFC port, which VMware's library reaches for disk data
 
     @property
@@ -168,7 +168,7 @@ def simulator_target(simulator: Any, build: str | None = None) -> Target:
     """A Target for a running embedded simulator, its inventory read back through the vSphere API. Its default
     HotAdd proxy is the first proxy VM whose guest OS ``build`` supports (F2: a lab runs its proxy on a supported
     OS; the inventory offers several), else the first one."""
-    from conformance.secrets import remember
+    from conformance.lab.secrets import remember
     from conformance.vsphere.about import server_version
     from conformance.vsphere.session import VsphereSession
 
@@ -217,7 +217,7 @@ def simulator_target(simulator: Any, build: str | None = None) -> Target:
 def _supported_proxy(proxies: dict[str, str], build: str | None) -> str | None:
     """The first proxy VM whose guest OS ``build`` supports, Linux ones first (the inventory's first proxy is
     Linux; a Windows proxy brings its own behaviours, K3); the first proxy when none is supported."""
-    from conformance.proxy_support import find_os, proxy_supported
+    from conformance.knowledge.proxy_support import find_os, proxy_supported
 
     def linux_first(item: tuple[str, str]) -> bool:
         entry = find_os(item[0])
@@ -241,7 +241,7 @@ def server_facts(
     """The vSphere release the server reports (``content.about``; the declared one is kept when the server's
     release agrees: VMC milestones cannot be told apart by version) and the guest OS it reports for `proxy`;
     TargetFileError, one line, when the server cannot be read or the proxy VM is not there."""
-    from conformance.target_file import TargetFileError
+    from conformance.lab.target_file import TargetFileError
     from conformance.vsphere.about import ServerVersionError, server_version
     from conformance.vsphere.connection import PinMismatchError, VsphereConnectError
     from conformance.vsphere.guest_os import reported_guest_os
@@ -275,7 +275,7 @@ def server_facts(
 def file_target(path: str | Path, read_server: bool = True) -> Target:
     """A Target from a target file; reads the passwords (TargetFileError, one line, when one is missing) and,
     unless ``read_server`` is False (parsing alone), the vSphere release from the server itself."""
-    from conformance.target_file import TargetFileError, load_target_file
+    from conformance.lab.target_file import TargetFileError, load_target_file
 
     spec = load_target_file(path)
     password = spec.password.read()

@@ -5,8 +5,9 @@ Why: an unsupported VDDK/vSphere pair (C4), a proxy OS the build does not suppor
 configuration the build will refuse or misuse (F1, K5, K6) must be reported up front, one line each, instead
 of failing somewhere in a backup. ``preflight`` returns those lines (empty when everything is fine); lines
 that only warn start with ``warning:``. The decisions come from data: the support policy
-(``conformance.versions.vddk_supports``), the proxy matrix (``conformance.proxy_support``), the per-build
-switches of ``conformance/data/vddk_builds.toml`` (``conformance.build_facts``) and the vSphere versions
+(``conformance.knowledge.versions.vddk_supports``), the proxy matrix (``conformance.knowledge.proxy_support``), the
+per-build switches of ``conformance/data/vddk_builds.toml`` (``conformance.knowledge.build_facts``) and the vSphere
+versions
 (``conformance/data/vsphere_versions.toml``), never the simulator's own tables.
 """
 
@@ -16,10 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from conformance.build_facts import behaviour_of
-from conformance.proxy_support import check_proxy
-from conformance.tls import pinned_client_context
-from conformance.versions import VddkBuild, VersionError, VsphereVersion, vddk_supports
+from conformance.knowledge.build_facts import behaviour_of
+from conformance.knowledge.proxy_support import check_proxy
+from conformance.knowledge.versions import VddkBuild, VersionError, VsphereVersion, vddk_supports
 from conformance.vixdisklib.config import (
     AIO_SESSION_LIMIT,
     KEY_AIO_BUF_COUNT,
@@ -31,6 +31,7 @@ from conformance.vixdisklib.config import (
     parse_config,
     render_config,
 )
+from conformance.vsphere.tls import pinned_client_context
 
 __all__ = ["WARNING", "ConfigLike", "compatibility_problems", "config_problems", "preflight", "target_preflight"]
 
@@ -190,8 +191,8 @@ def target_preflight(path: str | Path, build: str | None = None, timeout: float 
     backend. Empty when the target is ready."""
     import socket
 
-    from conformance.dataplane_check import data_plane_problems
-    from conformance.target_file import TargetFileError, load_target_file
+    from conformance.lab.dataplane_check import data_plane_problems
+    from conformance.lab.target_file import TargetFileError, load_target_file
     from conformance.vsphere.about import ServerVersionError
     from conformance.vsphere.about import server_version as server_version_of
     from conformance.vsphere.connection import Endpoint, PinMismatchError, VsphereConnectError

@@ -54,8 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from conformance.input_errors import InputError
-from conformance.secrets import remember
-from conformance.transports import TRANSPORTS
+from conformance.knowledge.transports import TRANSPORTS
+from conformance.lab.secrets import remember
 
 __all__ = ["BACKENDS", "CAPABILITIES", "TargetFile", "TargetFileError", "load_target_file"]
 
@@ -274,7 +274,7 @@ def load_target_file(path: str | Path) -> TargetFile:
     datacenter = r.string(server, "server", "datacenter")
     vsphere = r.string(server, "server", "vsphere", required=False)
     if vsphere is not None:
-        from conformance.versions import VersionError, vsphere_release
+        from conformance.knowledge.versions import VersionError, vsphere_release
 
         try:
             vsphere = vsphere_release(vsphere).name
@@ -322,7 +322,7 @@ def load_target_file(path: str | Path) -> TargetFile:
 
     build = r.string(vddk, "vddk", "build", required=False)
     if build is not None:
-        from conformance.versions import VddkBuild, VersionError
+        from conformance.knowledge.versions import VddkBuild, VersionError
 
         try:
             build = VddkBuild.parse(build).name

@@ -23,7 +23,14 @@ from types import FrameType
 from typing import Any
 
 from conformance.input_errors import InputError
-from conformance.versions import VddkBuild, VersionError, VsphereVersion, match_builds, match_vsphere, vddk_supports
+from conformance.knowledge.versions import (
+    VddkBuild,
+    VersionError,
+    VsphereVersion,
+    match_builds,
+    match_vsphere,
+    vddk_supports,
+)
 
 __all__ = ["Night", "NightlyError", "PairResult", "pair_command", "pairs", "run_pairs"]
 

@@ -43,9 +43,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from conformance import versions
 from conformance.input_errors import InputError
-from conformance.versions import VddkBuild, VersionError, VsphereVersion
+from conformance.knowledge import versions
+from conformance.knowledge.versions import VddkBuild, VersionError, VsphereVersion
 
 __all__ = ["KINDS", "PLATFORMS", "Catalog", "CatalogError", "Expectation", "Outcome", "ReleaseNoteItem", "Workaround",
            "expectation", "load_catalog"]  # fmt: skip

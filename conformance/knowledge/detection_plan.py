@@ -4,7 +4,7 @@ Each row is a probe: expectations of a build (and server) without the bug, behav
 deliberately wrong backup application). An item every build has (``assume_fixed``) has no build without the bug
 to play for the baseline: its baseline runs with the simulator playing it fixed (``--sim-fixed``, the row's
 ``baseline_fixed``, default the item itself) while the probe plays the real build, bug included. The runs and
-the verdicts are ``conformance.detection``'s.
+the verdicts are ``conformance.runs.detection``'s.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from conformance.catalog import CatalogError, load_catalog
 from conformance.input_errors import InputError
-from conformance.versions import VddkBuild, VersionError
+from conformance.knowledge.catalog import CatalogError, load_catalog
+from conformance.knowledge.versions import VddkBuild, VersionError
 
 DEFAULT_BUILD, DEFAULT_VSPHERE = "7.0.3", "7.0U3"
 _KEYS = {"expect", "vsphere", "behave", "sim_vsphere", "backup_app", "assume_fixed", "baseline_fixed", "select", "why",
@@ -173,7 +173,7 @@ def _fault_probe(at: str, name: str, table: Any) -> Probe:
 
 
 def _sim_faults(at: str, value: Any) -> tuple[str, ...]:
-    from conformance.sim_faults import SimFaultError, check_faults
+    from conformance.knowledge.sim_faults import SimFaultError, check_faults
 
     if not isinstance(value, str) or not value.strip():
         raise DetectionError(f'{at}: sim_fault must name one fault (fix: e.g. sim_fault = "cbt-first-page-only")')
@@ -186,7 +186,7 @@ def _sim_faults(at: str, value: Any) -> tuple[str, ...]:
 def _check_fault_rows(where: str, probes: list[Probe]) -> None:
     """Every fault of sim_faults.toml is played by exactly one row: a fault no row plays is a fault no test
     is known to catch."""
-    from conformance.sim_faults import FAULTS
+    from conformance.knowledge.sim_faults import FAULTS
 
     played = [name for p in probes for name in p.sim_faults]
     twice = sorted({n for n in played if played.count(n) > 1})
@@ -288,7 +288,7 @@ def _probe(at: str, item_id: str, table: dict[str, Any], probe_id: str | None = 
 
 def _baseline_fixed(at: str, value: Any) -> tuple[str, ...]:
     """The baseline's --sim-fixed ids: a list of known issues the simulated library has a switch for."""
-    from conformance.build_facts import unfixable
+    from conformance.knowledge.build_facts import unfixable
 
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise DetectionError(f'{at}: baseline_fixed must be a list of ids (fix: e.g. baseline_fixed = ["K2"])')

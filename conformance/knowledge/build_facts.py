@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 from conformance.input_errors import InputError
-from conformance.versions import VddkBuild, all_builds
+from conformance.knowledge.versions import VddkBuild, all_builds
 
 
 @dataclass(frozen=True)
