@@ -34,3 +34,27 @@ def test_a_simulator_that_imports_the_lab_breaks_the_contracts(tmp_path: Path) -
     assert result.returncode != 0
     assert "The simulator is built on knowledge only" in result.stdout and "BROKEN" in result.stdout
     assert "conformance.sim.server -> conformance.lab.sweep" in result.stdout
+
+
+def import_cycles(tree: Path) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    script = ROOT / "tests" / "_import_cycles.py"
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tree, env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    return result.stdout.splitlines()
+
+
+def test_no_module_imports_itself_through_others_at_run_time() -> None:
+    """Function-level imports included: a cycle hidden in a function body is still a cycle."""
+    assert import_cycles(ROOT) == []
+
+
+def test_a_cycle_hidden_in_a_function_is_found(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "conformance", tmp_path / "conformance", ignore=shutil.ignore_patterns("__pycache__"))
+    # virtual_machine imports vm_clone (its clone methods); vm_clone importing it back inside a function closes a cycle
+    clone = tmp_path / "conformance" / "sim" / "objects" / "vm_clone.py"
+    hidden = "\n\ndef _hidden() -> None:\n    from conformance.sim.objects import virtual_machine  # noqa: F401\n"
+    clone.write_text(clone.read_text() + hidden)
+    found = import_cycles(tmp_path)
+    assert any("conformance.sim.objects.vm_clone" in line and ".virtual_machine" in line for line in found), found

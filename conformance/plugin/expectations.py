@@ -37,7 +37,7 @@ def marker_ids(item: pytest.Item) -> list[str]:
 
 def select(config: pytest.Config, items: list[pytest.Item]) -> None:
     """--release-note IDS keeps the tests of those items only."""
-    from conformance.plugin.reporting import SETTINGS
+    from conformance.plugin.settings import SETTINGS
 
     wanted = set(config.stash[SETTINGS].release_notes)
     if not wanted:
@@ -49,7 +49,7 @@ def select(config: pytest.Config, items: list[pytest.Item]) -> None:
 
 
 def apply(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from conformance.plugin.reporting import SETTINGS
+    from conformance.plugin.settings import SETTINGS
 
     settings = config.stash[SETTINGS]
     catalog = load_catalog()

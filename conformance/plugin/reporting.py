@@ -16,11 +16,10 @@ import pytest
 from conformance.plugin.expectations import KnownIssueHooks
 from conformance.plugin.run_folder import RunFolderOwner
 from conformance.plugin.scrubbing import SecretScrubber
-from conformance.plugin.settings import RunSettings
+from conformance.plugin.settings import SETTINGS, RunSettings
 from conformance.reports import attachments, labels
 from conformance.reports.categories import write_categories
 
-SETTINGS = pytest.StashKey[RunSettings]()
 RESULTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 RUN_DIR = pytest.StashKey[Path]()
 STARTED = pytest.StashKey[float]()

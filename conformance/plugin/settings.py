@@ -207,3 +207,7 @@ def _fixable(ids: tuple[str, ...]) -> tuple[str, ...]:
     if problem:
         raise SettingsError(f"--sim-fixed: {problem}")
     return tuple(dict.fromkeys(ids))
+
+
+#: the run's settings, in the pytest config's stash (read by every part of the plugin)
+SETTINGS = pytest.StashKey[RunSettings]()

@@ -34,6 +34,11 @@ def soap_method(wsdl_name: str) -> Callable[[Callable[..., Any]], Callable[..., 
     return mark
 
 
+#: managed-object kind (its WSDL name, e.g. "VirtualMachine") -> the class implementing it. Modules of objects/ reach
+#: one another's kinds through it (`ObjectRegistry.kind`, `get_kind`, `all_kind`) instead of importing each other.
+KINDS: dict[str, type[ManagedObjectImpl]] = {}
+
+
 class ManagedObjectImpl:
     """Base of every simulated managed object: a moref, properties read by name, SOAP methods."""
 
@@ -43,6 +48,10 @@ class ManagedObjectImpl:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "vim_type" in vars(cls):  # the implementation of one managed-object kind: found by its vSphere name
+            kind_name = str(cls.vim_type._wsdlName)
+            if KINDS.setdefault(kind_name, cls) is not cls:
+                raise TypeError(f"two implementations of {kind_name}: {KINDS[kind_name].__name__} and {cls.__name__}")
         methods: dict[str, str] = {}
         for base in reversed(cls.__mro__):
             for attr, value in vars(base).items():
@@ -122,6 +131,21 @@ class ObjectRegistry:
         if not isinstance(obj, kind):
             raise vmodl.fault.InvalidArgument(msg=f"{ref} is not a {kind.vim_type.__name__}")
         return obj
+
+    def kind(self, name: str) -> Any:
+        """The class implementing the managed-object kind `name` ("VirtualMachine", "HostSystem", ...)."""
+        try:
+            return KINDS[name]
+        except KeyError:
+            raise vmodl.fault.NotSupported(msg=f"managed objects of kind {name} are not simulated") from None
+
+    def get_kind(self, ref: Any, name: str) -> Any:
+        """The object behind `ref`, which must be of kind `name`."""
+        return self.get(ref, self.kind(name))
+
+    def all_kind(self, name: str) -> Iterator[Any]:
+        """Every object of kind `name`."""
+        return self.all(self.kind(name))
 
     def find(self, moid: str) -> ManagedObjectImpl | None:
         return self._objects.get(moid)

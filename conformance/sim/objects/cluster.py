@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pyVmomi import vim
 
@@ -46,10 +46,8 @@ class ClusterImpl(ManagedEntityImpl):
         return self.moid
 
     def add_child(self, child: ManagedEntityImpl) -> None:
-        from conformance.sim.objects.host import HostImpl
-
-        if isinstance(child, HostImpl) and child not in self.hosts:
-            self.hosts.append(child)
+        if isinstance(child.ref, vim.HostSystem) and child not in self.hosts:
+            self.hosts.append(cast("HostImpl", child))
 
     def prop_host(self) -> list[Any]:
         return [h.ref for h in self.hosts]
@@ -65,9 +63,7 @@ class ClusterImpl(ManagedEntityImpl):
         return list(seen.values())
 
     def prop_network(self) -> list[Any]:
-        from conformance.sim.objects.network import NetworkImpl
-
-        return [n.ref for n in self.registry.all(NetworkImpl)]
+        return [n.ref for n in self.registry.all_kind("Network")]
 
     def prop_summary(self) -> Any:
         return vim.ClusterComputeResource.Summary(

@@ -23,10 +23,8 @@ LOCK_SURVIVES_REMOVE = "hotadd-lock-survives-remove"
 
 def _held(ctx: Any) -> set[Path]:
     """Links locked by a hot-added disk on any VM now, plus the stale locks the fault keeps."""
-    from conformance.sim.objects.virtual_machine import VirtualMachineImpl
-
     held: set[Path] = set()
-    for vm in ctx.registry.all(VirtualMachineImpl):
+    for vm in ctx.registry.all_kind("VirtualMachine"):
         for disk in vm.disks:
             if disk.attached_from is not None:
                 held.update(link.path.resolve() for link in disk.file.chain())

@@ -49,9 +49,6 @@ class FolderImpl(ManagedEntityImpl):
     def create_vm(self, config: Any, pool: Any, host: Any = None) -> Any:
         """A new VM from a ConfigSpec: home on the datastore of files.vmPathName, disks from deviceChange."""
         from conformance.sim.dataplane import faults as dataplane_faults
-        from conformance.sim.objects.cluster import ResourcePoolImpl
-        from conformance.sim.objects.host import HostImpl
-        from conformance.sim.objects.virtual_machine import VirtualMachineImpl
         from conformance.sim.objects.vm_reconfig import apply_config_spec
 
         if "VirtualMachine" not in self.child_type:
@@ -66,13 +63,13 @@ class FolderImpl(ManagedEntityImpl):
             raise vmodl.fault.InvalidArgument(
                 msg="config.files.vmPathName names the datastore, e.g. '[vmfs-01]'", invalidProperty="files"
             )
-        resource_pool = self.registry.get(pool, ResourcePoolImpl)
-        target_host = self.registry.get(host, HostImpl) if host is not None else resource_pool.owner.hosts[0]
+        resource_pool = self.registry.get_kind(pool, "ResourcePool")
+        target_host = self.registry.get_kind(host, "HostSystem") if host is not None else resource_pool.owner.hosts[0]
         datastore, _ = self.ctx.resolve_datastore_path(config.files.vmPathName.split("]")[0] + "] x")
 
         def body(task: Any) -> Any:
             with self.registry.lock:
-                vm = VirtualMachineImpl(
+                vm = self.registry.kind("VirtualMachine")(
                     self.registry,
                     config.name,
                     self,

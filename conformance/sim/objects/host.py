@@ -45,9 +45,7 @@ class HostImpl(ManagedEntityImpl):
         return self.maintenance == IN_MAINTENANCE
 
     def vms(self) -> list[VirtualMachineImpl]:
-        from conformance.sim.objects.virtual_machine import VirtualMachineImpl
-
-        return [vm for vm in self.registry.all(VirtualMachineImpl) if vm.host is self]
+        return [vm for vm in self.registry.all_kind("VirtualMachine") if vm.host is self]
 
     def refuse_if_in_maintenance(self, operation: str) -> None:
         """Snapshot operations fail while the host is entering or in maintenance mode."""
@@ -137,9 +135,7 @@ class HostImpl(ManagedEntityImpl):
         return [ds.ref for ds in self.datastores]
 
     def prop_network(self) -> list[Any]:
-        from conformance.sim.objects.network import NetworkImpl
-
-        return [n.ref for n in self.registry.all(NetworkImpl)]
+        return [n.ref for n in self.registry.all_kind("Network")]
 
     # --- maintenance mode ---
 

@@ -17,9 +17,7 @@ class NetworkImpl(ManagedEntityImpl):
         return vim.Network.Summary(network=self.ref, name=self.name, accessible=True)
 
     def prop_host(self) -> list[Any]:
-        from conformance.sim.objects.host import HostImpl
-
-        return [h.ref for h in self.registry.all(HostImpl)]
+        return [h.ref for h in self.registry.all_kind("HostSystem")]
 
     def prop_vm(self) -> list[Any]:
         return []

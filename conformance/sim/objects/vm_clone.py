@@ -9,6 +9,7 @@ from pyVmomi import vim, vmodl
 
 from conformance.sim.objects.disks import DiskState, unique_disk_path
 from conformance.sim.objects.task import TaskImpl
+from conformance.sim.objects.vm_reconfig import apply_config_spec
 from conformance.sim.registry import soap_method
 from conformance.sim.storage.space import DiskFullError
 from conformance.sim.storage.vmdk import VirtualDiskFile
@@ -16,6 +17,7 @@ from conformance.sim.storage.vmdk import VirtualDiskFile
 if TYPE_CHECKING:
     from conformance.sim.objects.datastore import DatastoreImpl
     from conformance.sim.objects.folder import FolderImpl
+    from conformance.sim.objects.host import HostImpl
     from conformance.sim.objects.virtual_machine import VirtualMachineImpl
 
 LINKED = "createNewChildDiskBacking"
@@ -26,10 +28,8 @@ class CloneOperations:
 
     @soap_method("CloneVM_Task")
     def clone(self: Any, folder: Any, name: str, spec: Any) -> Any:
-        from conformance.sim.objects.folder import FolderImpl
-
         vm: VirtualMachineImpl = self
-        target_folder = vm.registry.get(folder, FolderImpl)
+        target_folder = vm.registry.get_kind(folder, "Folder")
         if target_folder.find_child(name) is not None:
             raise vim.fault.DuplicateName(msg=f"The name '{name}' already exists.", name=name, object=folder)
 
@@ -58,9 +58,7 @@ class CloneOperations:
 
 
 def clone_vm(source: VirtualMachineImpl, folder: FolderImpl, name: str, spec: Any) -> VirtualMachineImpl:
-    from conformance.sim.objects.host import HostImpl
     from conformance.sim.objects.snapshot import SnapshotImpl
-    from conformance.sim.objects.virtual_machine import VirtualMachineImpl
 
     ctx = source.ctx
     location = spec.location or vim.vm.RelocateSpec()
@@ -71,8 +69,8 @@ def clone_vm(source: VirtualMachineImpl, folder: FolderImpl, name: str, spec: An
             msg="a linked clone (createNewChildDiskBacking) needs spec.snapshot", invalidProperty="snapshot"
         )
     datastore: DatastoreImpl = ctx.registry.lookup(location.datastore) if location.datastore else source.home  # type: ignore[assignment]
-    host: HostImpl = ctx.registry.get(location.host, HostImpl) if location.host else source.host
-    clone = VirtualMachineImpl(
+    host: HostImpl = ctx.registry.get_kind(location.host, "HostSystem") if location.host else source.host
+    clone: VirtualMachineImpl = ctx.registry.kind("VirtualMachine")(
         ctx.registry,
         name,
         folder,
@@ -112,8 +110,6 @@ def clone_vm(source: VirtualMachineImpl, folder: FolderImpl, name: str, spec: An
             datastore=datastore.name,
         ) from exc
     if spec.config is not None:
-        from conformance.sim.objects.vm_reconfig import apply_config_spec
-
         apply_config_spec(clone, spec.config)
     if spec.powerOn:
         clone.power_state = "poweredOn"
@@ -143,11 +139,9 @@ def disk_provisioning(location: Any, disk: DiskState, origin: VirtualDiskFile) -
 
 
 def relocate_vm(vm: VirtualMachineImpl, spec: Any) -> None:
-    from conformance.sim.objects.host import HostImpl
-
     ctx = vm.ctx
     if spec.host is not None:
-        host = ctx.registry.get(spec.host, HostImpl)
+        host = ctx.registry.get_kind(spec.host, "HostSystem")
         if host.maintenance != "normal":
             raise vim.fault.InvalidHostState(msg=f"host {host.name} is in or entering maintenance mode", host=host.ref)
         vm.host = host
