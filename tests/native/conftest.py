@@ -5,7 +5,12 @@ Kits (each a --vddk-libdir):
   flat/         libvixDiskLib.so.6, .so.7, .so.8 directly in the folder (how nbdkit's tests place a stub)
   kit/lib64/    the same three, VMware's layout, plus libvixMntapi.so.7 (the VixMntApi double)
   v65/          a 6.5-era .so.6: 80-byte ConnectParams, no QueryAllocatedBlocks/FreeBlockList/AllocateConnectParams
-  no-wait/      a .so.7 without VixDiskLib_Wait (a required symbol)
+Libraries that lack functions (each a .so.7; the loader must take the optional ones, refuse the required):
+  no-wait/      without Wait alone (ReadAsync/WriteAsync present but nothing to wait with)
+  no-async/     without ReadAsync, WriteAsync and Wait
+  lean/         without ListTransportModes, Attach, PrepareForAccess, EndAccess and Cleanup
+  core/         with only the twelve required functions
+  no-io/        without Read and Write (both required)
 """
 
 from __future__ import annotations
@@ -39,6 +44,20 @@ class Kits:
     lib64: Path
     v65: Path
     no_wait: Path
+    no_async: Path
+    lean: Path
+    core: Path
+    no_io: Path
+
+
+#: what each kit of a library lacking functions is built without (VIXDOUBLE_OMIT_... switches of the double)
+LACKING = {
+    "no_wait": ("VIXDOUBLE_OMIT_WAIT",),
+    "no_async": ("VIXDOUBLE_OMIT_ASYNC",),
+    "lean": ("VIXDOUBLE_OMIT_LIST_MODES", "VIXDOUBLE_OMIT_ATTACH", "VIXDOUBLE_OMIT_ACCESS", "VIXDOUBLE_OMIT_CLEANUP"),
+    "core": ("VIXDOUBLE_CORE_ONLY",),
+    "no_io": ("VIXDOUBLE_OMIT_IO",),
+}
 
 
 def _compile(out: Path, *defines: str, source: Path = SOURCE) -> None:
@@ -58,7 +77,8 @@ def kits(tmp_path_factory: pytest.TempPathFactory) -> Kits:
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed: the VixDiskLib test double cannot be built")
     root = tmp_path_factory.mktemp("vddk-kits")
-    kits = Kits(root / "flat", root / "kit", root / "v65", root / "no-wait")
+    lacking = {name: root / name.replace("_", "-") for name in LACKING}
+    kits = Kits(flat=root / "flat", lib64=root / "kit", v65=root / "v65", **lacking)
     for major in MAJORS:
         built = kits.flat / f"libvixDiskLib.so.{major}"
         _compile(built, f"VIXDOUBLE_MAJOR={major}")
@@ -66,7 +86,8 @@ def kits(tmp_path_factory: pytest.TempPathFactory) -> Kits:
         shutil.copy2(built, kits.lib64 / "lib64" / built.name)  # a copy: dlopen would share one inode
     _compile(kits.lib64 / "lib64" / "libvixMntapi.so.7", source=MNTAPI_SOURCE)
     _compile(kits.v65 / "libvixDiskLib.so.6", "VIXDOUBLE_MAJOR=6", "VIXDOUBLE_V65")
-    _compile(kits.no_wait / "libvixDiskLib.so.7", "VIXDOUBLE_MAJOR=7", "VIXDOUBLE_OMIT_WAIT")
+    for name, switches in LACKING.items():
+        _compile(getattr(kits, name) / "libvixDiskLib.so.7", "VIXDOUBLE_MAJOR=7", *switches)
     return kits
 
 

@@ -3,6 +3,12 @@ protocol, one C call per method, failures raised as VixError with the library's 
 
 Loading follows nbdkit's VDDK plugin (see loader.py); struct layouts follow the library's major version
 (abi.py). ctypes releases the GIL around every C call, so reads on different handles run in parallel.
+
+Only the core a backup needs is required (symbols.py); a method whose optional function the library lacks raises
+VixError VIX_E_NOT_SUPPORTED naming it, except where a backup product would carry on: GetTransportMode answers
+"" (unknown), and async I/O without ReadAsync, WriteAsync and Wait is done synchronously with the completion
+callback called before read_async/write_async return. A call that answers VIX_OK without its out handle is an
+error here, so a NULL never reaches a later call.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from conformance.vixdisklib.native.callbacks import (
     take_announcement,
 )
 from conformance.vixdisklib.native.loader import find_mntapi, load
+from conformance.vixdisklib.native.symbols import ASYNC_TRIO
 from conformance.vixdisklib.types import SECTOR_SIZE, AdapterType, Block, ConnectParams, DiskInfo, Geometry
 
 log = logging.getLogger("conformance.vixdisklib.native")
@@ -104,6 +111,10 @@ class NativeVixDiskLib:
         self.params_type = params_layout(self.major, self.symbols.has("VixDiskLib_AllocateConnectParams"))
         #: one line per feature off because the library lacks an optional symbol
         self.features_off = self.symbols.feature_off()
+        #: the optional symbols the library lacks
+        self.missing = sorted(self.symbols.missing)
+        #: async calls go to the library only when it has the whole trio; otherwise they are done synchronously
+        self.async_io = all(self.symbols.has(name) for name in ASYNC_TRIO)
         #: libvixMntapi.so.N of the same kit, if present (bind it with native.mntapi.NativeMntApi)
         self.mntapi_path = find_mntapi(self.libdir, self.major)
 
@@ -111,6 +122,7 @@ class NativeVixDiskLib:
         return f"NativeVixDiskLib({str(self.path)!r}, build={self.build!r})"
 
     def _fn(self, name: str) -> Any:
+        """The bound C function; VixError VIX_E_NOT_SUPPORTED naming it when the library lacks it."""
         return self.symbols[name]
 
     def _check(self, rc: int, call: str) -> None:
@@ -159,6 +171,7 @@ class NativeVixDiskLib:
         self._fn("VixDiskLib_Exit")()
 
     def list_transport_modes(self) -> str:
+        """The modes the kit offers; VIX_E_NOT_SUPPORTED when it cannot list them (nothing to guess from)."""
         return _text(self._fn("VixDiskLib_ListTransportModes")()) or ""
 
     def get_error_text(self, code: int) -> str:
@@ -187,10 +200,16 @@ class NativeVixDiskLib:
                 ctypes.byref(out),
             )
             self._check(rc, "VixDiskLib_ConnectEx")
+            if not out.value:  # a NULL connection must never reach Open or Disconnect
+                raise VixError(
+                    VixCode.FAIL,
+                    "VixDiskLib_ConnectEx",
+                    "VixDiskLib_ConnectEx returned VIX_OK without a connection (a library bug)",
+                )
         except BaseException:
             cparams.release(self.symbols, c)
             raise
-        return NativeConnection(out.value or 0, c)
+        return NativeConnection(out.value, c)
 
     def disconnect(self, connection: NativeConnection) -> None:
         try:
@@ -205,19 +224,19 @@ class NativeVixDiskLib:
         finally:
             cparams.release(self.symbols, c)
 
+    # the function is looked up before the struct is built: a missing one costs no allocation
     def prepare_for_access(self, params: ConnectParams, identity: str) -> None:
-        rc = self._with_params(params, lambda p: self._fn("VixDiskLib_PrepareForAccess")(p, identity.encode()))
-        self._check(rc, "VixDiskLib_PrepareForAccess")
+        prepare = self._fn("VixDiskLib_PrepareForAccess")
+        self._check(self._with_params(params, lambda p: prepare(p, identity.encode())), "VixDiskLib_PrepareForAccess")
 
     def end_access(self, params: ConnectParams, identity: str) -> None:
-        rc = self._with_params(params, lambda p: self._fn("VixDiskLib_EndAccess")(p, identity.encode()))
-        self._check(rc, "VixDiskLib_EndAccess")
+        end = self._fn("VixDiskLib_EndAccess")
+        self._check(self._with_params(params, lambda p: end(p, identity.encode())), "VixDiskLib_EndAccess")
 
     def cleanup(self, params: ConnectParams) -> tuple[int, int]:
+        clean = self._fn("VixDiskLib_Cleanup")
         cleaned, remaining = ctypes.c_uint32(), ctypes.c_uint32()
-        rc = self._with_params(
-            params, lambda p: self._fn("VixDiskLib_Cleanup")(p, ctypes.byref(cleaned), ctypes.byref(remaining))
-        )
+        rc = self._with_params(params, lambda p: clean(p, ctypes.byref(cleaned), ctypes.byref(remaining)))
         if rc != VIX_OK:
             text = f"{self.get_error_text(rc)} ({cleaned.value} cleaned up, {remaining.value} remaining)"
             raise NativeCleanupError(rc, cleaned.value, remaining.value, text)
@@ -229,8 +248,12 @@ class NativeVixDiskLib:
         out = ctypes.c_void_p()
         rc = self._fn("VixDiskLib_Open")(connection.raw, path.encode("utf-8"), flags, ctypes.byref(out))
         self._check(rc, "VixDiskLib_Open")
-        if not out.value:
-            raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"the library returned VIX_OK but no handle for {path}")
+        if not out.value:  # a NULL handle must never reach Read, Close or GetTransportMode
+            raise VixError(
+                VixCode.FAIL,
+                "VixDiskLib_Open",
+                f"VixDiskLib_Open returned VIX_OK without a handle for {path} (a library bug)",
+            )
         return NativeHandle(out.value, path)
 
     def close(self, handle: NativeHandle) -> None:
@@ -265,6 +288,10 @@ class NativeVixDiskLib:
             self._fn("VixDiskLib_FreeInfo")(out)
 
     def get_transport_mode(self, handle: NativeHandle) -> str:
+        """The transport Open chose; "" (unknown) when the library returns NULL or lacks the function: the facade
+        asks at every Open, and a backup does not stop for want of a label."""
+        if not self.symbols.has("VixDiskLib_GetTransportMode"):
+            return ""
         return _text(self._fn("VixDiskLib_GetTransportMode")(handle.raw)) or ""
 
     def read(self, handle: NativeHandle, start_sector: int, num_sectors: int) -> bytes:
@@ -292,6 +319,11 @@ class NativeVixDiskLib:
         self._submit("VixDiskLib_WriteAsync", handle, start_sector, len(data) // SECTOR_SIZE, source, callback)
 
     def _submit(self, call: str, handle: NativeHandle, start: int, count: int, buffer: Any, callback: Any) -> None:
+        if not self.async_io:  # done now with Read/Write; the result goes to the callback like a completion's
+            sync = "VixDiskLib_Read" if call == "VixDiskLib_ReadAsync" else "VixDiskLib_Write"
+            rc = self._fn(sync)(handle.raw, start, count, buffer)
+            COMPLETIONS.fire(COMPLETIONS.add(callback, buffer), rc)  # a raising callback is logged, as from C
+            return
         token = COMPLETIONS.add(callback, buffer)  # before the call: the callback may come first
         rc = self._fn(call)(handle.raw, start, count, buffer, ON_COMPLETE, token)
         if rc != VIX_ASYNC:
@@ -299,6 +331,9 @@ class NativeVixDiskLib:
             self._check(rc, call)  # VIX_OK without queueing would be a library bug; treat as done
 
     def wait(self, handle: NativeHandle) -> None:
+        """Waits for the library's async operations; without the async trio nothing is ever pending."""
+        if not self.async_io:
+            return
         self._check(self._fn("VixDiskLib_Wait")(handle.raw), "VixDiskLib_Wait")
 
     def flush(self, handle: NativeHandle) -> None:

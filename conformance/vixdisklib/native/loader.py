@@ -54,15 +54,17 @@ def find_library(libdir: Path, major: int | None = None, stem: str = LIBRARY) ->
 
 
 def load(libdir: Path, major: int | None = None) -> LoadedLibrary:
-    """dlopen the library found under `libdir` (RTLD_NOW, so unresolved references fail here, not later)."""
+    """dlopen the library found under `libdir` (RTLD_NOW, so unresolved references fail here, not later); a missing
+    required symbol raises MissingSymbolError, missing optional ones are logged in one warning line."""
     path, found_major = find_library(libdir, major)
     try:
         cdll = ctypes.CDLL(str(path), mode=os.RTLD_NOW | os.RTLD_LOCAL)
     except OSError as exc:
         raise LibraryNotFoundError(f"cannot load {path}: {exc}") from None
     symbols = bind(cdll, path)
-    for line in symbols.feature_off():
-        log.warning("%s", line)
+    warning = symbols.warning()
+    if warning:  # one line for every missing optional symbol: a kit's gaps read at a glance, not as a flood
+        log.warning("%s", warning)
     return LoadedLibrary(path, found_major, cdll, symbols)
 
 

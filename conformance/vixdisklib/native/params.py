@@ -1,10 +1,10 @@
 """VixDiskLibConnectParams in C memory, filled from the harness's ConnectParams, and freed safely.
 
 With VDDK 6.7+ the struct comes from VixDiskLib_AllocateConnectParams and goes back through
-FreeConnectParams (nbdkit does the same: the library warns otherwise); older libraries get a zeroed struct
-of our own. The strings stay ours: they are kept alive while the library may use them, the secret ones are
-wiped when released, and every string pointer is cleared before FreeConnectParams so the library can
-never free memory it does not own.
+FreeConnectParams (nbdkit does the same: the library warns otherwise); a library without both of them (older,
+or missing either) gets a zeroed struct of our own: one allocated without its Free would leak. The strings
+stay ours: they are kept alive while the library may use them, the secret ones are wiped when released, and
+every string pointer is cleared before FreeConnectParams so the library can never free memory it does not own.
 """
 
 from __future__ import annotations
@@ -43,9 +43,14 @@ def _string(params: CParams, text: str | None, secret: bool = False) -> ctypes.c
     return ctypes.cast(buffer, ctypes.c_char_p)
 
 
+def library_allocates(symbols: Symbols) -> bool:
+    """Whether the struct comes from the library: only when it can also be given back."""
+    return symbols.has("VixDiskLib_AllocateConnectParams") and symbols.has("VixDiskLib_FreeConnectParams")
+
+
 def build(symbols: Symbols, layout: ConnectParamsStruct, params: ConnectParams) -> CParams:
     """A filled struct; released (wiped, freed) with `release`."""
-    if symbols.has("VixDiskLib_AllocateConnectParams"):
+    if library_allocates(symbols):
         address = symbols["VixDiskLib_AllocateConnectParams"]()
         if not address:
             raise VixError(VixCode.OUT_OF_MEMORY, "VixDiskLib_AllocateConnectParams")

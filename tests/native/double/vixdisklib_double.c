@@ -8,11 +8,19 @@
  * descriptor with one FLAT extent, or one SPARSE extent (hosted sparse "KDMV") whose parentFileNameHint
  * names the next link. Reads fall through the chain; writes go to the top link, which must be FLAT.
  *
- * Build:  gcc -shared -fPIC -pthread -DVIXDOUBLE_MAJOR=6|7|8 [-DVIXDOUBLE_V65] [-DVIXDOUBLE_OMIT_WAIT]
+ * Build:  gcc -shared -fPIC -pthread -DVIXDOUBLE_MAJOR=6|7|8 [-DVIXDOUBLE_V65] [-DVIXDOUBLE_OMIT_...]
  *   VIXDOUBLE_MAJOR  6: VixDiskLibInfo is 56 bytes; 7 and 8: 64 bytes (logical/physical sector sizes).
  *   VIXDOUBLE_V65    a 6.5-era library: ConnectParams ends at vimApiVer (80 bytes), and neither
  *                    QueryAllocatedBlocks, FreeBlockList nor AllocateConnectParams exist.
- *   VIXDOUBLE_OMIT_WAIT  leaves out VixDiskLib_Wait (a library too old for the harness).
+ *   Libraries that lack functions (so the harness's loader meets them), each switch leaving out:
+ *   VIXDOUBLE_OMIT_LIST_MODES      ListTransportModes        VIXDOUBLE_OMIT_TRANSPORT_MODE  GetTransportMode
+ *   VIXDOUBLE_OMIT_ASYNC           ReadAsync, WriteAsync, Wait  VIXDOUBLE_OMIT_WAIT        Wait alone
+ *   VIXDOUBLE_OMIT_FLUSH           Flush                     VIXDOUBLE_OMIT_ATTACH         Attach
+ *   VIXDOUBLE_OMIT_ACCESS          PrepareForAccess, EndAccess  VIXDOUBLE_OMIT_CLEANUP     Cleanup
+ *   VIXDOUBLE_OMIT_QUERY           QueryAllocatedBlocks, FreeBlockList
+ *   VIXDOUBLE_OMIT_ALLOCATE        AllocateConnectParams     VIXDOUBLE_OMIT_FREE_PARAMS    FreeConnectParams
+ *   VIXDOUBLE_OMIT_IO              Read and Write (required: such a library must be refused)
+ *   VIXDOUBLE_CORE_ONLY            every optional function above: only the twelve a backup needs remain
  *   VIXDOUBLE_VERSION="x.y.z"  the version InitEx announces (default per major: 6.7.3, 7.0.3, 8.0.1);
  *   VIXDOUBLE_BUILD_NUMBER="n" the build number it announces (default: the major, then six zeros).
  *
@@ -29,9 +37,11 @@
  *   VIXDOUBLE_TRANSPORTS=a:b      remote transports this "proxy" offers (default nbd:nbdssl)
  *   VIXDOUBLE_CLEANUP_REMAINING=n Cleanup reports n VMs still needing cleanup
  *   VIXDOUBLE_PHYSICAL_SECTOR=n   physicalSectorSize GetInfo reports (7.0+ layout)
+ *   VIXDOUBLE_NULL_HANDLE=ConnectEx|Open  that call answers VIX_OK without setting its out handle (a library bug)
  *
  * Test hooks (not VixDiskLib): VixDouble_State(buf, len) prints counters (connections, disks, PrepareForAccess
- * depth, reads, writes, `live` = library-allocated objects not yet given back to their Free function) and
+ * depth, reads, writes, `live` = library-allocated objects not yet given back to their Free function,
+ * `null_args` = calls that were handed a NULL connection or disk handle) and
  * what the last ConnectEx read from its parameters (never the password: only its length);
  * VixDouble_Panic(msg) calls the panic callback; VixDouble_Major() says which ABI was built.
  */
@@ -70,6 +80,36 @@
 #define VIXDOUBLE_BUILD_NUMBER VIXDOUBLE_STR(VIXDOUBLE_MAJOR) "000000"
 #endif
 #define EXPORT __attribute__((visibility("default")))
+
+/* CORE_ONLY and V65 imply the switches of what they leave out (#undef first: -D may have set them already) */
+#ifdef VIXDOUBLE_CORE_ONLY
+#undef VIXDOUBLE_OMIT_LIST_MODES
+#define VIXDOUBLE_OMIT_LIST_MODES 1
+#undef VIXDOUBLE_OMIT_TRANSPORT_MODE
+#define VIXDOUBLE_OMIT_TRANSPORT_MODE 1
+#undef VIXDOUBLE_OMIT_ASYNC
+#define VIXDOUBLE_OMIT_ASYNC 1
+#undef VIXDOUBLE_OMIT_FLUSH
+#define VIXDOUBLE_OMIT_FLUSH 1
+#undef VIXDOUBLE_OMIT_ATTACH
+#define VIXDOUBLE_OMIT_ATTACH 1
+#undef VIXDOUBLE_OMIT_ACCESS
+#define VIXDOUBLE_OMIT_ACCESS 1
+#undef VIXDOUBLE_OMIT_CLEANUP
+#define VIXDOUBLE_OMIT_CLEANUP 1
+#undef VIXDOUBLE_OMIT_FREE_PARAMS
+#define VIXDOUBLE_OMIT_FREE_PARAMS 1
+#endif
+#if defined(VIXDOUBLE_CORE_ONLY) || defined(VIXDOUBLE_V65)
+#undef VIXDOUBLE_OMIT_QUERY
+#define VIXDOUBLE_OMIT_QUERY 1
+#undef VIXDOUBLE_OMIT_ALLOCATE
+#define VIXDOUBLE_OMIT_ALLOCATE 1
+#endif
+#ifdef VIXDOUBLE_OMIT_ASYNC
+#undef VIXDOUBLE_OMIT_WAIT
+#define VIXDOUBLE_OMIT_WAIT 1
+#endif
 
 typedef uint64_t VixError;
 typedef uint64_t VixDiskLibSectorType;
@@ -183,6 +223,7 @@ static char g_tmpdir[PATH_MAX];
 static unsigned long g_reads, g_writes, g_sessions;
 static int g_connections, g_disks, g_access;
 static long g_live; /* library-allocated objects not yet handed back to a Free function */
+static unsigned long g_null_args; /* calls handed a NULL connection or disk handle */
 static char g_last_connect[1024];
 #ifndef VIXDOUBLE_V65
 static void *g_allocated[64];
@@ -203,6 +244,16 @@ static void emit(VixDiskLibGenericLogFunc *fn, const char *fmt, ...) {
 }
 #define LOG(...) emit(g_log, __VA_ARGS__)
 #define WARN(...) emit(g_warn, __VA_ARGS__)
+
+/* VIXDOUBLE_NULL_HANDLE names the call that answers VIX_OK without setting its out handle */
+static int null_handle(const char *call) {
+  const char *v = getenv("VIXDOUBLE_NULL_HANDLE");
+  return v && !strcmp(v, call);
+}
+
+static void note_null(const void *handle) {
+  if (!handle) __atomic_add_fetch(&g_null_args, 1, __ATOMIC_RELAXED);
+}
 
 static long env_long(const char *name, long fallback) {
   const char *v = getenv(name);
@@ -371,7 +422,7 @@ static int read_chain(const Disk *d, int link, uint64_t sector, uint64_t count, 
   return 0;
 }
 
-#ifndef VIXDOUBLE_V65
+#ifndef VIXDOUBLE_OMIT_QUERY
 static int range_allocated(const Disk *d, uint64_t sector, uint64_t count) {
   for (int i = 0; i < d->nlinks; i++) {
     const Link *l = &d->links[i];
@@ -392,6 +443,7 @@ static int range_allocated(const Disk *d, uint64_t sector, uint64_t count) {
 
 static Disk *disk_of(void *h) {
   Disk *d = h;
+  note_null(h);
   return d && d->magic == DISK_MAGIC && !d->closed ? d : NULL;
 }
 
@@ -436,6 +488,7 @@ static VixError do_write(Disk *d, uint64_t start, uint64_t count, const uint8_t 
   return VIX_OK;
 }
 
+#ifndef VIXDOUBLE_OMIT_ASYNC
 static void *worker(void *arg) {
   Disk *d = arg;
   pthread_mutex_lock(&d->lock);
@@ -479,6 +532,7 @@ static VixError submit(void *h, int write, uint64_t start, uint64_t count, uint8
   pthread_mutex_unlock(&d->lock);
   return VIX_ASYNC;
 }
+#endif
 
 static void drain(Disk *d) {
   pthread_mutex_lock(&d->lock);
@@ -548,11 +602,13 @@ EXPORT void VixDiskLib_Exit(void) {
   pthread_mutex_unlock(&g_lock);
 }
 
+#ifndef VIXDOUBLE_OMIT_LIST_MODES
 /* VIXDOUBLE_MODES: the modes a kit offers (a kit without some transport's plugin) */
 EXPORT const char *VixDiskLib_ListTransportModes(void) {
   const char *modes = getenv("VIXDOUBLE_MODES");
   return modes ? modes : "file:san:hotadd:nbd:nbdssl";
 }
+#endif
 
 EXPORT char *VixDiskLib_GetErrorText(VixError err, const char *locale) {
   char buf[256];
@@ -569,7 +625,7 @@ EXPORT void VixDiskLib_FreeErrorText(char *text) {
   free(text);
 }
 
-#ifndef VIXDOUBLE_V65
+#ifndef VIXDOUBLE_OMIT_ALLOCATE
 EXPORT VixDiskLibConnectParams *VixDiskLib_AllocateConnectParams(void) {
   VixDiskLibConnectParams *p = calloc(1, sizeof *p);
   if (p) live(1);
@@ -580,6 +636,7 @@ EXPORT VixDiskLibConnectParams *VixDiskLib_AllocateConnectParams(void) {
 }
 #endif
 
+#ifndef VIXDOUBLE_OMIT_FREE_PARAMS
 EXPORT void VixDiskLib_FreeConnectParams(VixDiskLibConnectParams *p) {
   if (!p) return;
   if (p->vmxSpec || p->serverName || p->thumbPrint || p->creds.uid.userName || p->creds.uid.password)
@@ -592,6 +649,7 @@ EXPORT void VixDiskLib_FreeConnectParams(VixDiskLibConnectParams *p) {
   live(-1);
   free(p);
 }
+#endif
 
 EXPORT VixError VixDiskLib_ConnectEx(const VixDiskLibConnectParams *p, Bool readOnly, const char *snapshotRef,
                                      const char *transportModes, void **out) {
@@ -600,6 +658,7 @@ EXPORT VixError VixDiskLib_ConnectEx(const VixDiskLibConnectParams *p, Bool read
   *out = NULL;
   if (!g_init) return VIX_E_DISK_NOINIT;
   if (fault) return (VixError)fault;
+  if (null_handle("ConnectEx")) return VIX_OK;
   Conn *c = calloc(1, sizeof *c);
   if (!c) return VIX_E_OUT_OF_MEMORY;
   c->magic = CONN_MAGIC;
@@ -653,6 +712,7 @@ EXPORT VixError VixDiskLib_ConnectEx(const VixDiskLibConnectParams *p, Bool read
 
 EXPORT VixError VixDiskLib_Disconnect(void *conn) {
   Conn *c = conn;
+  note_null(conn);
   if (!c || c->magic != CONN_MAGIC) return VIX_E_INVALID_ARG;
   if (*c->session) unlink(c->session);
   c->magic = 0;
@@ -687,8 +747,10 @@ EXPORT VixError VixDiskLib_Open(void *conn, const char *path, uint32_t flags, vo
   if (!out) return VIX_E_INVALID_ARG;
   *out = NULL;
   if (!g_init) return VIX_E_DISK_NOINIT;
+  note_null(conn);
   if (!c || c->magic != CONN_MAGIC || !path) return VIX_E_INVALID_ARG;
   if (fault) return (VixError)fault;
+  if (null_handle("Open")) return VIX_OK;
   if (c->remote && expect && strcasecmp(expect, c->thumbprint)) return VIX_E_FAIL; /* what VDDK says */
   if (!(flags & FLAG_READ_ONLY) && c->read_only) return VIX_E_FILE_READ_ONLY;
   const char *transport = pick_transport(c);
@@ -770,11 +832,14 @@ EXPORT void VixDiskLib_FreeInfo(VixDiskLibInfo *info) {
   free(info);
 }
 
+#ifndef VIXDOUBLE_OMIT_TRANSPORT_MODE
 EXPORT const char *VixDiskLib_GetTransportMode(void *h) {
   Disk *d = disk_of(h);
   return d ? d->transport : NULL;
 }
+#endif
 
+#ifndef VIXDOUBLE_OMIT_IO
 EXPORT VixError VixDiskLib_Read(void *h, VixDiskLibSectorType start, VixDiskLibSectorType n, uint8_t *buf) {
   Disk *d = io_disk_of(h);
   if (!d || !buf) return VIX_E_INVALID_ARG;
@@ -786,7 +851,9 @@ EXPORT VixError VixDiskLib_Write(void *h, VixDiskLibSectorType start, VixDiskLib
   if (!d || !buf) return VIX_E_INVALID_ARG;
   return do_write(d, start, n, buf);
 }
+#endif
 
+#ifndef VIXDOUBLE_OMIT_ASYNC
 EXPORT VixError VixDiskLib_ReadAsync(void *h, VixDiskLibSectorType start, VixDiskLibSectorType n, uint8_t *buf,
                                      VixDiskLibCompletionCB cb, void *data) {
   return submit(h, 0, start, n, buf, cb, data);
@@ -796,6 +863,7 @@ EXPORT VixError VixDiskLib_WriteAsync(void *h, VixDiskLibSectorType start, VixDi
                                       const uint8_t *buf, VixDiskLibCompletionCB cb, void *data) {
   return submit(h, 1, start, n, (uint8_t *)buf, cb, data);
 }
+#endif
 
 #ifndef VIXDOUBLE_OMIT_WAIT
 EXPORT VixError VixDiskLib_Wait(void *h) {
@@ -806,6 +874,7 @@ EXPORT VixError VixDiskLib_Wait(void *h) {
 }
 #endif
 
+#ifndef VIXDOUBLE_OMIT_FLUSH
 EXPORT VixError VixDiskLib_Flush(void *h) {
   Disk *d = disk_of(h);
   if (!d) return VIX_E_INVALID_ARG;
@@ -813,8 +882,9 @@ EXPORT VixError VixDiskLib_Flush(void *h) {
   if (d->writable && fsync(d->links[0].fd) < 0) return VIX_E_FILE_ERROR;
   return VIX_OK;
 }
+#endif
 
-#ifndef VIXDOUBLE_V65
+#ifndef VIXDOUBLE_OMIT_QUERY
 EXPORT VixError VixDiskLib_QueryAllocatedBlocks(void *h, VixDiskLibSectorType start, VixDiskLibSectorType n,
                                                 VixDiskLibSectorType chunk, VixDiskLibBlockList **out) {
   Disk *d = disk_of(h);
@@ -848,6 +918,7 @@ EXPORT VixError VixDiskLib_FreeBlockList(VixDiskLibBlockList *list) {
 }
 #endif
 
+#ifndef VIXDOUBLE_OMIT_ATTACH
 EXPORT VixError VixDiskLib_Attach(void *parent, void *child) {
   Disk *p = disk_of(parent), *c = disk_of(child);
   char want[PATH_MAX], have[PATH_MAX];
@@ -874,7 +945,9 @@ EXPORT VixError VixDiskLib_Attach(void *parent, void *child) {
   c->attached_parent = p;
   return VIX_OK;
 }
+#endif
 
+#ifndef VIXDOUBLE_OMIT_ACCESS
 static VixError access_call(const VixDiskLibConnectParams *p, const char *identity, int delta, const char *what) {
   long fault = env_long("VIXDOUBLE_FAIL_PREPARE", 0);
   if (!g_init) return VIX_E_DISK_NOINIT;
@@ -895,7 +968,9 @@ EXPORT VixError VixDiskLib_PrepareForAccess(const VixDiskLibConnectParams *p, co
 EXPORT VixError VixDiskLib_EndAccess(const VixDiskLibConnectParams *p, const char *identity) {
   return access_call(p, identity, -1, "EndAccess");
 }
+#endif
 
+#ifndef VIXDOUBLE_OMIT_CLEANUP
 EXPORT VixError VixDiskLib_Cleanup(const VixDiskLibConnectParams *p, uint32_t *cleaned, uint32_t *remaining) {
   uint32_t done = 0;
   long left = env_long("VIXDOUBLE_CLEANUP_REMAINING", 0);
@@ -918,6 +993,7 @@ EXPORT VixError VixDiskLib_Cleanup(const VixDiskLibConnectParams *p, uint32_t *c
   if (remaining) *remaining = (uint32_t)(left > 0 ? left : 0);
   return left > 0 ? VIX_E_FAIL : VIX_OK;
 }
+#endif
 
 /* ---- test hooks (not part of VixDiskLib) ------------------------------------------------------------ */
 
@@ -925,8 +1001,10 @@ EXPORT int VixDouble_Major(void) { return VIXDOUBLE_MAJOR; }
 
 EXPORT void VixDouble_State(char *buf, size_t len) {
   pthread_mutex_lock(&g_lock);
-  snprintf(buf, len, "initialised=%d connections=%d disks=%d access=%d reads=%lu writes=%lu live=%ld %s",
-           g_init, g_connections, g_disks, g_access, g_reads, g_writes, g_live, g_last_connect);
+  snprintf(buf, len,
+           "initialised=%d connections=%d disks=%d access=%d reads=%lu writes=%lu live=%ld null_args=%lu %s",
+           g_init, g_connections, g_disks, g_access, g_reads, g_writes, g_live,
+           __atomic_load_n(&g_null_args, __ATOMIC_RELAXED), g_last_connect);
   pthread_mutex_unlock(&g_lock);
 }
 
