@@ -12,9 +12,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from conformance import exit_codes
 from conformance.input_errors import InputError
+from conformance.vixdisklib.shim.commands import add_commands as add_shim_commands
+
+if TYPE_CHECKING:
+    from conformance.vixdisklib.shim.agent_process import AgentProcess
 
 
 class CliError(InputError):
@@ -70,13 +75,35 @@ def _sim_serve(args: argparse.Namespace) -> int:
         simulator.start()
     except OSError as exc:
         raise CliError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}; choose another --port") from exc
+    agent = None
     try:
-        print(json.dumps(simulator.connection_info()), flush=True)
+        info = simulator.connection_info()
+        if args.vddk_agent:
+            agent, info["vddk"] = _serve_agent(args)
+        print(json.dumps(info), flush=True)
         while not stop.wait(0.5):
             pass
     finally:
+        if agent is not None:
+            agent.stop()
         simulator.stop()
     return 0
+
+
+def _serve_agent(args: argparse.Namespace) -> tuple[AgentProcess, dict[str, object]]:
+    """The simulated libvixDiskLib's agent beside a served simulator, and what a product needs to use it."""
+    from conformance.vixdisklib.shim.agent_process import AgentOptions, start_agent
+    from conformance.vixdisklib.shim.build import build, default_folder
+
+    libdir = Path(args.vddk_libdir) if args.vddk_libdir else default_folder()
+    build(libdir)
+    socket_dir = Path(args.state_dir) if args.state_dir else None
+    agent = start_agent(
+        AgentOptions(build=args.vddk_build, proxy_vm=args.proxy_vm),
+        socket_path=socket_dir / "vddk-agent.sock" if socket_dir else None,
+    )
+    env = {"LD_LIBRARY_PATH": str(libdir), **agent.environment()}
+    return agent, {"libdir": str(libdir), "build": args.vddk_build, "proxy_vm": args.proxy_vm, "env": env}
 
 
 def _suites_dir() -> Path:
@@ -367,6 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--sim-fault", help="comma-separated integrity faults to play (conformance/data/sim_faults.toml)"
     )
+    serve.add_argument(
+        "--vddk-agent",
+        action="store_true",
+        help="also serve the simulated libvixDiskLib.so to products (prints its env)",
+    )
+    serve.add_argument("--vddk-build", default="7.0.3", help="VDDK build the simulated library plays (default 7.0.3)")
+    serve.add_argument("--proxy-vm", help="the proxy VM the products' library runs in (for HotAdd)")
+    serve.add_argument("--vddk-libdir", help="folder for the built libraries (default: a per-user cache folder)")
     serve.set_defaults(handler=_sim_serve)
 
     run = commands.add_parser("run", help="run the conformance suites and write reports/<run-id>/")
@@ -457,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--allure-cache", help="Allure 3's npm folder (default ~/.cache/vddk-conformance/allure)")
     report.set_defaults(handler=_report)
 
+    add_shim_commands(commands)
+
     pre = commands.add_parser("preflight", help="check a VDDK build, vSphere version, proxy OS and InitEx config")
     pre.add_argument("--vddk-build", default="7.0.3")
     pre.add_argument("--vsphere", default="7.0U3")
@@ -486,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.handler is _run:
             return _run(args, extra)
         return int(args.handler(args))
-    except CliError as exc:
+    except InputError as exc:  # CliError, and the one-line errors of the commands' own modules
         print(f"vddk-conformance: error: {exc}", file=sys.stderr)
         return exit_codes.BAD_INPUT
 

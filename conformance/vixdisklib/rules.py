@@ -23,6 +23,8 @@ class Violation:
     item: str  # release-note id or "" for general good practice
     message: str
     seq: int
+    call: str = ""  # the flagged call (so a report names it without looking the seq up)
+    thread: str = ""  # the flagged call's thread name
 
     def __str__(self) -> str:
         return f"[{self.rule}{' ' + self.item if self.item else ''}] call #{self.seq}: {self.message}"
@@ -54,6 +56,8 @@ def _thread_affinity(records: list[CallRecord]) -> list[Violation]:
                     f"QueryAllocatedBlocks on thread {r.thread_name!r}, but disk "
                     f"{r.handle} was opened on {opener[r.handle][1]!r}",
                     r.seq,
+                    r.call,
+                    r.thread_name,
                 )
             )
         elif r.call == CLOSE and r.handle in opener:
@@ -64,6 +68,8 @@ def _thread_affinity(records: list[CallRecord]) -> list[Violation]:
                         "C1",
                         f"disk {r.handle} closed on thread {r.thread_name!r}, opened on {opener[r.handle][1]!r}",
                         r.seq,
+                        r.call,
+                        r.thread_name,
                     )
                 )
             del opener[r.handle]
@@ -81,7 +87,9 @@ def _threads_after_init(records: list[CallRecord], before: set[int]) -> list[Vio
         if not r.call.startswith("VixDiskLib_") or r.thread_id in flagged:
             continue
         if not seen_init:
-            out.append(Violation("threads-after-init", "R1", f"{r.call} called before InitEx", r.seq))
+            out.append(
+                Violation("threads-after-init", "R1", f"{r.call} called before InitEx", r.seq, r.call, r.thread_name)
+            )
             flagged.add(r.thread_id)
         elif r.thread_id in before:
             out.append(
@@ -90,6 +98,8 @@ def _threads_after_init(records: list[CallRecord], before: set[int]) -> list[Vio
                     "R1",
                     f"thread {r.thread_name!r} calls {r.call} but was created before InitEx",
                     r.seq,
+                    r.call,
+                    r.thread_name,
                 )
             )
             flagged.add(r.thread_id)
@@ -98,36 +108,48 @@ def _threads_after_init(records: list[CallRecord], before: set[int]) -> list[Vio
 
 def _cleanup_before_snapshot_removal(records: list[CallRecord]) -> list[Violation]:
     out = []
-    hotadd_open = False
+    hotadd: CallRecord | None = None  # the call that showed a HotAdd disk not yet released by Cleanup
     for r in records:
         if (r.call == "VixDiskLib_GetTransportMode" and r.args.get("result") == "hotadd") or (
             r.call == OPEN and r.error is None and r.args.get("transport") == "hotadd"
         ):
-            hotadd_open = True
+            hotadd = r
         elif r.call == "VixDiskLib_Cleanup" and r.error is None:
-            hotadd_open = False
-        elif r.call == "vsphere.RemoveSnapshot" and hotadd_open:
+            hotadd = None
+        elif r.call == "vsphere.RemoveSnapshot" and hotadd is not None:
             out.append(
                 Violation(
                     "cleanup-before-snapshot-removal",
                     "",
-                    "snapshot removed after a HotAdd backup before VixDiskLib_Cleanup released the hot-added disks",
+                    f"snapshot removed after a HotAdd backup (call #{hotadd.seq} {hotadd.call} on thread "
+                    f"{hotadd.thread_name!r}) before VixDiskLib_Cleanup released the hot-added disks",
                     r.seq,
+                    r.call,
+                    r.thread_name,
                 )
             )
-            hotadd_open = False
+            hotadd = None
     return out
 
 
 def _access_pairing(records: list[CallRecord]) -> list[Violation]:
     out = []
-    pending: dict[str, int] = {}
+    pending: dict[str, CallRecord] = {}
     for r in records:
         vm = str(r.args.get("params", {}).get("vmxSpec", "")) if isinstance(r.args.get("params"), dict) else ""
         if r.call == "VixDiskLib_PrepareForAccess" and r.error is None:
-            pending[vm] = r.seq
+            pending[vm] = r
         elif r.call == "VixDiskLib_EndAccess":
             pending.pop(vm, None)
-    for vm, seq in pending.items():
-        out.append(Violation("access-pairing", "", f"PrepareForAccess for {vm or 'a VM'} has no EndAccess", seq))
+    for vm, r in pending.items():
+        out.append(
+            Violation(
+                "access-pairing",
+                "",
+                f"PrepareForAccess for {vm or 'a VM'} has no EndAccess",
+                r.seq,
+                r.call,
+                r.thread_name,
+            )
+        )
     return out

@@ -239,3 +239,24 @@ def test_violations_come_in_call_order_and_print_their_item() -> None:
     ]
     assert str(found[0]).startswith("[qab-thread C1] call #3: ")
     assert isinstance(found[0], Violation)
+
+
+def test_violations_name_the_flagged_call_and_its_thread() -> None:
+    hotadd = record(2, "VixDiskLib_Open", 1, "disk-1")
+    hotadd.args["transport"] = "hotadd"
+    prepare = record(5, "VixDiskLib_PrepareForAccess", 1)
+    prepare.args["params"] = {"vmxSpec": "moref=vm-1"}
+    records = [
+        record(1, "VixDiskLib_InitEx", 1),
+        hotadd,
+        record(3, "VixDiskLib_Close", 2, "disk-1"),
+        record(4, "vsphere.RemoveSnapshot", 0),
+        prepare,
+    ]
+    found = check(records)
+    assert [(v.rule, v.call, v.thread) for v in found] == [
+        ("open-close-thread", "VixDiskLib_Close", "thread-2"),
+        ("cleanup-before-snapshot-removal", "vsphere.RemoveSnapshot", "thread-0"),
+        ("access-pairing", "VixDiskLib_PrepareForAccess", "thread-1"),
+    ]
+    assert "call #2 VixDiskLib_Open on thread 'thread-1'" in found[1].message
