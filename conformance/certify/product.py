@@ -31,7 +31,8 @@ class Product:
     contact: str = ""
     url: str = ""
     description: str = ""
-    backup_app: str = ""  # module:Class the run drives; empty = the harness's reference application
+    #: module:Class the run drives, or a command-line product file (.toml); empty = the reference application
+    backup_app: str = ""
 
     def label(self) -> str:
         return f"{self.vendor} {self.name} {self.version}"
@@ -40,8 +41,9 @@ class Product:
         return {k: v for k, v in asdict(self).items() if v}
 
 
-def parse_product(text: str, origin: str) -> Product:
-    """Validate a product description's YAML text; ``origin`` prefixes every error."""
+def parse_product(text: str, origin: str, base: Path | None = None) -> Product:
+    """Validate a product description's YAML text; ``origin`` prefixes every error; a relative product file
+    (`backup_app: product.toml`) is taken from `base`, the description's folder."""
     try:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -70,8 +72,15 @@ def parse_product(text: str, origin: str) -> Product:
             raise CertifyError(f"{origin}: field '{field}' must be one line")
         values[field] = value.strip()
     backup_app = values.get("backup_app", "")
-    if backup_app and (backup_app.count(":") != 1 or not all(backup_app.split(":"))):
-        raise CertifyError(f"{origin}: field 'backup_app' must be module:Class, e.g. mybackup.vddk:App")
+    if backup_app.endswith(".toml"):  # a command-line product file, relative to the product description
+        if base is not None and not Path(backup_app).is_absolute():
+            values["backup_app"] = str((base / backup_app).resolve())
+        if not Path(values["backup_app"]).is_file():
+            raise CertifyError(f"{origin}: field 'backup_app': product file {values['backup_app']} does not exist")
+    elif backup_app and (backup_app.count(":") != 1 or not all(backup_app.split(":"))):
+        raise CertifyError(
+            f"{origin}: field 'backup_app' must be module:Class (e.g. mybackup.vddk:App) or a product file (.toml)"
+        )
     return Product(**values)
 
 
@@ -84,4 +93,4 @@ def load_product(path: Path) -> Product:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise CertifyError(f"--product {path}: not a UTF-8 text file") from None
-    return parse_product(text, str(path))
+    return parse_product(text, str(path), base=path.parent)

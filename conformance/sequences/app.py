@@ -1,13 +1,15 @@
 """The backup-application interface the sequences drive, and loading a partner's implementation.
 
 The built-in reference application is the default; `--backup-app module:Class` loads another one, which
-must provide these methods (checked at load time, one line per problem). An application reports what it did;
+must provide these methods (checked at load time, one line per problem); `--backup-app product.toml` runs a
+partner's product through its command lines (`command_app.py`). An application reports what it did;
 it never grades itself: the suites judge it with `conformance.verdicts`.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from conformance.sequences.context import SequenceContext
@@ -45,6 +47,14 @@ def load_backup_app(spec: str | None) -> BackupApplication:
         from conformance.sequences.reference import ReferenceBackupApp
 
         return ReferenceBackupApp()
+    if spec.endswith(".toml"):  # a partner's product, described by its command lines
+        from conformance.sequences.command_app import CommandLineApp
+        from conformance.sequences.product import ProductFileError, load_product
+
+        try:
+            return CommandLineApp(load_product(Path(spec)))
+        except ProductFileError as exc:
+            raise BackupAppError(f"--backup-app {spec}: {exc}") from None
     module_name, _, class_name = spec.partition(":")
     if not module_name or not class_name:
         raise BackupAppError(f"--backup-app {spec!r}: use module:Class, e.g. mybackup.vddk:Adapter")

@@ -26,5 +26,7 @@ class SequenceContext:
     chunk_sectors: int = 2048
     proxy_vm: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: where a partner product's VixDiskLib traces are kept for the reports and bundles (None: not kept)
+    trace_dir: Path | None = None
     #: every content comparison a sequence made: {"vm", "disk", "expected", "actual", "match"} (reports attach it)
     digests: list[dict[str, object]] = field(default_factory=list)

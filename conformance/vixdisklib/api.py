@@ -63,6 +63,7 @@ class VixDiskLib:
         self._labels = iter(range(1, 1 << 62))
         self._label_lock = threading.Lock()
         self.initialised = False
+        self.config_file: Path | None = None
 
     def _label(self, prefix: str) -> str:
         with self._label_lock:
@@ -87,6 +88,8 @@ class VixDiskLib:
         ):
             self.backend.init_ex(major, minor, lib_dir, config_file)
         self.initialised = True
+        #: the InitEx configuration (a partner's product run by the harness gets the same one)
+        self.config_file = config_file
 
     def exit(self) -> None:
         with self.recorder.call("VixDiskLib_Exit"):

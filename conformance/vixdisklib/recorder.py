@@ -7,9 +7,9 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,17 @@ class CallRecorder:
         """Remember which threads exist at InitEx: any of them calling VixDiskLib later predates InitEx (R1)."""
         current = threading.current_thread()
         self.threads_before_init = {self.thread_id(t) for t in threading.enumerate() if t is not current}
+
+    def import_records(self, records: list[CallRecord], threads_before_init: Collection[int] = ()) -> None:
+        """Calls another process made (a partner's product, from its trace), appended in their order with this
+        recorder's sequence numbers and thread numbers of their own, so the rules and verdicts judge them like the
+        harness's own calls; `threads_before_init` are their threads (by their ids) that predate their InitEx."""
+        with self._lock:
+            numbers: dict[int, int] = {}
+            for record in records:
+                thread = numbers.setdefault(record.thread_id, next(self._next_thread_id))
+                self._records.append(replace(record, seq=next(self._seq), thread_id=thread))
+            self.threads_before_init |= {numbers[t] for t in threads_before_init if t in numbers}
 
     def records(self) -> list[CallRecord]:
         with self._lock:

@@ -81,7 +81,7 @@ def _threads_after_init(records: list[CallRecord], before: set[int]) -> list[Vio
     flagged: set[int] = set()
     seen_init = False
     for r in records:
-        if r.call == "VixDiskLib_InitEx":
+        if r.call in ("VixDiskLib_InitEx", "VixDiskLib_Init"):  # Init: the deprecated form
             seen_init = True
             continue
         if not r.call.startswith("VixDiskLib_") or r.thread_id in flagged:

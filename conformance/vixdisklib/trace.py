@@ -40,7 +40,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -395,6 +395,29 @@ def to_records(trace: Trace, server_events: Iterable[ServerEvent] = ()) -> list[
     return [record for record, _ in _Timeline(trace, server_events).entries]
 
 
+def foreign_records(trace: Trace) -> tuple[list[CallRecord], set[int]]:
+    """The trace's calls as CallRecords for another recorder (`CallRecorder.import_records`), with handles made
+    unique per process ("pid 12/disk-10000": every process's library numbers its own), and the thread ids of the
+    threads each process had before its InitEx (R1)."""
+    timeline = _Timeline(trace, ())
+    out: list[CallRecord] = []
+    for record, origin in timeline.entries:
+        assert isinstance(origin, TraceCall)
+        label = trace.processes[origin.process].label
+        args = dict(record.args)
+        for key in ("connection", "parent"):
+            if isinstance(args.get(key), str):
+                args[key] = f"{label}/{args[key]}"
+        handle = f"{label}/{record.handle}" if record.handle else None
+        out.append(replace(record, args=args, handle=handle))
+    before = {
+        timeline.thread_id(index, tid)
+        for index, process in enumerate(trace.processes)
+        for tid in process.threads_before or ()
+    }
+    return out, before
+
+
 def _effect_time(entry: tuple[CallRecord, TraceCall | ServerEvent]) -> float:
     """When a step takes effect: Cleanup has released the hot-added disks only once it returns."""
     record = entry[0]
@@ -448,7 +471,7 @@ def _trace_faults(trace: Trace, timeline: _Timeline) -> list[TraceViolation]:
             text = f"{process.label} wrote no start line (the library writes one at the first InitEx)"
             fault("trace-no-start", index, first.tid, first.line, time, what, text)
         calls = [s for s in mine if isinstance(s, TraceCall)]
-        if calls and calls[0].call != "VixDiskLib_InitEx":
+        if calls and calls[0].call not in ("VixDiskLib_InitEx", "VixDiskLib_Init"):
             c = calls[0]
             text = f"called in {process.label} before any VixDiskLib_InitEx"
             fault("trace-no-init", index, c.tid, c.line, c.start, c.call, text)

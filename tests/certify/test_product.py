@@ -44,3 +44,20 @@ def test_bad_descriptions_are_one_line_naming_the_field(text: str, message: str)
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(CertifyError, match=r"--product .*nope\.yaml: no such file"):
         load_product(tmp_path / "nope.yaml")
+
+
+def test_a_product_file_is_taken_relative_to_the_description(tmp_path: Path) -> None:
+    (tmp_path / "c-product").mkdir()
+    (tmp_path / "c-product" / "product.toml").write_text("name = 'c'\n")
+    description = tmp_path / "product.yaml"
+    description.write_text("name: C\nversion: '1'\nvendor: V\nbackup_app: c-product/product.toml\n")
+    assert load_product(description).backup_app == str(tmp_path / "c-product" / "product.toml")
+
+
+def test_a_missing_product_file_is_one_line(tmp_path: Path) -> None:
+    description = tmp_path / "product.yaml"
+    description.write_text("name: C\nversion: '1'\nvendor: V\nbackup_app: nowhere.toml\n")
+    with pytest.raises(CertifyError) as caught:
+        load_product(description)
+    assert "product file" in str(caught.value) and "nowhere.toml does not exist" in str(caught.value)
+    assert "\n" not in str(caught.value)

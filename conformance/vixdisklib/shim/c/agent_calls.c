@@ -13,6 +13,11 @@
 
 static char transport_modes[256] = "file:san:hotadd:nbdssl:nbd";
 
+/* The most sectors one Read/Write (sync or async) moves: what one frame carries besides its header and log lines
+   (sessions.py MAX_DATA). A larger request is VIX_E_INVALID_ARG here; sent, its frame would exceed WIRE_MAX_FRAME
+   and the agent would hang up, ending the whole session. */
+#define MAX_IO_SECTORS ((WIRE_MAX_FRAME - 1024u * 1024u) / VIXDISKLIB_SECTOR_SIZE)
+
 /* The static strings GetTransportMode may return (the C API hands out strings the caller never frees). */
 static const char *intern_mode(const char *mode) {
   static const char *const known[] = {"file", "san", "hotadd", "nbd", "nbdssl"};
@@ -106,6 +111,7 @@ static VixError a_InitEx(uint32_t major, uint32_t minor, VixDiskLibGenericLogFun
 
 static void a_Exit(void) {
   agent_stop();
+  params_forget_all(); /* connections end with the session (a forked child's copies are never usable) */
   pthread_mutex_lock(&disks_lock);
   while (disks) { Disk *next = disks->next; free(disks); disks = next; }
   pthread_mutex_unlock(&disks_lock);
@@ -113,9 +119,12 @@ static void a_Exit(void) {
 
 static const char *a_ListTransportModes(void) { return transport_modes; }
 
-static VixDiskLibConnectParams *a_AllocateConnectParams(void) { return calloc(1, sizeof(VixDiskLibConnectParams)); }
+/* Both track what the library allocated (exports_more.c): FreeConnectParams frees the strings of a
+   GetConnectParams copy too, never those a caller put in an AllocateConnectParams struct, and leaves alone a
+   struct the library never handed out. */
+static VixDiskLibConnectParams *a_AllocateConnectParams(void) { return params_allocate(); }
 
-static void a_FreeConnectParams(VixDiskLibConnectParams *params) { free(params); }
+static void a_FreeConnectParams(VixDiskLibConnectParams *params) { params_free(params); }
 
 static VixError a_ConnectEx(const VixDiskLibConnectParams *params, Bool readOnly, const char *snapshotRef,
                             const char *transportModes, VixDiskLibConnection *connection) {
@@ -132,7 +141,10 @@ static VixError a_ConnectEx(const VixDiskLibConnectParams *params, Bool readOnly
   uint64_t id = err == VIX_OK ? wire_get_u64(&reply.in) : 0;
   if (err == VIX_OK && (reply.in.bad || id == 0)) err = VIX_E_FAIL;
   agent_done(&reply);
-  if (err == VIX_OK) *connection = (VixDiskLibConnection)(uintptr_t)id;
+  if (err == VIX_OK) {
+    *connection = (VixDiskLibConnection)(uintptr_t)id;
+    params_connected(*connection, params); /* for GetConnectParams */
+  }
   return err;
 }
 
@@ -145,7 +157,11 @@ static VixError simple(const char *call, int op, const void *handle) {
   return ask(call, &r, NULL);
 }
 
-static VixError a_Disconnect(VixDiskLibConnection c) { return simple("VixDiskLib_Disconnect", OP_DISCONNECT, c); }
+static VixError a_Disconnect(VixDiskLibConnection c) {
+  VixError err = simple("VixDiskLib_Disconnect", OP_DISCONNECT, c);
+  if (err == VIX_OK) params_disconnected(c);
+  return err;
+}
 
 static VixError access_call(const char *call, int op, const VixDiskLibConnectParams *params, const char *identity) {
   WireOut r;
@@ -268,7 +284,7 @@ static const char *a_GetTransportMode(VixDiskLibHandle h) {
 static VixError a_Read(VixDiskLibHandle h, VixDiskLibSectorType start_sector, VixDiskLibSectorType count,
                        uint8_t *buffer) {
   if (!h || (!buffer && count)) return VIX_E_INVALID_ARG;
-  if (count > WIRE_MAX_FRAME / VIXDISKLIB_SECTOR_SIZE) return VIX_E_INVALID_ARG;
+  if (count > MAX_IO_SECTORS) return VIX_E_INVALID_ARG;
   WireOut r;
   start(&r, OP_READ);
   wire_u64(&r, id_of(h));
@@ -289,7 +305,7 @@ static VixError a_Read(VixDiskLibHandle h, VixDiskLibSectorType start_sector, Vi
 static VixError a_Write(VixDiskLibHandle h, VixDiskLibSectorType start_sector, VixDiskLibSectorType count,
                         const uint8_t *buffer) {
   if (!h || (!buffer && count)) return VIX_E_INVALID_ARG;
-  if (count > WIRE_MAX_FRAME / VIXDISKLIB_SECTOR_SIZE) return VIX_E_INVALID_ARG;
+  if (count > MAX_IO_SECTORS) return VIX_E_INVALID_ARG;
   WireOut r;
   start(&r, OP_WRITE);
   wire_u64(&r, id_of(h));
@@ -301,7 +317,7 @@ static VixError a_Write(VixDiskLibHandle h, VixDiskLibSectorType start_sector, V
 static VixError a_ReadAsync(VixDiskLibHandle h, VixDiskLibSectorType start_sector, VixDiskLibSectorType count,
                             uint8_t *buffer, VixDiskLibCompletionCB callback, void *data) {
   if (!h || !callback || (!buffer && count)) return VIX_E_INVALID_ARG;
-  if (count > WIRE_MAX_FRAME / VIXDISKLIB_SECTOR_SIZE) return VIX_E_INVALID_ARG;
+  if (count > MAX_IO_SECTORS) return VIX_E_INVALID_ARG;
   WireOut r;
   start(&r, OP_READ_ASYNC);
   wire_u64(&r, id_of(h));
@@ -326,7 +342,7 @@ static VixError a_ReadAsync(VixDiskLibHandle h, VixDiskLibSectorType start_secto
 static VixError a_WriteAsync(VixDiskLibHandle h, VixDiskLibSectorType start_sector, VixDiskLibSectorType count,
                              const uint8_t *buffer, VixDiskLibCompletionCB callback, void *data) {
   if (!h || !callback || (!buffer && count)) return VIX_E_INVALID_ARG;
-  if (count > WIRE_MAX_FRAME / VIXDISKLIB_SECTOR_SIZE) return VIX_E_INVALID_ARG;
+  if (count > MAX_IO_SECTORS) return VIX_E_INVALID_ARG;
   WireOut r;
   start(&r, OP_WRITE_ASYNC);
   wire_u64(&r, id_of(h));

@@ -104,9 +104,12 @@ static int spawn_agent(void) {
                                                                                     : VDDKC_DEFAULT_PYTHON;
   char parent[32];
   snprintf(parent, sizeof parent, "%d", (int)getpid());
-  const char *argv[24] = {python, "-m", "conformance.vixdisklib.shim.agent", "--socket", S.socket_path,
-                          "--parent-pid", parent, "--once", "--build", build};
-  int argc = 10;
+  /* the agent's own log stays out of the product's stderr (VDDK logs through the product's callbacks) */
+  const char *level = getenv("VDDKC_SHIM_AGENT_LOG_LEVEL") && *getenv("VDDKC_SHIM_AGENT_LOG_LEVEL")
+                          ? getenv("VDDKC_SHIM_AGENT_LOG_LEVEL") : "WARNING";
+  const char *argv[26] = {python, "-m", "conformance.vixdisklib.shim.agent", "--socket", S.socket_path,
+                          "--parent-pid", parent, "--once", "--build", build, "--log-level", level};
+  int argc = 12;
   static const char *const options[][2] = {{"VDDKC_SIM_PROXY_VM", "--proxy-vm"},
                                            {"VDDKC_SIM_PHYSICAL_PROXY", "--physical-proxy"},
                                            {"VDDKC_SIM_FIXED", "--sim-fixed"},

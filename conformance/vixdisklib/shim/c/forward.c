@@ -19,6 +19,7 @@
 
 static char load_error[PATH_MAX + 600];
 static char real_path[PATH_MAX];
+static void *real_library; /* the real library once loaded (forward mode only) */
 
 static VixError un_InitEx(uint32_t a, uint32_t b, VixDiskLibGenericLogFunc *log, VixDiskLibGenericLogFunc *warn,
                           VixDiskLibGenericLogFunc *panic, const char *d, const char *e) {
@@ -141,5 +142,12 @@ int forward_backend(ShimBackend *b, char *why, size_t why_len) {
   BIND(Close); BIND(GetInfo); BIND(FreeInfo); BIND(GetTransportMode); BIND(Read); BIND(Write); BIND(ReadAsync);
   BIND(WriteAsync); BIND(Wait); BIND(Flush); BIND(QueryAllocatedBlocks); BIND(FreeBlockList); BIND(Attach);
   BIND(GetErrorText); BIND(FreeErrorText);
+  real_library = real;
   return 0;
+}
+
+void *forward_symbol(const char *name) {
+  (void)shim_backend(); /* the backend is chosen (and the real library loaded) before the first look-up */
+  if (!real_library || !name) return NULL;
+  return dlsym(real_library, name);
 }

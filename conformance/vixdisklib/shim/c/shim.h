@@ -56,6 +56,19 @@ const ShimBackend *shim_backend(void);
 void agent_backend(ShimBackend *backend);
 int forward_backend(ShimBackend *backend, char *why, size_t why_len);
 
+/* The real library's function `name` in forward mode (NULL when it lacks it, or when not forwarding). */
+void *forward_symbol(const char *name);
+
+/* Connect parameters the simulated backend hands out or keeps (exports_more.c):
+   params_allocate/params_free back AllocateConnectParams/FreeConnectParams; a struct from GetConnectParams
+   has library-owned strings, freed with it, a struct from AllocateConnectParams has the caller's, never freed.
+   params_connected/params_disconnected/params_forget_all keep a copy of each open connection's parameters. */
+VixDiskLibConnectParams *params_allocate(void);
+void params_free(VixDiskLibConnectParams *params);
+void params_connected(VixDiskLibConnection connection, const VixDiskLibConnectParams *params);
+void params_disconnected(VixDiskLibConnection connection);
+void params_forget_all(void);
+
 /* Log through the product's callbacks given at InitEx (stderr before InitEx). */
 void shim_log(int warning, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void shim_set_log(VixDiskLibGenericLogFunc *log, VixDiskLibGenericLogFunc *warn, VixDiskLibGenericLogFunc *panic);

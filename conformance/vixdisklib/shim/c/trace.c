@@ -209,6 +209,9 @@ void trace_call(const char *call, const TraceClock *started, const char *handle,
   if (!trace_enabled()) return;
   TraceClock now;
   trace_clock(&now);
+  pthread_mutex_lock(&trace_lock); /* open (or reopen after a fork) before numbering: opening resets the count */
+  trace_file();
+  pthread_mutex_unlock(&trace_lock);
   TraceArgs line;
   targs_init(&line);
   appendf(&line, "{\"v\":1,\"kind\":\"call\",\"pid\":%d,\"seq\":%llu,\"call\":", (int)getpid(),

@@ -116,6 +116,30 @@ typedef struct {
 #endif
 } VixDiskLibInfo;
 
+typedef enum {
+  VIXDISKLIB_DISK_MONOLITHIC_SPARSE = 1,
+  VIXDISKLIB_DISK_MONOLITHIC_FLAT = 2,
+  VIXDISKLIB_DISK_SPLIT_SPARSE = 3,
+  VIXDISKLIB_DISK_SPLIT_FLAT = 4,
+  VIXDISKLIB_DISK_VMFS_FLAT = 5,
+  VIXDISKLIB_DISK_STREAM_OPTIMIZED = 6,
+  VIXDISKLIB_DISK_VMFS_THIN = 7,
+  VIXDISKLIB_DISK_VMFS_SPARSE = 8,
+  VIXDISKLIB_DISK_UNKNOWN = 256
+} VixDiskLibDiskType;
+
+/* Create/Clone parameters: 24 bytes up to 6.x, 32 from 7.0 (sector sizes appended; 0 means 512). */
+typedef struct {
+  VixDiskLibDiskType diskType;
+  VixDiskLibAdapterType adapterType;
+  uint16_t hwVersion;
+  VixDiskLibSectorType capacity;
+#if VDDKC_ABI_MAJOR >= 7
+  uint32_t logicalSectorSize;
+  uint32_t physicalSectorSize;
+#endif
+} VixDiskLibCreateParams;
+
 typedef struct { VixDiskLibSectorType offset; VixDiskLibSectorType length; } VixDiskLibBlock;
 typedef struct { uint32_t numBlocks; VixDiskLibBlock blocks[1]; } VixDiskLibBlockList;
 
@@ -123,9 +147,12 @@ _Static_assert(sizeof(VixDiskLibConnectParams) == 128, "6.7+ ConnectParams is 12
 _Static_assert(offsetof(VixDiskLibBlockList, blocks) == 8, "blocks start at 8 on LP64");
 #if VDDKC_ABI_MAJOR >= 7
 _Static_assert(sizeof(VixDiskLibInfo) == 64, "7.0+ Info is 64 bytes");
+_Static_assert(sizeof(VixDiskLibCreateParams) == 32, "7.0+ CreateParams is 32 bytes");
 #else
 _Static_assert(sizeof(VixDiskLibInfo) == 56, "pre-7.0 Info is 56 bytes");
+_Static_assert(sizeof(VixDiskLibCreateParams) == 24, "pre-7.0 CreateParams is 24 bytes");
 #endif
+_Static_assert(offsetof(VixDiskLibCreateParams, capacity) == 16, "capacity at 16 on LP64");
 
 VixError VixDiskLib_InitEx(uint32_t majorVersion, uint32_t minorVersion, VixDiskLibGenericLogFunc *log,
                            VixDiskLibGenericLogFunc *warn, VixDiskLibGenericLogFunc *panic, const char *libDir,
@@ -164,6 +191,35 @@ VixError VixDiskLib_FreeBlockList(VixDiskLibBlockList *blockList);
 VixError VixDiskLib_Attach(VixDiskLibHandle parent, VixDiskLibHandle child);
 char *VixDiskLib_GetErrorText(VixError err, const char *locale);
 void VixDiskLib_FreeErrorText(char *text);
+
+/* The rest of the 7.0 API (exports_more.c): deprecated, hosted-disk and maintenance calls. */
+VixError VixDiskLib_Init(uint32_t majorVersion, uint32_t minorVersion, VixDiskLibGenericLogFunc *log,
+                         VixDiskLibGenericLogFunc *warn, VixDiskLibGenericLogFunc *panic, const char *libDir);
+VixError VixDiskLib_Connect(const VixDiskLibConnectParams *params, VixDiskLibConnection *connection);
+VixError VixDiskLib_GetConnectParams(VixDiskLibConnection connection, VixDiskLibConnectParams **params);
+VixError VixDiskLib_Create(VixDiskLibConnection connection, const char *path, const VixDiskLibCreateParams *createParams,
+                           VixDiskLibProgressFunc progressFunc, void *progressCallbackData);
+VixError VixDiskLib_CreateChild(VixDiskLibHandle diskHandle, const char *childPath, VixDiskLibDiskType diskType,
+                                VixDiskLibProgressFunc progressFunc, void *progressCallbackData);
+VixError VixDiskLib_ReadMetadata(VixDiskLibHandle diskHandle, const char *key, char *buf, size_t bufLen,
+                                 size_t *requiredLen);
+VixError VixDiskLib_WriteMetadata(VixDiskLibHandle diskHandle, const char *key, const char *val);
+VixError VixDiskLib_GetMetadataKeys(VixDiskLibHandle diskHandle, char *keys, size_t maxLen, size_t *requiredLen);
+VixError VixDiskLib_Unlink(VixDiskLibConnection connection, const char *path);
+VixError VixDiskLib_Grow(VixDiskLibConnection connection, const char *path, VixDiskLibSectorType capacity,
+                         Bool updateGeometry, VixDiskLibProgressFunc progressFunc, void *progressCallbackData);
+VixError VixDiskLib_Shrink(VixDiskLibHandle diskHandle, VixDiskLibProgressFunc progressFunc,
+                           void *progressCallbackData);
+VixError VixDiskLib_Defragment(VixDiskLibHandle diskHandle, VixDiskLibProgressFunc progressFunc,
+                               void *progressCallbackData);
+VixError VixDiskLib_Rename(const char *srcFileName, const char *dstFileName);
+VixError VixDiskLib_Clone(VixDiskLibConnection dstConnection, const char *dstPath, VixDiskLibConnection srcConnection,
+                          const char *srcPath, const VixDiskLibCreateParams *createParams,
+                          VixDiskLibProgressFunc progressFunc, void *progressCallbackData, Bool overWrite);
+VixError VixDiskLib_IsAttachPossible(VixDiskLibHandle parent, VixDiskLibHandle child);
+VixError VixDiskLib_SpaceNeededForClone(VixDiskLibHandle diskHandle, VixDiskLibDiskType cloneDiskType,
+                                        uint64_t *spaceNeeded);
+VixError VixDiskLib_CheckRepair(VixDiskLibConnection connection, const char *filename, Bool repair);
 
 #ifdef __cplusplus
 }

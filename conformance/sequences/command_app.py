@@ -1,0 +1,259 @@
+"""A partner's product, run through its command lines (`product.py`), as a backup application of the sequences.
+
+The harness does the control plane a product's server side does (CBT on, snapshot, changed areas, snapshot removal,
+a restore target) and runs the product's command once per disk for the VixDiskLib part. The product loads the
+harness's C library (`product_library.py`), whose trace of every call is imported into the run's recorder: the
+usage rules and the trace verdicts (bytes read, handles left open) judge the product's own calls. Nothing the
+product prints is a verdict; its JSON line (if any) only fills the report's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from conformance.sequences.context import SequenceContext
+from conformance.sequences.extents import changed_areas
+from conformance.sequences.images import SparseImage
+from conformance.sequences.model import Backup, DiskBackup, Restore
+from conformance.sequences.product import PASSWORD_VARIABLE, Product
+from conformance.sequences.product_library import library_environment
+from conformance.sequences.reference import MAINTENANCE_WAIT, ReferenceBackupApp, wait_for_no_maintenance
+from conformance.vixdisklib.errors import VixError
+from conformance.vixdisklib.recorder import CallRecord
+from conformance.vixdisklib.trace import check_trace, foreign_records, read_trace, summary
+from conformance.vsphere.session import DiskRef, disks_of
+
+
+class ProductCommandError(RuntimeError):
+    """A command of the product failed, timed out, or never loaded the library it was given (one line)."""
+
+
+class CommandLineApp(ReferenceBackupApp):
+    """The product of a product file. Snapshot removal, restore targets and cleanup order are the reference
+    application's (inherited); every VixDiskLib call is the product's."""
+
+    def __init__(self, product: Product) -> None:
+        self.product = product
+        self.name = product.name
+        self._runs = 0
+
+    # --- running one command ---
+
+    def _values(self, ctx: SequenceContext, workdir: Path, **job: str) -> dict[str, str]:
+        endpoint = ctx.target.endpoint
+        return {
+            "here": str(self.product.here),
+            "workdir": str(workdir),
+            "server": endpoint.host,
+            "port": str(endpoint.port),
+            "thumbprint": endpoint.thumbprint,
+            "user": ctx.target.user,
+            "password_env": PASSWORD_VARIABLE,
+            "config": str(ctx.lib.config_file or ""),
+            "snapshot": "",
+            "previous_image": "",
+            "changed": "",
+            **job,
+        }
+
+    def _run(self, ctx: SequenceContext, step: str, workdir: Path, **job: str) -> dict[str, Any]:
+        """Run `step` for one disk; import its trace; the product's JSON line (or {})."""
+        self._runs += 1
+        trace = workdir / f"trace-{self._runs:03d}-{step}.jsonl"
+        libdir, library_env = library_environment(ctx.lib.backend, trace)
+        values = self._values(ctx, workdir, libdir=str(libdir), **job)
+        argv = self.product.command(step, values)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VDDKC_")}
+        env.update(library_env)
+        env.update(self.product.environment(values))
+        env[PASSWORD_VARIABLE] = ctx.target.password
+        out, err = workdir / f"{trace.stem}.out", workdir / f"{trace.stem}.err"
+        started = time.monotonic()
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            try:
+                process = subprocess.Popen(argv, env=env, cwd=workdir, stdout=stdout, stderr=stderr,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            except OSError as exc:
+                why = exc.strerror or exc
+                raise ProductCommandError(f"{self.name} {step}: cannot start {argv[0]}: {why}") from None
+            try:
+                code = process.wait(self.product.timeout)
+            except BaseException:  # a timeout, or the run interrupted: the product's whole group goes
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                if time.monotonic() - started >= self.product.timeout:
+                    raise ProductCommandError(
+                        f"{self.name} {step} of {job.get('disk')} did not finish within {self.product.timeout:.0f} s"
+                    ) from None
+                raise
+        calls = self._import_trace(ctx, step, trace, libdir)
+        if code != 0:
+            said = [line for line in err.read_text(errors="replace").splitlines() if line.strip()]
+            last = (said[-1] if said else "no message").replace(ctx.target.password, "********")
+            # the library's own error, as the trace recorded it, is the cause (not what the product printed)
+            failed = [r for r in calls if r.error is not None]
+            cause = VixError(failed[-1].error or 1, failed[-1].call) if failed else None
+            message = f"{self.name} {step} of {job.get('disk')} exited with {code}: {last[:300]}"
+            raise ProductCommandError(message) from cause
+        return self._figures(out)
+
+    def _import_trace(self, ctx: SequenceContext, step: str, trace: Path, libdir: Path) -> list[CallRecord]:
+        """The product's calls of this command, added to the run's recorder (and kept for the reports)."""
+        if not trace.exists():
+            raise ProductCommandError(
+                f"{self.name} {step} made no VixDiskLib call through the harness's library: it must load "
+                f'libvixDiskLib.so.N from {libdir} (e.g. LD_LIBRARY_PATH = "{{libdir}}" in the product file\'s [env])'
+            )
+        read = read_trace(trace)
+        records, before = foreign_records(read)
+        ctx.lib.recorder.import_records(records, before)
+        if ctx.trace_dir is not None:  # the raw trace and its own verdicts, for the reports and the bundle
+            ctx.trace_dir.mkdir(parents=True, exist_ok=True)
+            kept = ctx.trace_dir / f"{ctx.resources.name(step)}.jsonl"
+            shutil.copyfile(trace, kept)
+            verdicts = summary(read, check_trace(read))
+            kept.with_suffix(".summary.json").write_text(json.dumps(verdicts, indent=1))
+        return records
+
+    @staticmethod
+    def _figures(out: Path) -> dict[str, Any]:
+        lines = [line for line in out.read_text(errors="replace").splitlines() if line.strip()]
+        try:
+            figures = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            return {}
+        return figures if isinstance(figures, dict) else {}
+
+    @staticmethod
+    def _transport_of(ctx: SequenceContext, since: int, path: str) -> str:
+        """The transport the product's library chose for `path`, from the trace (its last successful Open)."""
+        opens = [
+            r for r in ctx.lib.recorder.records()
+            if r.seq > since and r.call == "VixDiskLib_Open" and r.error is None and r.args.get("path") == path
+        ]  # fmt: skip
+        return str(opens[-1].args.get("transport", "")) if opens else ""
+
+    # --- backup ---
+
+    def backup(self, ctx: SequenceContext, vm_name: str, transports: str, previous: Backup | None = None) -> Backup:
+        if previous is not None and "incremental" not in self.product.commands:
+            raise ProductCommandError(f"{self.name} has no incremental command in {self.product.path}")
+        started = time.monotonic()
+        vsphere, resources = ctx.vsphere, ctx.resources
+        vm = vsphere.vm(vm_name)
+        mark = resources.mark()
+        lock = vsphere.hold_vm(vm_name)
+        if lock is not None:
+            resources.add("lock", vm_name, lock.release)
+        vsphere.enable_cbt(vm)
+        wait_for_no_maintenance(ctx, vm_name, MAINTENANCE_WAIT)
+        name = resources.name(f"backup-{vm_name}")
+        snapshot = vsphere.create_snapshot(vm, name, "vddk-conformance backup")
+        resources.add("snapshot", name, lambda: self._remove_snapshot(ctx, snapshot, name))
+        backup = Backup(vm_name, vm._moId, "incremental" if previous else "full", name, snapshot._moId, parent=previous)
+        backup.job_mark = mark  # type: ignore[attr-defined]
+        folder = ctx.repository / vm_name / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for disk in disks_of(snapshot):
+            backup.disks.append(self._back_up_disk(ctx, backup, vm, snapshot, disk, transports, folder, previous))
+        backup.seconds = time.monotonic() - started
+        return backup
+
+    def _back_up_disk(
+        self,
+        ctx: SequenceContext,
+        backup: Backup,
+        vm: Any,
+        snapshot: Any,
+        disk: DiskRef,
+        transports: str,
+        folder: Path,
+        previous: Backup | None,
+    ) -> DiskBackup:
+        image = folder / f"disk-{disk.key}.img"
+        job = {
+            "vm_name": backup.vm_name, "vm_moref": backup.vm_moref, "vmx_spec": f"moref={backup.vm_moref}",
+            "snapshot": backup.snapshot_moref, "transports": transports, "disk": disk.file_name,
+            "disk_key": str(disk.key), "capacity": str(disk.capacity), "image": str(image),
+        }  # fmt: skip
+        step = "full"
+        if previous is not None:
+            step = "incremental"
+            before = previous.disk(disk.key)
+            areas = changed_areas(vm, snapshot, disk, before.change_id or "*")
+            changed = folder / f"disk-{disk.key}.changed"
+            changed.write_text("".join(f"{offset} {length}\n" for offset, length in areas))
+            SparseImage(before.image, disk.capacity).copy_to(image)  # the incremental updates it in place
+            job.update(previous_image=str(before.image), changed=str(changed))
+        else:
+            SparseImage(image, disk.capacity)  # the empty image of the disk's capacity the product writes into
+        since = max((r.seq for r in ctx.lib.recorder.records()), default=0)
+        figures = self._run(ctx, step, folder, **job)
+        return DiskBackup(
+            disk.key,
+            disk.file_name,
+            disk.capacity,
+            disk.change_id,
+            image,
+            self._transport_of(ctx, since, disk.file_name),
+            int(figures.get("bytes_read", 0) or 0),
+            int(figures.get("blocks", 0) or 0),
+        )
+
+    def cleanup(self, ctx: SequenceContext, backup: Backup) -> None:
+        """The product's own cleanup command (if any), then the snapshot removal and the rest of the job (LIFO)."""
+        if "cleanup" in self.product.commands:
+            folder = ctx.repository / backup.vm_name / backup.snapshot_name
+            self._run(
+                ctx, "cleanup", folder, vm_name=backup.vm_name, vm_moref=backup.vm_moref,
+                vmx_spec=f"moref={backup.vm_moref}", snapshot=backup.snapshot_moref, transports="",
+                disk="", disk_key="", capacity="", image="",
+            )  # fmt: skip
+        ctx.resources.unwind(getattr(backup, "job_mark", 0))
+
+    # --- restore ---
+
+    def _restore(
+        self, ctx: SequenceContext, backup: Backup, transports: str, vm_name: str | None, thin: bool
+    ) -> Restore:
+        started = time.monotonic()
+        vsphere, resources = ctx.vsphere, ctx.resources
+        mark = resources.mark()
+        if vm_name is None:
+            vm = vsphere.vm(backup.vm_name)
+            vsphere.power_off(vm)
+        else:
+            datastore = backup.disks[0].path[1:].split("]", 1)[0]
+            vm = vsphere.create_vm(vm_name, datastore, [(d.capacity, thin) for d in backup.disks])
+            resources.add("vm", vm_name, lambda: vsphere.destroy_vm(vm))
+        targets = disks_of(vm)
+        if len(targets) < len(backup.disks):
+            raise ProductCommandError(f"{vm.name} has {len(targets)} disks, the backup {len(backup.disks)}")
+        if "hotadd" in transports.split(":"):
+            point = resources.name(f"restore-point-{vm.name}")
+            snapshot = vsphere.create_snapshot(vm, point, quiesce=False)
+            resources.add("snapshot", point, lambda: self._remove_snapshot(ctx, snapshot, point))
+            targets = disks_of(vm)
+        folder = ctx.repository / vm.name / resources.name("restore")
+        folder.mkdir(parents=True, exist_ok=True)
+        since = max((r.seq for r in ctx.lib.recorder.records()), default=0)
+        written, transport = 0, ""
+        for source, target in zip(backup.disks, targets, strict=False):
+            figures = self._run(
+                ctx, "restore", folder, vm_name=vm.name, vm_moref=vm._moId, vmx_spec=f"moref={vm._moId}",
+                transports=transports, disk=target.file_name, disk_key=str(target.key),
+                capacity=str(source.capacity), image=str(source.image),
+            )  # fmt: skip
+            written += int(figures.get("bytes_written", 0) or 0)
+            transport = self._transport_of(ctx, since, target.file_name) or transport
+        resources.unwind(mark if vm_name is None else mark + 1)
+        if vm_name is None:
+            vsphere.power_on(vm)
+        return Restore(vm.name, transport, time.monotonic() - started, written)
