@@ -612,19 +612,35 @@ static int in_hole(int fd, uint64_t offset, uint64_t len) {
 
 static int all_zero(const uint8_t *buf, size_t len) { return !len || (buf[0] == 0 && !memcmp(buf, buf + 1, len - 1)); }
 
+/* image -> disk: the image's data, and zeros where the disk holds data the image does not (found with
+ * QueryAllocatedBlocks on the target; without it, every piece is written). --skip-zero: the target is new. */
 static int do_restore(Session *s) {
   off_t size;
-  int rc = image_size_is(s, &size);
+  int rc = image_size_is(s, &size), target_known = 0;
   Pipe p;
   if (rc) return rc;
+  if (!s->opt->skip_zero) {
+    QabJob job = {s, VIX_OK, NULL, 0};
+    s->nextents = 0;
+    query_allocated(&job);
+    if (job.oom) return out_of_memory();
+    if (job.err && VIX_ERROR_CODE(job.err) != VIX_E_NOT_SUPPORTED) return vix_failed(job.call, job.err);
+    target_known = !job.err;
+  }
   if (pipe_init(&p, s, 1) < 0) {
     pipe_finish(&p);
     return out_of_memory();
   }
+  size_t at = 0; /* the first target extent that may overlap the current piece */
   for (uint64_t sector = 0; sector < s->capacity && !rc;) {
     uint64_t count = s->capacity - sector < s->opt->chunk ? s->capacity - sector : s->opt->chunk;
     size_t len = count * SECTOR;
-    if (s->opt->skip_zero && in_hole(s->image_fd, sector * SECTOR, len)) {
+    int target_has = !s->opt->skip_zero;
+    if (target_known) {
+      while (at < s->nextents && s->extents[at].offset + s->extents[at].length <= sector) at++;
+      target_has = at < s->nextents && s->extents[at].offset < sector + count;
+    }
+    if (!target_has && in_hole(s->image_fd, sector * SECTOR, len)) {
       sector += count;
       continue;
     }
@@ -638,7 +654,7 @@ static int do_restore(Session *s) {
       break;
     }
     s->bytes_read += len;
-    if (!(s->opt->skip_zero && all_zero(slot->buf, len))) {
+    if (target_has || !all_zero(slot->buf, len)) {
       rc = pipe_start(&p, slot, sector, count);
       s->blocks++;
     }
