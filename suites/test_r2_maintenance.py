@@ -68,7 +68,9 @@ def foreign_disks(vsphere: VsphereSession, proxy_vm: str) -> list[str]:
 
 class EmmOnFirstRead:
     """The sequence's library, except that the first Read starts EMM on a host (from another thread) and waits
-    until the host signals it; everything else is passed through."""
+    until the host signals it; everything else is passed through. A backup application that reads in process
+    calls `read`; a product in a process of its own (CommandLineApp) reaches `on_product_first_read` through the
+    harness's library, which holds the product at its first Read meanwhile."""
 
     def __init__(self, lib: Any, vsphere: VsphereSession, host: Any, proxy_vm: str | None) -> None:
         self._lib, self._vsphere, self._host, self._proxy_vm = lib, vsphere, host, proxy_vm
@@ -76,16 +78,27 @@ class EmmOnFirstRead:
         self.started = False
         self.hot_added_at_start: list[str] = []
         self.error: BaseException | None = None
+        #: the product's report of its first Read ({"pid", "tid", "transport", "path"}), when a product read
+        self.product_first_read: dict[str, Any] | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._lib, name)
 
     def read(self, handle: Any, start: int, count: int) -> bytes:
+        self._first_read()
+        return self._lib.read(handle, start, count)
+
+    def on_product_first_read(self, info: dict[str, Any]) -> None:
+        """A product's first Read, in its own process (held there until this returns): what `read` does."""
+        if self.product_first_read is None:
+            self.product_first_read = info
+        self._first_read()
+
+    def _first_read(self) -> None:
         with self._once:
             if not self.started:
                 self.started = True
                 self._start_emm()
-        return self._lib.read(handle, start, count)
 
     def _start_emm(self) -> None:
         if self._proxy_vm:

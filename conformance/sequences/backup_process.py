@@ -17,7 +17,9 @@ Actions:
 - "app-backup": the backup application (VDDK_BACKUP_APP, module:Class, empty for the reference one) backs up
   VDDK_VM_NAME over VDDK_TRANSPORTS with its objects named after VDDK_RUN_ID (in VDDK_DATACENTER, images below
   VDDK_REPOSITORY); at its first disk Read, with its snapshot taken and its disks open (hot-added with HotAdd),
-  it prints {"transport", "run_id"} and waits to be killed (a backup aborted mid-run, D5).
+  it prints {"transport", "run_id"} and waits to be killed (a backup aborted mid-run, D5). A product run as a
+  command line (CommandLineApp) is held at its first Read by the harness's library meanwhile (first-read hook):
+  killed, this process leaves it parentless, and it exits 137.
 
 Callers start it with `crashed_backup` (the process is SIGKILLed once it has reported) and `cleanup_process`.
 """
@@ -162,6 +164,7 @@ def app_backup_until_first_read(lib: Any, params: ConnectParams, env: Any) -> No
     from conformance.lab.resources import ResourceTracker
     from conformance.lab.targets import Target
     from conformance.sequences.app import load_backup_app
+    from conformance.sequences.command_app import CommandLineApp
     from conformance.sequences.context import SequenceContext
     from conformance.vsphere.connection import Endpoint
     from conformance.vsphere.session import VsphereSession
@@ -183,8 +186,19 @@ def app_backup_until_first_read(lib: Any, params: ConnectParams, env: Any) -> No
             time.sleep(60)
         return real_read(disk, start_sector, num_sectors)  # pragma: no cover - never reached
 
+    def report_then_wait(info: dict[str, Any]) -> None:
+        """A product's first Read (CommandLineApp), the product held there: the same report, the same wait. Once
+        this process is SIGKILLed, the product finds its parent gone and exits 137 (its private agent with it),
+        leaving its snapshot and hot-added disks as a killed backup does."""
+        print(json.dumps({"transport": info.get("transport"), "run_id": run_id}), flush=True)
+        while True:  # until SIGKILL
+            time.sleep(60)
+
     lib.read = read_then_wait
-    load_backup_app(env.get("VDDK_BACKUP_APP") or None).backup(ctx, env["VDDK_VM_NAME"], env["VDDK_TRANSPORTS"])
+    app = load_backup_app(env.get("VDDK_BACKUP_APP") or None)
+    if isinstance(app, CommandLineApp):  # a product in a process of its own never calls lib.read
+        app.first_read_hook = report_then_wait
+    app.backup(ctx, env["VDDK_VM_NAME"], env["VDDK_TRANSPORTS"])
     raise SystemExit("the backup application finished without reading a disk")
 
 

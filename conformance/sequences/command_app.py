@@ -5,6 +5,11 @@ a restore target) and runs the product's command once per disk for the VixDiskLi
 harness's C library (`product_library.py`), whose trace of every call is imported into the run's recorder: the
 usage rules and the trace verdicts (bytes read, handles left open) judge the product's own calls. Nothing the
 product prints is a verdict; its JSON line (if any) only fills the report's figures.
+
+A first-read hook holds the product at its first disk Read (R2 starts host maintenance there, D5 kills the backup
+there), as a test wrapping the sequence's library does in process: the harness's simulated library, given
+VDDKC_SHIM_FIRST_READ=<folder>, reports the first Read or ReadAsync in <folder>/reached-<pid>.json and waits for
+<folder>/go (c/first_read.c); the harness calls the hook with the report while the product waits, then lets it go.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,11 @@ from conformance.vixdisklib.recorder import CallRecord
 from conformance.vixdisklib.trace import check_trace, foreign_records, read_trace, summary
 from conformance.vsphere.session import DiskRef, disks_of
 
+POLL = 0.02  # seconds: how often a hooked command's folder is checked for the product's first-read report
+FIRST_READ_VARIABLE = "VDDKC_SHIM_FIRST_READ"
+
+FirstReadHook = Callable[[dict[str, Any]], None]
+
 
 class ProductCommandError(RuntimeError):
     """A command of the product failed, timed out, or never loaded the library it was given (one line)."""
@@ -37,11 +48,19 @@ class ProductCommandError(RuntimeError):
 
 class CommandLineApp(ReferenceBackupApp):
     """The product of a product file. Snapshot removal, restore targets and cleanup order are the reference
-    application's (inherited); every VixDiskLib call is the product's."""
+    application's (inherited); every VixDiskLib call is the product's.
+
+    `first_read_hook`, when set, is called at the first disk Read of every command the product runs (each is its
+    own process), with that process's report {"pid", "tid", "transport", "path"}, in the harness's process on the
+    thread running the command, while the product waits; the product reads once it returns. If it raises, the
+    product's process group is killed and the error propagates. Without one, the sequence's library may offer
+    one: a callable `on_product_first_read` attribute of `ctx.lib` (a test wrapping the library, as its in-process
+    interception of the first Read would). Only the harness's simulated library honours the hook."""
 
     def __init__(self, product: Product) -> None:
         self.product = product
         self.name = product.name
+        self.first_read_hook: FirstReadHook | None = None
         self._runs = 0
 
     # --- running one command ---
@@ -74,6 +93,12 @@ class CommandLineApp(ReferenceBackupApp):
         env.update(library_env)
         env.update(self.product.environment(values))
         env[PASSWORD_VARIABLE] = ctx.target.password
+        hook = self._first_read_hook(ctx)
+        rendezvous = workdir / f"{trace.stem}.first-read"
+        if hook is not None:
+            shutil.rmtree(rendezvous, ignore_errors=True)  # a report of an earlier job of this folder is not this one's
+            rendezvous.mkdir(parents=True)
+            env[FIRST_READ_VARIABLE] = str(rendezvous)
         out, err = workdir / f"{trace.stem}.out", workdir / f"{trace.stem}.err"
         started = time.monotonic()
         with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -84,15 +109,18 @@ class CommandLineApp(ReferenceBackupApp):
                 why = exc.strerror or exc
                 raise ProductCommandError(f"{self.name} {step}: cannot start {argv[0]}: {why}") from None
             try:
-                code = process.wait(self.product.timeout)
-            except BaseException:  # a timeout, or the run interrupted: the product's whole group goes
+                code = self._wait(process, started, hook, rendezvous)
+            except BaseException as stopped:  # a timeout, a failed hook, or the run interrupted: the whole group goes
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-                if time.monotonic() - started >= self.product.timeout:
+                if isinstance(stopped, subprocess.TimeoutExpired):
                     raise ProductCommandError(
                         f"{self.name} {step} of {job.get('disk')} did not finish within {self.product.timeout:.0f} s"
                     ) from None
                 raise
+            finally:
+                if hook is not None:
+                    shutil.rmtree(rendezvous, ignore_errors=True)
         calls = self._import_trace(ctx, step, trace, libdir)
         if code != 0:
             said = [line for line in err.read_text(errors="replace").splitlines() if line.strip()]
@@ -103,6 +131,33 @@ class CommandLineApp(ReferenceBackupApp):
             message = f"{self.name} {step} of {job.get('disk')} exited with {code}: {last[:300]}"
             raise ProductCommandError(message) from cause
         return self._figures(out)
+
+    def _first_read_hook(self, ctx: SequenceContext) -> FirstReadHook | None:
+        """The app's own hook, else the one the sequence's library offers (`on_product_first_read`), else None."""
+        if self.first_read_hook is not None:
+            return self.first_read_hook
+        offered = getattr(ctx.lib, "on_product_first_read", None)
+        return offered if callable(offered) else None
+
+    def _wait(
+        self, process: subprocess.Popen[bytes], started: float, hook: FirstReadHook | None, rendezvous: Path
+    ) -> int:
+        """The product's exit code; subprocess.TimeoutExpired after the product's timeout. With a hook, the folder
+        is polled for the product's first-read report until it comes (or the product ends): the hook is called
+        with it, then the product is let go (`go`)."""
+        timeout = self.product.timeout
+        if hook is None:
+            return process.wait(timeout)
+        while (code := process.poll()) is None:
+            reports = sorted(rendezvous.glob("reached-*.json"))
+            if reports:
+                hook(json.loads(reports[0].read_text()))
+                (rendezvous / "go").touch()
+                return process.wait(max(0.0, timeout - (time.monotonic() - started)))
+            if time.monotonic() - started >= timeout:
+                raise subprocess.TimeoutExpired(process.args, timeout)
+            time.sleep(POLL)
+        return code
 
     def _import_trace(self, ctx: SequenceContext, step: str, trace: Path, libdir: Path) -> list[CallRecord]:
         """The product's calls of this command, added to the run's recorder (and kept for the reports)."""

@@ -29,4 +29,12 @@ void async_stop(void);
 void async_complete(uint64_t disk, VixDiskLibCompletionCB callback, void *data, VixError result);
 void async_wait(uint64_t disk);
 
+/* The first-read hook (first_read.c), a test hook of the harness, active only with VDDKC_SHIM_FIRST_READ=<folder>
+   and only in simulated mode: first_read_arm at every successful InitEx (this process, its parent); before a Read
+   or ReadAsync is sent, first_read(transport, path) - which returns at once unless first_read_pending() - holds
+   the process's first read until the harness creates <folder>/go (it _exit(137)s if its parent is gone). */
+void first_read_arm(void);
+int first_read_pending(void);
+void first_read(const char *transport, const char *path);
+
 #endif

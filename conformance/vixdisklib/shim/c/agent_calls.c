@@ -4,6 +4,7 @@
  * Connection and disk handles are the agent's ids; an id the agent does not know is its error, not a crash.
  */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,16 +27,17 @@ static const char *intern_mode(const char *mode) {
   return "unknown";
 }
 
-/* The transport each open disk uses, as Open reported it. */
-typedef struct Disk { struct Disk *next; uint64_t id; const char *mode; } Disk;
+/* The transport each open disk uses, as Open reported it, and the path Open was given (NULL if out of memory). */
+typedef struct Disk { struct Disk *next; uint64_t id; const char *mode; char *path; } Disk;
 static pthread_mutex_t disks_lock = PTHREAD_MUTEX_INITIALIZER;
 static Disk *disks;
 
-static void remember_disk(uint64_t id, const char *mode) {
+static void remember_disk(uint64_t id, const char *mode, const char *path) {
   Disk *disk = calloc(1, sizeof *disk);
   if (!disk) return;
   disk->id = id;
   disk->mode = intern_mode(mode);
+  disk->path = strdup(path);
   pthread_mutex_lock(&disks_lock);
   disk->next = disks;
   disks = disk;
@@ -45,11 +47,29 @@ static void remember_disk(uint64_t id, const char *mode) {
 static void forget_disk(uint64_t id) {
   pthread_mutex_lock(&disks_lock);
   for (Disk **at = &disks; *at; at = &(*at)->next)
-    if ((*at)->id == id) { Disk *gone = *at; *at = gone->next; free(gone); break; }
+    if ((*at)->id == id) { Disk *gone = *at; *at = gone->next; free(gone->path); free(gone); break; }
   pthread_mutex_unlock(&disks_lock);
 }
 
 static uint64_t id_of(const void *handle) { return (uint64_t)(uintptr_t)handle; }
+
+/* The first-read hook (first_read.c) before a Read/ReadAsync of `handle` is sent: the disk's transport and path. */
+static void before_read(const void *handle) {
+  if (!first_read_pending()) return;
+  const char *mode = "unknown";
+  char path[PATH_MAX];
+  int known = 0;
+  pthread_mutex_lock(&disks_lock);
+  for (Disk *d = disks; d; d = d->next)
+    if (d->id == id_of(handle)) {
+      mode = d->mode;
+      known = d->path != NULL;
+      if (known) snprintf(path, sizeof path, "%s", d->path);
+      break;
+    }
+  pthread_mutex_unlock(&disks_lock);
+  first_read(mode, known ? path : NULL);
+}
 
 static void start(WireOut *request, int op) {
   wire_start(request);
@@ -106,6 +126,7 @@ static VixError a_InitEx(uint32_t major, uint32_t minor, VixDiskLibGenericLogFun
   char modes[sizeof transport_modes];
   VixError err = agent_start(major, minor, libDir, configFile, modes, sizeof modes);
   if (err == VIX_OK && modes[0]) memcpy(transport_modes, modes, sizeof modes);
+  if (err == VIX_OK) first_read_arm();
   return err;
 }
 
@@ -113,7 +134,7 @@ static void a_Exit(void) {
   agent_stop();
   params_forget_all(); /* connections end with the session (a forked child's copies are never usable) */
   pthread_mutex_lock(&disks_lock);
-  while (disks) { Disk *next = disks->next; free(disks); disks = next; }
+  while (disks) { Disk *next = disks->next; free(disks->path); free(disks); disks = next; }
   pthread_mutex_unlock(&disks_lock);
 }
 
@@ -208,7 +229,7 @@ static VixError a_Open(VixDiskLibConnection c, const char *path, uint32_t flags,
     uint64_t id = wire_get_u64(&reply.in);
     char *mode = wire_get_str(&reply.in);
     if (reply.in.bad || id == 0) err = VIX_E_FAIL;
-    else { remember_disk(id, mode); *handle = (VixDiskLibHandle)(uintptr_t)id; }
+    else { remember_disk(id, mode, path); *handle = (VixDiskLibHandle)(uintptr_t)id; }
     free(mode);
   }
   agent_done(&reply);
@@ -285,6 +306,7 @@ static VixError a_Read(VixDiskLibHandle h, VixDiskLibSectorType start_sector, Vi
                        uint8_t *buffer) {
   if (!h || (!buffer && count)) return VIX_E_INVALID_ARG;
   if (count > MAX_IO_SECTORS) return VIX_E_INVALID_ARG;
+  before_read(h);
   WireOut r;
   start(&r, OP_READ);
   wire_u64(&r, id_of(h));
@@ -318,6 +340,7 @@ static VixError a_ReadAsync(VixDiskLibHandle h, VixDiskLibSectorType start_secto
                             uint8_t *buffer, VixDiskLibCompletionCB callback, void *data) {
   if (!h || !callback || (!buffer && count)) return VIX_E_INVALID_ARG;
   if (count > MAX_IO_SECTORS) return VIX_E_INVALID_ARG;
+  before_read(h);
   WireOut r;
   start(&r, OP_READ_ASYNC);
   wire_u64(&r, id_of(h));
