@@ -147,7 +147,15 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     ]
     if args.sim_behaviour:
         argv.append(f"--sim-behaviour={args.sim_behaviour}")
-    for option in ("sim_vsphere", "sim_fixed", "sim_fault", "release_note", "assume_fixed"):
+    for option in (
+        "vddk_backend",
+        "vddk_libdir",
+        "sim_vsphere",
+        "sim_fixed",
+        "sim_fault",
+        "release_note",
+        "assume_fixed",
+    ):
         if getattr(args, option, None):
             argv.append(f"--{option.replace('_', '-')}={getattr(args, option)}")
     if args.backup_app:
@@ -408,6 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", default="sim", help="'sim' (embedded simulator, default) or a target file")
     run.add_argument("--vddk-build", default="7.0.3", help="VDDK build whose expectations apply (default 7.0.3)")
     run.add_argument("--vsphere", default="7.0U3", help="vSphere version or VMC milestone (default 7.0U3)")
+    run.add_argument(
+        "--vddk-backend",
+        choices=("simulated", "native"),
+        help="VixDiskLib backend against the embedded simulator: simulated (in-process, default) or native (ctypes "
+        "over the simulated libvixDiskLib.so, built for the run, or --vddk-libdir's)",
+    )
+    run.add_argument("--vddk-libdir", help="with --vddk-backend native: the kit folder holding libvixDiskLib.so.N")
     run.add_argument("--sim-behaviour", help="simulated VDDK behaves as this build (default: --vddk-build)")
     run.add_argument("--sim-vsphere", help="the simulated server presents this vSphere version (default: --vsphere)")
     run.add_argument(

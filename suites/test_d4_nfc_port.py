@@ -40,7 +40,7 @@ def test_the_data_plane_is_reachable_where_login_and_metadata_work(
         taken = resources.add("snapshot", name, lambda: vsphere.remove_snapshot(snapshot, name))
         try:
             disk = disks_of(snapshot)[0]  # metadata: over the API port, works either way
-            problems = data_plane_problems(vsphere, vddk_target.backend, vddk_target.nfc_port)
+            problems = data_plane_problems(vsphere, vddk_target.data_plane_backend, vddk_target.nfc_port)
             params = vddk_target.connect_params(vm._moId)
             try:
                 with (

@@ -33,6 +33,9 @@ SERVER_RECORDS = "server-records"
 SIMPLE_VOLUMES = "simple-volumes"
 #: the run may set a host's NFC memory budget (hostd config.xml nfcsvc maxMemory) via `controls` (D3)
 NFC_MEMORY_LIMIT = "nfc-memory-limit"
+#: a process may hold several initialised libraries at once (the simulated library in-process can; VMware's
+#: library, and the simulated C library that behaves like it, take one InitEx per process until Exit)
+LIBRARY_SESSIONS = "library-sessions"
 
 
 @dataclass
@@ -119,15 +122,32 @@ class Target:
             "capabilities": sorted(self.capabilities),
             "allow_vms": sorted(self.allow_vms),
             "backend": self.backend,
+            **({"libdir": str(self.libdir), "simulated_library": self.simulated_library} if self.libdir else {}),
             "target_file": str(self.source) if self.source else None,
             "proxy_vm": self.default_proxy,
             "proxy_os": self.proxy_os(),
         }
 
+    @property
+    def simulated_library(self) -> bool:
+        """The run's library is the harness's simulated one: in-process (backend "simulated") or the simulated
+        libvixDiskLib.so under `libdir` (backend "native", recognised by its build stamp: shim/kit.py)."""
+        if self.backend == "simulated":
+            return True
+        from conformance.vixdisklib.shim.kit import simulated_kit
+
+        return simulated_kit(self.libdir)
+
+    @property
+    def data_plane_backend(self) -> str:
+        """How the run's library finds the data plane (conformance.lab.dataplane_check): "simulated" for the
+        simulated library in either backend (it asks the server), "native" for VMware's (each host's NFC port)."""
+        return "simulated" if self.simulated_library else self.backend
+
     def proxy_os(self) -> str | None:
-        """The guest OS of the HotAdd proxy the library runs in: the proxy VM's for the simulated library; for
-        the native one the library runs on this machine, which the reports describe themselves (None)."""
-        if self.backend != "simulated":
+        """The guest OS of the HotAdd proxy the library runs in: the proxy VM's for the simulated library (in
+        either backend); VMware's runs on this machine, which the reports describe themselves (None)."""
+        if not self.simulated_library:
             return None
         return next((guest for guest, vm in self.proxies.items() if vm == self.default_proxy), None)
 
@@ -164,10 +184,18 @@ class SimulatorControls:
             self._simulator.set_nfc_max_memory(host, None)
 
 
-def simulator_target(simulator: Any, build: str | None = None) -> Target:
+def simulator_target(
+    simulator: Any, build: str | None = None, backend: str = "simulated", libdir: Path | None = None
+) -> Target:
     """A Target for a running embedded simulator, its inventory read back through the vSphere API. Its default
     HotAdd proxy is the first proxy VM whose guest OS ``build`` supports (F2: a lab runs its proxy on a supported
-    OS; the inventory offers several), else the first one."""
+    OS; the inventory offers several), else the first one.
+
+    `backend` "native" loads libvixDiskLib.so from `libdir` through ctypes. When that is the simulated C library
+    (the run builds it: `vddk-conformance run --vddk-backend native`), its agent is told the proxy VM and build to
+    play, so the target keeps PROXY_PLACEMENT and LIBRARY_BUILDS; it lacks LIBRARY_SESSIONS (one InitEx per
+    process, as VMware's) and SIMPLE_VOLUMES (the kit has no libvixMntapi.so). Another kit (`--vddk-libdir`,
+    VMware's) runs where the harness runs, like a lab's: it lacks those four."""
     from conformance.lab.secrets import remember
     from conformance.vsphere.about import server_version
     from conformance.vsphere.session import VsphereSession
@@ -189,6 +217,12 @@ def simulator_target(simulator: Any, build: str | None = None) -> Target:
     finally:
         session.close()
     physical = simulator.inventory.physical_proxies
+    # the simulated library in-process: any proxy VM, any build, several at once, and its VixMntApi mounts
+    library: set[str] = {PROXY_PLACEMENT, LIBRARY_BUILDS, LIBRARY_SESSIONS, SIMPLE_VOLUMES}
+    if backend != "simulated":  # the C library has no libvixMntapi.so (VMware's would not read VDDKCFS1 either)
+        from conformance.vixdisklib.shim.kit import simulated_kit
+
+        library = {PROXY_PLACEMENT, LIBRARY_BUILDS} if simulated_kit(libdir) else set()
     return Target(
         name=f"sim (vSphere {simulator.profile.name})",
         endpoint=endpoint,
@@ -202,8 +236,9 @@ def simulator_target(simulator: Any, build: str | None = None) -> Target:
         datastores=datastores,
         target_vms=targets,
         capabilities=frozenset(
-            {FAULT_INJECTION, MAINTENANCE_MODE, GUEST_OPERATIONS, CREATE_VMS, LIBRARY_BUILDS}
-            | {PROXY_PLACEMENT, SERVER_RECORDS, SIMPLE_VOLUMES, NFC_MEMORY_LIMIT}
+            {FAULT_INJECTION, MAINTENANCE_MODE, GUEST_OPERATIONS, CREATE_VMS}
+            | {SERVER_RECORDS, NFC_MEMORY_LIMIT}
+            | library
             | ({PHYSICAL_PROXY} if physical else set())
         ),
         guest=GuestCredentials("root", "simulated-guest"),
@@ -211,6 +246,8 @@ def simulator_target(simulator: Any, build: str | None = None) -> Target:
         controls=SimulatorControls(simulator),
         allow_vms=frozenset(spec.name for spec in simulator.inventory.vms),  # the simulator is the run's own
         lock_dir=simulator.state_dir / "locks",  # only this process uses it; gone with the simulator
+        backend=backend,
+        libdir=libdir,
     )
 
 
@@ -302,7 +339,7 @@ def file_target(path: str | Path, read_server: bool = True) -> Target:
     # the simulated library places itself in any proxy VM; VMware's runs where the harness runs (vms.harness_vm)
     default_proxy = spec.proxy if spec.backend == "simulated" else spec.harness_vm
     if spec.backend == "simulated":
-        capabilities.add(PROXY_PLACEMENT)
+        capabilities |= {PROXY_PLACEMENT, LIBRARY_SESSIONS}
     return Target(
         name=spec.name,
         endpoint=endpoint,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.input_errors import InputError
 from conformance.plugin import expectations, identity, reporting
 from conformance.plugin.fixtures import *  # noqa: F403 - fixtures are found by name
 from conformance.plugin.lab_problems import pytest_runtest_makereport  # noqa: F401 - a hook, found by name
@@ -43,7 +44,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     try:
         settings = RunSettings.from_config(config)
-    except SettingsError as exc:
+        if settings.builds_kit:
+            settings = settings.with_built_kit(_kit(config))
+    except (SettingsError, InputError) as exc:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[reporting.SETTINGS] = settings
     reporting.configure(config, settings)
@@ -54,3 +57,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     expectations.apply(config, items)
     identity.record(items)
     reporting.select_shard(config, items)
+
+
+#: the workerinput key under which xdist workers get the folder of the simulated C library the controller built
+KIT_KEY = "vddk_kit"
+
+
+def _kit(config: pytest.Config) -> str:
+    """The simulated libvixDiskLib.so's folder for `--vddk-backend native` against the embedded simulator: built
+    here, once, by the controller (or the only process), before any worker starts; a worker takes the controller's
+    folder, so every process of the run loads the same files (ShimBuildError, one line, without a compiler)."""
+    given = getattr(config, "workerinput", {}).get(KIT_KEY)
+    if given:
+        return str(given)
+    from conformance.vixdisklib.shim.kit import run_kit
+
+    return str(run_kit())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """xdist: the controller's settings that a worker must not work out again (the built kit)."""
+    settings = node.config.stash[reporting.SETTINGS]  # type: ignore[attr-defined]
+    if settings.target == "sim" and settings.backend == "native" and settings.libdir is not None:
+        node.workerinput[KIT_KEY] = str(settings.libdir)  # type: ignore[attr-defined]

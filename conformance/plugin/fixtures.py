@@ -27,6 +27,7 @@ from conformance.lab.targets import (
     FAULT_INJECTION,
     GUEST_OPERATIONS,
     LIBRARY_BUILDS,
+    LIBRARY_SESSIONS,
     PROXY_PLACEMENT,
     Target,
     file_target,
@@ -59,6 +60,7 @@ __all__ = [
     "vddk_guard",
     "vddk_labels",
     "vddk_locks",
+    "vddk_session_library",
     "vddk_settings",
     "vddk_target",
     "vddk_tmp_directory",
@@ -101,7 +103,9 @@ def vddk_target(vddk_settings: RunSettings) -> Iterator[Target]:
     with Simulator(
         vsphere=vddk_settings.sim_vsphere or vddk_settings.vsphere, sim_faults=vddk_settings.sim_faults
     ) as simulator:
-        yield simulator_target(simulator, vddk_settings.sim_behaviour)
+        yield simulator_target(
+            simulator, vddk_settings.sim_behaviour, backend=vddk_settings.backend, libdir=vddk_settings.libdir
+        )
 
 
 def _check_server_release(expected: str, target: Target) -> None:
@@ -199,31 +203,91 @@ def vixdisklib_spec(vddk_settings: RunSettings, vddk_target: Target) -> Callable
     return spec
 
 
-@pytest.fixture(scope="session")
-def vixdisklib(vddk_settings: RunSettings, vddk_target: Target, vddk_config_file: Path) -> Iterator[VixDiskLib]:
-    from conformance.vixdisklib.native.library import LibraryBuildMismatchError
+class SessionLibrary:
+    """The worker's own library (what `vixdisklib` gives every test): initialised at first use and kept for the
+    session, so the run pays one InitEx per process.
 
-    lib = library_spec(vddk_settings, vddk_target).make()
-    try:
-        lib.init_ex(vddk_config_file)
-    except LibraryBuildMismatchError as exc:  # expectations would be another build's: refuse the run
-        pytest.exit(f"VDDK library: {exc}", USAGE)
-    yield lib
-    lib.exit()
-    if vddk_settings.reports is not None:  # the call trace (arguments redacted) next to the other reports
+    On a target without LIBRARY_SESSIONS (VMware's library, and the simulated C library that behaves like it, take
+    one InitEx per process until Exit) a test that builds a library of its own (`vixdisklib_factory`: another
+    InitEx configuration, proxy VM or build) needs the process to itself. Such a test `yield_process()`es: the
+    session's library is ended (Exit) and the next test that asks for `vixdisklib` gets a newly initialised one,
+    as a product that needs another InitEx configuration would do. A test that holds both at once cannot run
+    there; the factory skips it naming LIBRARY_SESSIONS (no test of the suites does: the ones that ask for the
+    sequence context only to swap in the factory's library never call the session's)."""
+
+    def __init__(self, make: Callable[[], VixDiskLib], config_file: Path) -> None:
+        self._make = make
+        self._config_file = config_file
+        self.current: VixDiskLib | None = None
+        #: every library this session initialised, oldest first (each has its own call trace)
+        self.made: list[VixDiskLib] = []
+
+    def get(self) -> VixDiskLib:
+        """The initialised session library (initialised now if the last one was ended or there was none)."""
+        from conformance.vixdisklib.native.library import LibraryBuildMismatchError
+
+        if self.current is None:
+            lib = self._make()
+            try:
+                lib.init_ex(self._config_file)
+            except LibraryBuildMismatchError as exc:  # expectations would be another build's: refuse the run
+                pytest.exit(f"VDDK library: {exc}", USAGE)
+            self.current = lib
+            self.made.append(lib)
+        return self.current
+
+    def yield_process(self) -> None:
+        """End the session library (Exit) if it is initialised: a test's own library takes the process."""
+        if self.current is not None:
+            lib, self.current = self.current, None
+            lib.exit()
+
+    def close(self) -> None:
+        self.yield_process()
+
+    def write_traces(self, run_dir: Path, stem: str) -> None:
+        """Each library's call trace (arguments redacted): `<stem>.json`, then `<stem>-2.json`, ... for the
+        libraries that followed an Exit."""
+        for number, lib in enumerate(self.made, start=1):
+            lib.recorder.write(run_dir / (f"{stem}.json" if number == 1 else f"{stem}-{number}.json"))
+
+
+@pytest.fixture(scope="session")
+def vddk_session_library(
+    vddk_settings: RunSettings, vddk_target: Target, vddk_config_file: Path
+) -> Iterator[SessionLibrary]:
+    """The worker's SessionLibrary (tests ask for `vixdisklib`; the factory asks for this to take the process)."""
+    session = SessionLibrary(lambda: library_spec(vddk_settings, vddk_target).make(), vddk_config_file)
+    yield session
+    session.close()
+    if vddk_settings.reports is not None and session.made:  # the call traces next to the other reports
         run_dir = vddk_settings.reports / vddk_settings.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         # named by run and worker: the shards of a split run (each with its own run id) merge without collision
-        lib.recorder.write(run_dir / f"calls-{vddk_settings.run_id}-{worker_id()}.json")
+        session.write_traces(run_dir, f"calls-{vddk_settings.run_id}-{worker_id()}")
+
+
+@pytest.fixture
+def vixdisklib(vddk_session_library: SessionLibrary) -> VixDiskLib:
+    """The worker's initialised library (the same one test after test, unless a test needed the process)."""
+    return vddk_session_library.get()
 
 
 @pytest.fixture
 def vixdisklib_factory(
-    vddk_settings: RunSettings, vddk_target: Target, tmp_path: Path, resources: ResourceTracker
+    vddk_settings: RunSettings,
+    vddk_target: Target,
+    vddk_session_library: SessionLibrary,
+    tmp_path: Path,
+    resources: ResourceTracker,
 ) -> Callable[..., VixDiskLib]:
     """A library initialised with its own InitEx configuration (tests of configuration keys), in `proxy_vm`, of
     another `build` when the target offers LIBRARY_BUILDS. Its Exit is a resource of the test's tracker, so
-    connections and snapshots made with it are undone first (LIFO)."""
+    connections and snapshots made with it are undone first (LIFO).
+
+    Without LIBRARY_SESSIONS (one InitEx per process) the worker's session library is ended first (the next test
+    that asks for it gets a new one: `SessionLibrary`), and a second library while this test's first one is
+    still initialised skips the test naming the capability."""
     made: list[VixDiskLib] = []
 
     def make(
@@ -231,10 +295,18 @@ def vixdisklib_factory(
     ) -> VixDiskLib:
         if build is not None:
             require(vddk_target, LIBRARY_BUILDS)
+        spec = library_spec(vddk_settings, vddk_target, proxy_vm, build)
+        if not vddk_target.supports(LIBRARY_SESSIONS):
+            if any(lib.initialised for lib in made):
+                pytest.skip(
+                    f"target {vddk_target.name} does not offer {LIBRARY_SESSIONS}: this test holds two "
+                    "initialised libraries at once, and its library takes one InitEx per process"
+                )
+            vddk_session_library.yield_process()
         values = {"tmpDirectory": str(tmp_path / f"vddk-tmp-{len(made)}"), **(config or {})}
         path = tmp_path / f"vddk-{len(made)}.conf"
         path.write_text(render_config(values))
-        lib = library_spec(vddk_settings, vddk_target, proxy_vm, build).make()
+        lib = spec.make()
         lib.init_ex(path)
         resources.add("library", f"VixDiskLib InitEx {path.name}", lib.exit)
         made.append(lib)
@@ -266,7 +338,9 @@ def sequence(
     resources: ResourceTracker,
     tmp_path: Path,
     vddk_tmp_directory: Path,
+    vddk_settings: RunSettings,
 ) -> SequenceContext:
+    reports = vddk_settings.reports
     return SequenceContext(
         target=vddk_target,
         vsphere=vsphere,
@@ -275,6 +349,7 @@ def sequence(
         repository=tmp_path / "repository",
         tmp_directory=vddk_tmp_directory,
         proxy_vm=vddk_target.default_proxy,
+        trace_dir=reports / vddk_settings.run_id / "product-traces" if reports is not None else None,
     )
 
 

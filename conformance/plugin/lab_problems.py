@@ -35,7 +35,7 @@ def _problems(item: pytest.Item) -> list[str]:
     if target.name in found:
         return found[target.name]
     try:
-        lines = data_plane_problems(session, target.backend, getattr(target, "nfc_port", 902))
+        lines = data_plane_problems(session, target.data_plane_backend, getattr(target, "nfc_port", 902))
     except Exception:  # annotating a failure must never turn it into another one
         return []
     if lines:

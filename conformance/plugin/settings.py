@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,8 @@ from conformance.input_errors import InputError
 from conformance.knowledge.versions import VddkBuild, VersionError, vsphere_release
 from conformance.lab.resources import new_run_id, run_id_problem
 from conformance.runs.shards import ShardError, parse_shard
+from conformance.vixdisklib.factory import BACKENDS
+from conformance.vixdisklib.shim.kit import simulated_kit
 
 STASH_KEY = "vddk_settings"
 
@@ -25,6 +29,19 @@ def add_options(parser: pytest.Parser) -> None:
         "--vddk-target", default="sim", help="'sim' (an embedded simulator per worker, the default) or a target file"
     )
     group.addoption("--vddk-build", default="7.0.3", help="VDDK build whose expectations apply (default 7.0.3)")
+    group.addoption(
+        "--vddk-backend",
+        default=None,
+        choices=BACKENDS,
+        help="VixDiskLib backend with the embedded simulator: 'simulated' (in-process, the default) or 'native' "
+        "(ctypes over a libvixDiskLib.so: the simulated C library, built for the run, or --vddk-libdir's)",
+    )
+    group.addoption(
+        "--vddk-libdir",
+        default=None,
+        help="with --vddk-backend native: the kit folder holding libvixDiskLib.so.N (default: the simulated C "
+        "library, built once per source version)",
+    )
     group.addoption("--vsphere", default="7.0U3", help="vSphere version or VMC milestone (default 7.0U3)")
     group.addoption("--backup-app", default=None, help="module:Class of a partner backup application")
     group.addoption(
@@ -88,6 +105,11 @@ class RunSettings:
     sim_fixed: tuple[str, ...] = ()
     #: integrity faults the simulator plays (--sim-fault): a lying server or library, never expectations
     sim_faults: tuple[str, ...] = ()
+    #: the VixDiskLib backend with the embedded simulator (--vddk-backend; a target file names its own)
+    backend: str = "simulated"
+    #: the native backend's kit folder: --vddk-libdir, or the simulated C library built for the run (the
+    #: controller builds it before workers start: `with_built_kit`); None until then, and for the simulated backend
+    libdir: Path | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RunSettings:
@@ -116,6 +138,7 @@ class RunSettings:
         sim_fixed = _fixable(_ids(option.sim_fixed, "--sim-fixed"))
         sim_faults = _faults(option.sim_fault)
         target = option.vddk_target
+        backend, libdir = _backend(option, target, sim_fixed, sim_faults)
         if sim_faults and target != "sim":
             from conformance.vixdisklib.factory import native_faults_refusal
 
@@ -132,7 +155,7 @@ class RunSettings:
                     spec.guest_password.read()
             except TargetFileError as exc:
                 raise SettingsError(f"--vddk-target: {exc}") from None
-            if sim_fixed and spec.backend != "simulated":
+            if sim_fixed and spec.backend != "simulated" and not simulated_kit(spec.libdir):
                 from conformance.vixdisklib.factory import native_fixed_refusal
 
                 raise SettingsError(native_fixed_refusal(sim_fixed))
@@ -167,10 +190,67 @@ class RunSettings:
             assume_fixed=assume_fixed,
             sim_fixed=sim_fixed,
             sim_faults=sim_faults,
+            backend=backend,
+            libdir=libdir,
             reports=Path(option.vddk_reports) if option.vddk_reports else None,
             run_id=run_id,
             shard=shard,
         )
+
+    @property
+    def builds_kit(self) -> bool:
+        """The run's library is the simulated C library, which the run builds itself (native backend against the
+        embedded simulator without --vddk-libdir)."""
+        return self.target == "sim" and self.backend == "native" and self.libdir is None
+
+    def with_built_kit(self, libdir: Path | str) -> RunSettings:
+        """These settings with the simulated C library's folder the controller built (or a worker was given)."""
+        return dataclasses.replace(self, libdir=Path(libdir))
+
+
+def _backend(
+    option: Any, target: str, sim_fixed: tuple[str, ...], sim_faults: tuple[str, ...]
+) -> tuple[str, Path | None]:
+    """--vddk-backend and --vddk-libdir, checked: (backend, libdir or None). Combinations that make no sense
+    are one line each: a target file names its own backend and libdir ([vddk]); a libdir is for the native
+    backend; --sim-fixed/--sim-fault need a library that plays them (the simulated one, in-process or in C)."""
+    backend, libdir_text = option.vddk_backend, option.vddk_libdir
+    if target != "sim":
+        if libdir_text:
+            raise SettingsError(
+                f"--vddk-libdir with --vddk-target {target}: the target file's [vddk] libdir names the kit "
+                "(fix: drop --vddk-libdir or edit the file)"
+            )
+        if backend:
+            from conformance.lab.target_file import TargetFileError, load_target_file
+
+            try:
+                declared = load_target_file(target).backend
+            except TargetFileError:
+                declared = None  # the file's own problem is reported below, in its one line
+            if declared is not None and declared != backend:
+                raise SettingsError(
+                    f"--vddk-backend {backend} with --vddk-target {target}, whose [vddk] backend is {declared} "
+                    "(fix: drop --vddk-backend or edit the file)"
+                )
+        return "simulated", None  # unused: the target file decides
+    backend = backend or "simulated"
+    if libdir_text and backend != "native":
+        raise SettingsError(
+            f"--vddk-libdir {libdir_text} without --vddk-backend native: only the ctypes backend loads a kit "
+            "(fix: add --vddk-backend native or drop --vddk-libdir)"
+        )
+    libdir = Path(libdir_text) if libdir_text else None
+    if libdir is not None and not libdir.is_dir():
+        raise SettingsError(f"--vddk-libdir {libdir}: no such folder (fix: give the VDDK kit's folder)")
+    if backend == "native" and libdir is not None and not simulated_kit(libdir):
+        from conformance.vixdisklib.factory import native_faults_refusal, native_fixed_refusal
+
+        if sim_fixed:  # VMware's library (or another kit) cannot be told to play a known issue fixed
+            raise SettingsError(native_fixed_refusal(sim_fixed))
+        if sim_faults:
+            raise SettingsError(native_faults_refusal(sim_faults))
+    return backend, libdir
 
 
 def _ids(text: str | None, option: str) -> tuple[str, ...]:

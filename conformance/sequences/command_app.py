@@ -46,6 +46,10 @@ class ProductCommandError(RuntimeError):
     """A command of the product failed, timed out, or never loaded the library it was given (one line)."""
 
 
+class ProductVixError(VixError, ProductCommandError):
+    """A product command that failed on a VixDiskLib call: the call, code and library detail from its trace."""
+
+
 class CommandLineApp(ReferenceBackupApp):
     """The product of a product file. Snapshot removal, restore targets and cleanup order are the reference
     application's (inherited); every VixDiskLib call is the product's.
@@ -125,11 +129,13 @@ class CommandLineApp(ReferenceBackupApp):
         if code != 0:
             said = [line for line in err.read_text(errors="replace").splitlines() if line.strip()]
             last = (said[-1] if said else "no message").replace(ctx.target.password, "********")
-            # the library's own error, as the trace recorded it, is the cause (not what the product printed)
-            failed = [r for r in calls if r.error is not None]
-            cause = VixError(failed[-1].error or 1, failed[-1].call) if failed else None
             message = f"{self.name} {step} of {job.get('disk')} exited with {code}: {last[:300]}"
-            raise ProductCommandError(message) from cause
+            # the library's own error, as the trace recorded it (not as the product printed it)
+            failed = [r for r in calls if r.error is not None]
+            if failed:
+                detail = str(failed[-1].args.get("error_text") or "")
+                raise ProductVixError(failed[-1].error or 1, failed[-1].call, f"{detail} ({message})".strip())
+            raise ProductCommandError(message)
         return self._figures(out)
 
     def _first_read_hook(self, ctx: SequenceContext) -> FirstReadHook | None:

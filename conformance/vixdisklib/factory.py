@@ -1,7 +1,10 @@
 """Which VixDiskLib backend a run uses, in one place: suites, fixtures and helper processes build it here.
 
 "simulated" is the simulated library (it works against any target that offers the simulator's data plane);
-"native" loads VMware's own libvixDiskLib.so.N (or a test double of it) from `libdir` through ctypes.
+"native" loads VMware's own libvixDiskLib.so.N (or a test double of it) from `libdir` through ctypes. A libdir
+may also hold the harness's simulated libvixDiskLib.so (the C library of conformance/vixdisklib/shim, recognised
+by its build stamp: shim/kit.py); the ctypes backend then tells its private agent what to play (build, proxy VM,
+known issues fixed, integrity faults), so the same suites run through C against what the simulated backend plays.
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ def make_library(
 
     `fixed` names known issues the simulated library plays fixed (``--sim-fixed``); VMware's own library cannot
     be told to fix a bug, so the native backend refuses it; likewise `sim_faults` (``--sim-fault``), the
-    integrity faults the simulated library plays.
+    integrity faults the simulated library plays. Both are allowed when `libdir` holds the simulated
+    libvixDiskLib.so, whose agent plays them.
 
-    The native backend loads libvixDiskLib.so.<major of build> from `libdir` (or its lib64/); it runs wherever
-    this process runs, so `proxy_vm` can only name that VM (the target's `harness_vm`): callers ask the target
-    first (`Target.placement_missing`, the fixtures' `library_spec`), the factory cannot move it.
+    The native backend loads libvixDiskLib.so.<major of build> from `libdir` (or its lib64/); VMware's runs
+    wherever this process runs, so `proxy_vm` can only name that VM (the target's `harness_vm`): callers ask the
+    target first (`Target.placement_missing`, the fixtures' `library_spec`), the factory cannot move it. The
+    simulated libvixDiskLib.so is told `proxy_vm` (and the rest) through its agent's environment at InitEx.
     """
     if backend == "simulated":
         from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
@@ -53,9 +58,12 @@ def make_library(
             )
         )
     if backend == "native":
-        if fixed:
+        from conformance.vixdisklib.shim.kit import agent_environment, simulated_kit
+
+        simulated = simulated_kit(Path(libdir) if libdir is not None else None)
+        if fixed and not simulated:
             raise BackendError(native_fixed_refusal(fixed))
-        if sim_faults:
+        if sim_faults and not simulated:
             raise BackendError(native_faults_refusal(sim_faults))
         if libdir is None:
             raise BackendError("the native VixDiskLib backend needs --vddk-libdir (the VDDK kit's folder)")
@@ -64,7 +72,8 @@ def make_library(
         major = build.split(".", 1)[0]
         if not major.isdigit():
             raise BackendError(f"VDDK build {build!r} does not start with a major version number")
-        return VixDiskLib(NativeVixDiskLib(build, Path(libdir), int(major)))
+        agent_env = agent_environment(build, proxy_vm, physical_proxy, fixed, sim_faults) if simulated else None
+        return VixDiskLib(NativeVixDiskLib(build, Path(libdir), int(major), agent_env=agent_env))
     raise BackendError(f"unknown VixDiskLib backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 

@@ -16,7 +16,7 @@ of processes sharing the file never interleave; a line is at most 1 MiB. Every l
 - call, one per VixDiskLib call, written when it returns:
   {"v":1,"kind":"call","pid":P,"seq":N,"call":"VixDiskLib_Open","tid":T,"start":<epoch seconds>,
    "duration_ns":<int>,"args":{...},"handle":"disk-..."|"conn-..."|null,"error":<VixError>|null,
-   "result":<value> (optional)}
+   "result":<value> (optional), "error_text":<the library's detail of a failure> (optional)}
   seq counts from 1 per process; tid is the Linux thread id; error is null on VIX_OK, on VIX_ASYNC and for
   void functions. args: InitEx {major, minor, libDir, configFile, threads_before: [tids of the process's
   other threads at InitEx]}; ConnectEx {params: {vmxSpec, serverName, thumbPrint, credType, userName, port,
@@ -93,6 +93,7 @@ class TraceCall:
     error: int | None  # the VixError as written
     result: Any = None
     has_result: bool = False
+    error_text: str | None = None  # the library's own words for a failure
 
 
 @dataclass
@@ -284,6 +285,7 @@ class _Reader:
         start, duration, handle = _time(entry, "start"), _uint(entry, "duration_ns"), _name(entry, "handle", True)
         call = TraceCall(line, process, seq, name, tid, start, duration, args, handle, error)
         call.result, call.has_result = entry.get("result"), "result" in entry
+        call.error_text = _get(entry, "error_text", (str,), "a string or null", optional=True)
         if call.call == "VixDiskLib_InitEx" and self.trace.processes[process].threads_before is None:
             before = args.get("threads_before", [])
             if not isinstance(before, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in before):
@@ -362,6 +364,8 @@ class _Timeline:
         if c.call == "VixDiskLib_Open" and "transport" not in args and isinstance(c.result, str):
             args = {**args, "transport": c.result}  # a library that wrote the chosen mode as the result
         error = None if c.error is None or c.error & 0xFFFF in (0, VIX_ASYNC) else c.error & 0xFFFF
+        if error is not None and c.error_text:
+            args = {**args, "error_text": c.error_text}
         thread = self.thread_id(c.process, c.tid)
         name = self.thread_name(c.process, c.tid)
         return CallRecord(seq, c.call, thread, name, c.start, c.duration_ns / 1e9, args, c.handle, error)

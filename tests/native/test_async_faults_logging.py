@@ -100,7 +100,8 @@ def test_injected_read_failure_is_a_vix_error_with_the_library_text(
             lib.read(disk, 0, 1)
         assert lib.read(disk, 0, 1) == bytes(512)  # only the 3rd one fails
     assert (caught.value.code, caught.value.call) == (16002, "VixDiskLib_Read")
-    assert caught.value.text == "Unknown error code 16002"  # the double has no text for it: its own words
+    # the double has no text for the code (its own words), then the reason it logged on the calling thread
+    assert caught.value.text == "Unknown error code 16002 (the library logged: Read 3: injected failure 16002)"
 
 
 def test_injected_write_failure_surfaces_from_sync_and_async_writes(

@@ -73,18 +73,20 @@ def read_whole(lib: VixDiskLib, backup: Backup, transports: str) -> tuple[bytes,
 
 
 def agents(tmp_path: Path) -> list[Path]:
-    return sorted(tmp_path.glob("vddkc-shim-*"))
+    """The private agents' folders of this process (under its TMPDIR, or /tmp when that is too deep for a socket)."""
+    pattern = f"vddkc-shim-{os.getpid()}-*"
+    return sorted([*tmp_path.glob(pattern), *Path("/tmp").glob(pattern)])
 
 
 def agent_pids(tmp_path: Path) -> list[int]:
-    """Agents whose socket is under `tmp_path` (the TMPDIR of the product), from /proc."""
+    """This process's private agents (started with --parent-pid of this process), from /proc."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
         except OSError:
             continue
-        if b"conformance.vixdisklib.shim.agent" in cmdline and any(str(tmp_path).encode() in a for a in cmdline):
+        if b"conformance.vixdisklib.shim.agent" in cmdline and str(os.getpid()).encode() in cmdline:
             found.append(int(proc.name))
     return found
 

@@ -87,11 +87,40 @@ def _note_announcement(message: str) -> None:
             _announced.append((match.group(1), match.group(2)))
 
 
+#: per thread: the warnings the library logged on it during the C call it is in (see `begin_call`)
+_call_log = threading.local()
+#: at most this many of a call's warnings are kept (the last ones: a failure's reason comes last)
+CALL_WARNINGS = 4
+
+
+def begin_call() -> None:
+    """A C call starts on this thread: forget the warnings of the previous one."""
+    _call_log.warnings = []
+
+
+def call_warnings() -> list[str]:
+    """The warnings (and panics) the library logged on this thread since `begin_call`, oldest first, redacted.
+
+    Why: VixDiskLib's functions return a code only; a failure's reason (a SAN refusal naming the datastore, the
+    disk lock, NFC's "Failed to allocate the requested N bytes") reaches a product through the log callbacks, on
+    the thread that made the call, as VDDK does and the simulated libvixDiskLib.so does."""
+    return list(getattr(_call_log, "warnings", None) or [])
+
+
+def _note_warning(message: str) -> None:
+    kept = getattr(_call_log, "warnings", None)
+    if kept is not None:
+        kept.append(message)
+        del kept[:-CALL_WARNINGS]
+
+
 def _router(level: int) -> Any:
     def route(fmt: bytes | None, args: int | None) -> None:
         try:
             message = format_message(fmt, args).rstrip("\n")
             _note_announcement(message)
+            if level >= logging.WARNING:
+                _note_warning(redact(message))
             vddk_log.log(level, "%s", redact(message))
         except Exception:  # an exception must never unwind into C
             log.exception("formatting a VixDiskLib log message failed")

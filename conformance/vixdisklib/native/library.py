@@ -13,15 +13,19 @@ error here, so a NULL never reaches a later call.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
+import os
 import re
 import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from conformance.vixdisklib.backend import CompletionCallback
+from conformance.vixdisklib.config import ConfigFileError, load_config
 from conformance.vixdisklib.errors import VixCode, VixError, error_text
 from conformance.vixdisklib.native import params as cparams
 from conformance.vixdisklib.native.abi import VIX_ASYNC, VIX_OK, BlockList, blocks_of, info_struct
@@ -32,6 +36,8 @@ from conformance.vixdisklib.native.callbacks import (
     ON_COMPLETE,
     PANIC,
     WARNING,
+    begin_call,
+    call_warnings,
     redact,
     take_announcement,
 )
@@ -40,6 +46,32 @@ from conformance.vixdisklib.native.symbols import ASYNC_TRIO
 from conformance.vixdisklib.types import SECTOR_SIZE, AdapterType, Block, ConnectParams, DiskInfo, Geometry
 
 log = logging.getLogger("conformance.vixdisklib.native")
+
+#: held while a library's InitEx runs with its `agent_env` in the process environment
+_ENVIRONMENT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str] | None) -> Iterator[None]:
+    """`values` in os.environ ("" = unset) for the duration, restored afterwards; one library at a time."""
+    if not values:
+        yield
+        return
+    with _ENVIRONMENT_LOCK:
+        saved = {name: os.environ.get(name) for name in values}
+        try:
+            for name, value in values.items():
+                if value:
+                    os.environ[name] = value
+                else:
+                    os.environ.pop(name, None)
+            yield
+        finally:
+            for name, old in saved.items():
+                if old is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = old
 
 
 class NativeCleanupError(VixError):
@@ -96,13 +128,22 @@ class NativeVixDiskLib:
 
     name = "native"
 
-    def __init__(self, build: str, libdir: Path, major: int | None = None) -> None:
+    def __init__(
+        self, build: str, libdir: Path, major: int | None = None, agent_env: Mapping[str, str] | None = None
+    ) -> None:
         #: the build the library announces at InitEx (until then, and if it announces none: the configured one)
         self.build = build
         self.configured_build = build
         #: (version, build number) from the library's "VMware VixDiskLib (x.y.z) Release build-n" log line
         self.announced: tuple[str, str] | None = None
         self.libdir = Path(libdir)
+        #: where the library keeps its session state (what Cleanup in another process must be told), as far as
+        #: the harness can know it: the InitEx configuration's tmpDirectory, else the default the simulated C
+        #: library plays; "" for VMware's own default (set at InitEx)
+        self.tmp_directory = ""
+        #: the environment InitEx runs with (the simulated libvixDiskLib.so configures its private agent from it
+        #: at InitEx: shim/kit.py); None for VMware's library, which reads no such thing
+        self.agent_env = dict(agent_env) if agent_env is not None else None
         self.loaded = load(self.libdir, major)
         self.major = self.loaded.major
         self.path = self.loaded.path
@@ -122,12 +163,28 @@ class NativeVixDiskLib:
         return f"NativeVixDiskLib({str(self.path)!r}, build={self.build!r})"
 
     def _fn(self, name: str) -> Any:
-        """The bound C function; VixError VIX_E_NOT_SUPPORTED naming it when the library lacks it."""
-        return self.symbols[name]
+        """The bound C function (calling it starts a new record of the warnings the library logs on this thread:
+        `_failure_text`); VixError VIX_E_NOT_SUPPORTED naming it when the library lacks it."""
+        function = self.symbols[name]
+
+        def call(*args: Any) -> Any:
+            begin_call()
+            return function(*args)
+
+        return call
+
+    def _failure_text(self, rc: int) -> str:
+        """The library's text for a failed call: GetErrorText's words for the code, followed by the warnings it
+        logged on this thread during the call (its reason, which the C API carries only in the log)."""
+        logged = [line.strip() for line in call_warnings() if line.strip()]  # before GetErrorText, a call itself
+        text = self.get_error_text(rc)
+        if not logged:
+            return text
+        return f"{text} (the library logged: {' | '.join(line[:500] for line in logged)})"
 
     def _check(self, rc: int, call: str) -> None:
         if rc != VIX_OK:
-            raise VixError(rc, call, self.get_error_text(rc))
+            raise VixError(rc, call, self._failure_text(rc))
 
     # --- library ---
 
@@ -136,18 +193,37 @@ class NativeVixDiskLib:
         the library finds its own plugins and message catalogs there."""
         lib_dir = lib_dir or self.libdir
         take_announcement()  # forget what another library said before this InitEx
-        rc = self._fn("VixDiskLib_InitEx")(
-            major,
-            minor,
-            LOG,
-            WARNING,
-            PANIC,
-            str(lib_dir).encode(),
-            str(config_file).encode() if config_file else None,
-        )
+        with _environment(self.agent_env):
+            rc = self._fn("VixDiskLib_InitEx")(
+                major,
+                minor,
+                LOG,
+                WARNING,
+                PANIC,
+                str(lib_dir).encode(),
+                str(config_file).encode() if config_file else None,
+            )
         self._check(rc, "VixDiskLib_InitEx")
         log.info("%s initialised (VixDiskLib %d.%d requested)", self.path, major, minor)
+        self.tmp_directory = self._tmp_directory(config_file)
         self._adopt_announced_build()
+
+    def _tmp_directory(self, config_file: Path | None) -> str:
+        """The tmpDirectory of the InitEx configuration (relative: to this process's folder, as the library
+        reads it), else the simulated C library's played default for this process; "" when neither applies."""
+        configured = None
+        if config_file is not None:
+            try:
+                configured = load_config(config_file).tmp_directory
+            except ConfigFileError:
+                configured = None  # the library warned about it in its own log
+        if configured is not None:
+            return str(configured if configured.is_absolute() else Path.cwd() / configured)
+        if self.agent_env is not None:
+            from conformance.vixdisklib.shim.kit import played_tmp_directory
+
+            return str(played_tmp_directory(self.agent_env, os.getpid()))
+        return ""
 
     def _adopt_announced_build(self) -> None:
         """The build is what the loaded library says it is, not what the run was told; a different release
@@ -238,7 +314,7 @@ class NativeVixDiskLib:
         cleaned, remaining = ctypes.c_uint32(), ctypes.c_uint32()
         rc = self._with_params(params, lambda p: clean(p, ctypes.byref(cleaned), ctypes.byref(remaining)))
         if rc != VIX_OK:
-            text = f"{self.get_error_text(rc)} ({cleaned.value} cleaned up, {remaining.value} remaining)"
+            text = f"{self._failure_text(rc)} ({cleaned.value} cleaned up, {remaining.value} remaining)"
             raise NativeCleanupError(rc, cleaned.value, remaining.value, text)
         return cleaned.value, remaining.value
 

@@ -84,6 +84,8 @@ static const char *default_build(void) {
 /* Start the private agent and wait until its socket answers; 0 on success. Caller holds session_lock. */
 static int spawn_agent(void) {
   const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  /* a Unix socket path holds at most 107 bytes: a deep TMPDIR falls back to /tmp */
+  if (strlen(tmp) + sizeof "/vddkc-shim-4294967295-XXXXXX/agent.sock" > sizeof S.socket_path) tmp = "/tmp";
   snprintf(S.private_dir, sizeof S.private_dir, "%s/vddkc-shim-%d-XXXXXX", tmp, (int)getpid());
   if (!mkdtemp(S.private_dir)) {
     shim_log(1, "cannot create a folder for the simulated library's agent under %s: %s", tmp, strerror(errno));
@@ -208,7 +210,7 @@ static VixError read_reply(const char *call, int fd, AgentReply *reply) {
     shim_log(2, "%s: malformed reply from the simulated library's agent", call);
     return VIX_E_FAIL;
   }
-  if (reply->error != VIX_OK && reply->error != VIX_ASYNC && text) shim_log(1, "%s: %s", call, text);
+  if (reply->error != VIX_OK && reply->error != VIX_ASYNC && text) shim_log(1, "%s", text); /* it names the call */
   free(text);
   return reply->error;
 }

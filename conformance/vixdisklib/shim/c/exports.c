@@ -31,7 +31,7 @@ const ShimBackend *shim_backend(void) {
 }
 
 #define B shim_backend()
-#define BEGIN TraceClock clock_ = {0, 0}; if (trace_enabled()) trace_clock(&clock_)
+#define BEGIN TraceClock clock_ = {0, 0}; (void)shim_take_error_text(); if (trace_enabled()) trace_clock(&clock_)
 #define TRACING trace_enabled()
 
 static void name_of(char *out, size_t size, const char *kind, const void *handle) {

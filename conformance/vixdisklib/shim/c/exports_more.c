@@ -38,7 +38,7 @@
 #include "trace.h"
 
 #define B shim_backend()
-#define BEGIN TraceClock clock_ = {0, 0}; if (trace_enabled()) trace_clock(&clock_)
+#define BEGIN TraceClock clock_ = {0, 0}; (void)shim_take_error_text(); if (trace_enabled()) trace_clock(&clock_)
 #define TRACING trace_enabled()
 
 /* The real library's function `name` in `fn` (a function pointer of its prototype), NULL when absent. */

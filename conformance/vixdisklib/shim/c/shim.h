@@ -73,6 +73,11 @@ void params_forget_all(void);
 void shim_log(int warning, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void shim_set_log(VixDiskLibGenericLogFunc *log, VixDiskLibGenericLogFunc *warn, VixDiskLibGenericLogFunc *panic);
 
+/* The warnings the library logged on this thread since the call began (the agent's detail of a failure among
+   them), for the call's trace line; taking them clears them. NULL when there are none. */
+void shim_set_error_text(const char *text);
+const char *shim_take_error_text(void);
+
 /* The Linux thread id of the caller. */
 uint64_t shim_tid(void);
 

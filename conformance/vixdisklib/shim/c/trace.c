@@ -204,6 +204,18 @@ static void write_line(TraceArgs *line) {
   pthread_mutex_unlock(&trace_lock);
 }
 
+/* The library's own words for a failure: the agent's detail, or what the real library's GetErrorText says. */
+static void append_error_text(TraceArgs *line, VixError error) {
+  const char *detail = shim_take_error_text();
+  char *text = NULL;
+  if (!detail && strcmp(shim_backend()->mode, "forward") == 0) detail = text = shim_backend()->GetErrorText(error, NULL);
+  if (detail) {
+    append(line, ",\"error_text\":", 14);
+    append_json_string(line, detail);
+  }
+  if (text) shim_backend()->FreeErrorText(text);
+}
+
 void trace_call(const char *call, const TraceClock *started, const char *handle, const TraceArgs *args,
                 int has_error, VixError error, const char *result) {
   if (!trace_enabled()) return;
@@ -222,9 +234,10 @@ void trace_call(const char *call, const TraceClock *started, const char *handle,
   append(&line, args ? args->text : "", args ? args->len : 0);
   append(&line, "},\"handle\":", 11);
   append_json_string(&line, handle && *handle ? handle : NULL);
-  if (has_error && error != VIX_OK && error != VIX_ASYNC)
+  if (has_error && error != VIX_OK && error != VIX_ASYNC) {
     appendf(&line, ",\"error\":%llu", (unsigned long long)error);
-  else
+    append_error_text(&line, error);
+  } else
     append(&line, ",\"error\":null", 13);
   if (result) {
     append(&line, ",\"result\":", 10);
