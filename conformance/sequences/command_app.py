@@ -179,7 +179,7 @@ class CommandLineApp(ReferenceBackupApp):
             ctx.trace_dir.mkdir(parents=True, exist_ok=True)
             kept = ctx.trace_dir / f"{ctx.resources.name(step)}.jsonl"
             shutil.copyfile(trace, kept)
-            verdicts = summary(read, check_trace(read))
+            verdicts = {**summary(read, check_trace(read)), "file": kept.name}  # the kept copy, beside it
             kept.with_suffix(".summary.json").write_text(json.dumps(verdicts, indent=1))
         return records
 

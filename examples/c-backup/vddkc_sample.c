@@ -749,9 +749,15 @@ static int session(Session *s) {
       fprintf(stderr, PROG ": Cleanup: %" PRIu32 " cleaned up, %" PRIu32 " remaining\n", cleaned, remaining);
   }
 out:
-  if (s->disk) VixDiskLib_Close(s->disk);
-  if (s->conn) VixDiskLib_Disconnect(s->conn);
-  s->disk = NULL, s->conn = NULL;
+  if (rc && (s->disk || s->conn)) { /* a failed session releases what it holds, HotAdd disks included */
+    if (s->disk) VixDiskLib_Close(s->disk);
+    if (s->conn) VixDiskLib_Disconnect(s->conn);
+    s->disk = NULL, s->conn = NULL;
+    if (!(o->misuse & MISUSE_SKIP_CLEANUP)) {
+      uint32_t cleaned = 0, remaining = 0;
+      VixDiskLib_Cleanup(p, &cleaned, &remaining); /* its own failure is not the one to report */
+    }
+  }
   release_params(s);
   return rc;
 }

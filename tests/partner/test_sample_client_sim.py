@@ -10,6 +10,7 @@ blocks; the product's trace shows no rule broken; a deliberately wrong product i
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -94,7 +95,7 @@ def context(lab: Lab, name: str) -> SequenceContext:
     resources = ResourceTracker(new_run_id())
     return SequenceContext(
         lab.target, lab.vsphere, lab.lib, resources, lab.work / name / "repository", lab.work / "vddk-tmp",
-        proxy_vm=lab.target.default_proxy,
+        proxy_vm=lab.target.default_proxy, trace_dir=lab.work / name / "product-traces",
     )  # fmt: skip
 
 
@@ -172,6 +173,12 @@ def test_the_c_product_backs_up_incrementally_and_restores_byte_equal(lab: Lab, 
             )  # fmt: skip
             assert compare.returncode == 0, compare.stdout + compare.stderr
         assert [str(v) for v in lab.lib.violations()] == []
+        # every command's raw trace is kept for the reports and the bundle, with its own verdicts beside it
+        kept = sorted(ctx.trace_dir.glob("*.jsonl")) if ctx.trace_dir else []
+        assert len(kept) == 2 * 3  # full, incremental and restore of both disks
+        for trace in kept:
+            verdicts = json.loads(trace.with_suffix(".summary.json").read_text())
+            assert verdicts["file"] == trace.name and verdicts["violations"] == []
     finally:
         problems = ctx.resources.unwind()
         assert not problems
