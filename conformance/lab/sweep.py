@@ -308,6 +308,28 @@ def sweep_run_temp(root: Path | None = None, *, older_than: float | None = None,
                        older_than, dry_run)  # fmt: skip
 
 
+#: the folders of the simulated libvixDiskLib's agents: a product's private one (named by the product's pid) and
+#: those `start_agent` makes (named by the starting process's pid); each holds only the agent's socket
+AGENT_DIR_PATTERNS = ("vddkc-shim-*", "vddkc-agent-*")
+
+
+def sweep_agent_dirs(root: Path | None = None, *, dry_run: bool = False) -> list[str]:
+    """Remove agent socket folders whose process is dead (a product or harness killed before its Exit)."""
+    lines: list[str] = []
+    root = root or Path(tempfile.gettempdir())
+    for pattern in AGENT_DIR_PATTERNS:
+        for folder in sorted(root.glob(pattern)):
+            pid = folder.name.split("-")[2] if folder.name.count("-") >= 3 else ""
+            if not pid.isdigit() or not folder.is_dir() or folder.is_symlink() or alive(int(pid), None):
+                continue
+            if dry_run:
+                lines.append(f"would remove agent folder {folder} (process {pid} is gone)")
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            lines.append(f"removed agent folder {folder} (process {pid} is gone)")
+    return lines
+
+
 def sweep_reports(reports: Path, *, dry_run: bool = False) -> list[str]:
     """Remove report folders a run was still writing when it died (they hold `owner.pid`; finished ones do not)."""
     if not reports.is_dir():
@@ -389,6 +411,7 @@ def sweep_command(
             session.close()
     lines += sweep_sim_dirs(older_than=older_than, dry_run=dry_run)
     lines += sweep_run_temp(older_than=older_than, dry_run=dry_run)
+    lines += sweep_agent_dirs(dry_run=dry_run)
     lines += sweep_reports(reports or Path("reports"), dry_run=dry_run)
     for line in lines + failed:
         print(line, flush=True)

@@ -340,3 +340,26 @@ def test_a_task_the_server_will_not_show_does_not_stop_the_sweep() -> None:
             assert removed == ["removed snapshot vddkc-runU-gw0-backup-1 (of target-vmfs)"] and failed == []
         finally:
             session.close()
+
+
+def test_sweep_removes_the_agent_folders_of_dead_processes_only(tmp_path: Path) -> None:
+    """A product or harness killed before its Exit leaves its agent's socket folder; the sweep removes it when
+    the process named in it is gone, and never one of a live process or of another name."""
+    import subprocess
+
+    from conformance.lab.sweep import sweep_agent_dirs
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    gone = tmp_path / f"vddkc-shim-{child.pid}-AbCdEf"
+    live = tmp_path / f"vddkc-agent-{os.getpid()}-xyz"
+    other = tmp_path / "vddkc-shimmer-1-x"
+    for folder in (gone, live, other):
+        folder.mkdir()
+        (folder / "agent.sock").write_text("")
+    assert sweep_agent_dirs(tmp_path, dry_run=True) == [
+        f"would remove agent folder {gone} (process {child.pid} is gone)"
+    ]
+    assert gone.exists()
+    assert sweep_agent_dirs(tmp_path) == [f"removed agent folder {gone} (process {child.pid} is gone)"]
+    assert not gone.exists() and live.exists() and other.exists()

@@ -326,6 +326,10 @@ class Agent:
         with contextlib.suppress(FileNotFoundError):
             if path.stat().st_ino == self._inode:
                 path.unlink()
+        parent = self.options.parent_pid
+        if parent is not None and path.parent.name.startswith(f"vddkc-shim-{parent}-"):
+            with contextlib.suppress(OSError):  # a product's private folder: gone with its product, if empty
+                path.parent.rmdir()
         with self._lock:
             remaining = list(self._open)
         for sock in remaining:
