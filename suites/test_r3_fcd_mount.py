@@ -70,7 +70,8 @@ def fcd_with_known_files(
     vsphere.attach_fcd(vm, fcd_id, ds_name)
     resources.add("fcd-attachment", f"{name} on {vm_name}", lambda: vsphere.detach_fcd(vm, fcd_id))
     devices = sorted(
-        (d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)), key=lambda d: d.unitNumber
+        (d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)),
+        key=lambda d: d.unitNumber or 0,
     )
     index = next(i for i, d in enumerate(devices) if d.vDiskId is not None and d.vDiskId.id == fcd_id)
     write_simple_volume(guest(vm_name), index, KNOWN_FILES, label="fcd")

@@ -27,10 +27,10 @@ from typing import Any
 from conformance.sequences.context import SequenceContext
 from conformance.sequences.extents import changed_areas
 from conformance.sequences.images import SparseImage
-from conformance.sequences.model import Backup, DiskBackup, Restore
+from conformance.sequences.model import Backup, DiskBackup
 from conformance.sequences.product import PASSWORD_VARIABLE, Product
 from conformance.sequences.product_library import library_environment
-from conformance.sequences.reference import MAINTENANCE_WAIT, ReferenceBackupApp, wait_for_no_maintenance
+from conformance.sequences.reference import ReferenceBackupApp
 from conformance.vixdisklib.errors import VixError
 from conformance.vixdisklib.recorder import CallRecord
 from conformance.vixdisklib.trace import check_trace, foreign_records, read_trace, summary
@@ -206,26 +206,20 @@ class CommandLineApp(ReferenceBackupApp):
     def backup(self, ctx: SequenceContext, vm_name: str, transports: str, previous: Backup | None = None) -> Backup:
         if previous is not None and "incremental" not in self.product.commands:
             raise ProductCommandError(f"{self.name} has no incremental command in {self.product.path}")
-        started = time.monotonic()
-        vsphere, resources = ctx.vsphere, ctx.resources
-        vm = vsphere.vm(vm_name)
-        mark = resources.mark()
-        lock = vsphere.hold_vm(vm_name)
-        if lock is not None:
-            resources.add("lock", vm_name, lock.release)
-        vsphere.enable_cbt(vm)
-        wait_for_no_maintenance(ctx, vm_name, MAINTENANCE_WAIT)
-        name = resources.name(f"backup-{vm_name}")
-        snapshot = vsphere.create_snapshot(vm, name, "vddk-conformance backup")
-        resources.add("snapshot", name, lambda: self._remove_snapshot(ctx, snapshot, name))
-        backup = Backup(vm_name, vm._moId, "incremental" if previous else "full", name, snapshot._moId, parent=previous)
-        backup.job_mark = mark  # type: ignore[attr-defined]
-        folder = ctx.repository / vm_name / name
+        return super().backup(ctx, vm_name, transports, previous)
+
+    def _prepare_access(self, ctx: SequenceContext, vm: Any) -> None:
+        """PrepareForAccess is the product's call (its library is the one that would make it), not the harness's."""
+
+    def _read_disks(
+        self, ctx: SequenceContext, backup: Backup, vm: Any, snapshot: Any, transports: str, previous: Backup | None
+    ) -> list[DiskBackup]:
+        folder = ctx.repository / backup.vm_name / backup.snapshot_name
         folder.mkdir(parents=True, exist_ok=True)
-        for disk in disks_of(snapshot):
-            backup.disks.append(self._back_up_disk(ctx, backup, vm, snapshot, disk, transports, folder, previous))
-        backup.seconds = time.monotonic() - started
-        return backup
+        return [
+            self._back_up_disk(ctx, backup, vm, snapshot, disk, transports, folder, previous)
+            for disk in disks_of(snapshot)
+        ]
 
     def _back_up_disk(
         self,
@@ -281,28 +275,10 @@ class CommandLineApp(ReferenceBackupApp):
 
     # --- restore ---
 
-    def _restore(
-        self, ctx: SequenceContext, backup: Backup, transports: str, vm_name: str | None, thin: bool
-    ) -> Restore:
-        started = time.monotonic()
-        vsphere, resources = ctx.vsphere, ctx.resources
-        mark = resources.mark()
-        if vm_name is None:
-            vm = vsphere.vm(backup.vm_name)
-            vsphere.power_off(vm)
-        else:
-            datastore = backup.disks[0].path[1:].split("]", 1)[0]
-            vm = vsphere.create_vm(vm_name, datastore, [(d.capacity, thin) for d in backup.disks])
-            resources.add("vm", vm_name, lambda: vsphere.destroy_vm(vm))
-        targets = disks_of(vm)
-        if len(targets) < len(backup.disks):
-            raise ProductCommandError(f"{vm.name} has {len(targets)} disks, the backup {len(backup.disks)}")
-        if "hotadd" in transports.split(":"):
-            point = resources.name(f"restore-point-{vm.name}")
-            snapshot = vsphere.create_snapshot(vm, point, quiesce=False)
-            resources.add("snapshot", point, lambda: self._remove_snapshot(ctx, snapshot, point))
-            targets = disks_of(vm)
-        folder = ctx.repository / vm.name / resources.name("restore")
+    def _write_disks(
+        self, ctx: SequenceContext, backup: Backup, transports: str, vm: Any, targets: list[DiskRef], original: bool
+    ) -> tuple[int, str]:
+        folder = ctx.repository / vm.name / ctx.resources.name("restore")
         folder.mkdir(parents=True, exist_ok=True)
         since = max((r.seq for r in ctx.lib.recorder.records()), default=0)
         written, transport = 0, ""
@@ -314,7 +290,4 @@ class CommandLineApp(ReferenceBackupApp):
             )  # fmt: skip
             written += int(figures.get("bytes_written", 0) or 0)
             transport = self._transport_of(ctx, since, target.file_name) or transport
-        resources.unwind(mark if vm_name is None else mark + 1)
-        if vm_name is None:
-            vsphere.power_on(vm)
-        return Restore(vm.name, transport, time.monotonic() - started, written)
+        return written, transport

@@ -44,7 +44,17 @@ class ReferenceBackupApp:
 
     def backup(self, ctx: SequenceContext, vm_name: str, transports: str, previous: Backup | None = None) -> Backup:
         started = time.monotonic()
-        vsphere, lib, resources = ctx.vsphere, ctx.lib, ctx.resources
+        vm, snapshot, backup = self._snapshot_for_backup(ctx, vm_name, previous)
+        backup.disks = self._read_disks(ctx, backup, vm, snapshot, transports, previous)
+        backup.seconds = time.monotonic() - started
+        return backup
+
+    def _snapshot_for_backup(
+        self, ctx: SequenceContext, vm_name: str, previous: Backup | None
+    ) -> tuple[Any, Any, Backup]:
+        """The control plane of a backup job, each step a resource of the job: the VM locked, CBT on, its host out
+        of maintenance, access prepared, the snapshot taken."""
+        vsphere, resources = ctx.vsphere, ctx.resources
         vm = vsphere.vm(vm_name)
         mark = resources.mark()
         lock = vsphere.hold_vm(vm_name)  # a shared VM stays locked from here until cleanup() (parallel workers)
@@ -52,19 +62,31 @@ class ReferenceBackupApp:
             resources.add("lock", vm_name, lock.release)
         vsphere.enable_cbt(vm)
         wait_for_no_maintenance(ctx, vm_name, MAINTENANCE_WAIT)  # R2: a host signalling EMM refuses snapshots
-        params = ctx.target.connect_params(vm._moId)
-        lib.prepare_for_access(params, ctx.identity)
-        resources.add("access", f"{vm_name} svMotion disabled", lambda: lib.end_access(params, ctx.identity))
+        self._prepare_access(ctx, vm)
         name = resources.name(f"backup-{vm_name}")
         snapshot = vsphere.create_snapshot(vm, name, "vddk-conformance backup")
         resources.add("snapshot", name, lambda: self._remove_snapshot(ctx, snapshot, name))
-        connection = lib.connect_ex(params, True, snapshot._moId, transports)
-        resources.add("connection", name, lambda: self._disconnect(ctx, connection))
         backup = Backup(vm_name, vm._moId, "incremental" if previous else "full", name, snapshot._moId, parent=previous)
         backup.job_mark = mark  # type: ignore[attr-defined]
-        disks = disks_of(snapshot)
+        return vm, snapshot, backup
+
+    def _prepare_access(self, ctx: SequenceContext, vm: Any) -> None:
+        """PrepareForAccess before the snapshot, EndAccess when the job is undone."""
+        params = ctx.target.connect_params(vm._moId)
+        ctx.lib.prepare_for_access(params, ctx.identity)
+        ctx.resources.add("access", f"{vm.name} svMotion disabled", lambda: ctx.lib.end_access(params, ctx.identity))
+
+    def _read_disks(
+        self, ctx: SequenceContext, backup: Backup, vm: Any, snapshot: Any, transports: str, previous: Backup | None
+    ) -> list[DiskBackup]:
+        """Every disk of the snapshot into an image: opened, queried and closed on this thread (C1), read on
+        worker threads created after InitEx (R1)."""
+        lib, resources = ctx.lib, ctx.resources
+        params = ctx.target.connect_params(vm._moId)
+        connection = lib.connect_ex(params, True, snapshot._moId, transports)
+        resources.add("connection", backup.snapshot_name, lambda: self._disconnect(ctx, connection))
         handles = []
-        for disk in disks:  # open, query and close all on this thread (C1)
+        for disk in disks_of(snapshot):
             handle = lib.open(connection, disk.file_name, OpenFlags.READ_ONLY)
             resources.add("disk-handle", disk.file_name, _closer(lib, handle))
             handles.append((disk, handle))
@@ -74,11 +96,10 @@ class ReferenceBackupApp:
                 pool.submit(self._read_disk, ctx, backup, disk, handle, extents, previous)
                 for disk, handle, extents in plans
             ]
-            backup.disks = [f.result() for f in futures]
+            disks = [f.result() for f in futures]
         for _, handle in handles:
             lib.close(handle)
-        backup.seconds = time.monotonic() - started
-        return backup
+        return disks
 
     def _extents(
         self, ctx: SequenceContext, vm: Any, snapshot: Any, disk: DiskRef, handle: Disk, previous: Backup | None
@@ -188,8 +209,20 @@ class ReferenceBackupApp:
         self, ctx: SequenceContext, backup: Backup, transports: str, vm_name: str | None, thin: bool
     ) -> Restore:
         started = time.monotonic()
+        mark = ctx.resources.mark()
+        vm, targets = self._restore_target(ctx, backup, transports, vm_name, thin)
+        written, transport = self._write_disks(ctx, backup, transports, vm, targets, vm_name is None)
+        ctx.resources.unwind(mark if vm_name is None else mark + 1)  # all but a new VM, which the test reads back
+        if vm_name is None:
+            ctx.vsphere.power_on(vm)
+        return Restore(vm.name, transport, time.monotonic() - started, written)
+
+    def _restore_target(
+        self, ctx: SequenceContext, backup: Backup, transports: str, vm_name: str | None, thin: bool
+    ) -> tuple[Any, list[DiskRef]]:
+        """The VM restored into (the original powered off, or a new one) and its disks, under a restore-point
+        snapshot when HotAdd may write."""
         vsphere, resources = ctx.vsphere, ctx.resources
-        mark = resources.mark()
         if vm_name is None:
             vm = vsphere.vm(backup.vm_name)
             vsphere.power_off(vm)
@@ -205,21 +238,24 @@ class ReferenceBackupApp:
             snapshot = vsphere.create_snapshot(vm, point, quiesce=False)
             resources.add("snapshot", point, lambda: self._remove_snapshot(ctx, snapshot, point))
             targets = disks_of(vm)
+        return vm, targets
+
+    def _write_disks(
+        self, ctx: SequenceContext, backup: Backup, transports: str, vm: Any, targets: list[DiskRef], original: bool
+    ) -> tuple[int, str]:
+        """(bytes written, transport): every backed-up disk written to its target disk."""
         params = ctx.target.connect_params(vm._moId)
         connection = ctx.lib.connect_ex(params, False, None, transports)
-        resources.add("connection", f"restore {vm.name}", lambda: self._disconnect(ctx, connection))
+        ctx.resources.add("connection", f"restore {vm.name}", lambda: self._disconnect(ctx, connection))
         written, transport = 0, ""
         for source, target in zip(backup.disks, targets, strict=False):
             handle = ctx.lib.open(connection, target.file_name, 0)
             try:
                 transport = ctx.lib.get_transport_mode(handle)
-                written += self._write_disk(ctx, source, handle, target, None if vm_name else vm)
+                written += self._write_disk(ctx, source, handle, target, vm if original else None)
             finally:
                 ctx.lib.close(handle)
-        resources.unwind(mark if vm_name is None else mark + 1)
-        if vm_name is None:
-            vsphere.power_on(vm)
-        return Restore(vm.name, transport, time.monotonic() - started, written)
+        return written, transport
 
     def _write_disk(
         self, ctx: SequenceContext, source: DiskBackup, handle: Disk, target: DiskRef, existing_vm: Any

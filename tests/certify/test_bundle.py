@@ -335,7 +335,7 @@ def test_a_huge_member_is_hashed_as_a_stream_not_held_in_memory(good_bundle: Pat
             tar.addfile(info, io.BytesIO(data))
         info = tarfile.TarInfo("allure-results/huge.bin")
         info.size = big
-        tar.addfile(info, io.BufferedReader(_Zeros(big)))  # type: ignore[arg-type]
+        tar.addfile(info, io.BufferedReader(_Zeros(big)))
     child = subprocess.run(
         [sys.executable, "-c", MEASURE, str(good_bundle), str(profile_file)], capture_output=True, text=True, check=True
     )

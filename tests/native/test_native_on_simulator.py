@@ -26,6 +26,7 @@ import pytest
 
 from conformance.vixdisklib.errors import VixCode
 from conformance.vixdisklib.factory import BackendError, make_library
+from conformance.vixdisklib.native.library import NativeVixDiskLib
 from conformance.vixdisklib.shim.build import STAMP
 from conformance.vixdisklib.shim.kit import AGENT_VARIABLES, played_tmp_directory, run_kit, simulated_kit
 from tests.cli import run_cli
@@ -217,7 +218,7 @@ def test_the_factory_tells_the_agent_what_to_play_only_for_the_simulated_c_libra
         "7.0.3", backend="native", libdir=own_kit, proxy_vm="proxy-rhel83", physical_proxy="backup-server",
         fixed=("K2",), sim_faults=("transport-silently-replaced",),
     )  # fmt: skip
-    assert lib.backend.agent_env == {
+    assert native(lib).agent_env == {
         "VDDKC_SHIM_AGENT": "", "VDDKC_SIM_BUILD": "7.0.3", "VDDKC_SIM_PROXY_VM": "proxy-rhel83",
         "VDDKC_SIM_PHYSICAL_PROXY": "backup-server", "VDDKC_SIM_FIXED": "K2",
         "VDDKC_SIM_FAULTS": "transport-silently-replaced",
@@ -225,7 +226,7 @@ def test_the_factory_tells_the_agent_what_to_play_only_for_the_simulated_c_libra
     vmware = tmp_path / "vmware"  # the same binary without the stamp: the harness takes it for VMware's
     vmware.mkdir()
     shutil.copy2(own_kit / "libvixDiskLib.so.7", vmware)
-    assert make_library("7.0.3", backend="native", libdir=vmware).backend.agent_env is None
+    assert native(make_library("7.0.3", backend="native", libdir=vmware)).agent_env is None
     with pytest.raises(BackendError, match="cannot be told to fix"):
         make_library("7.0.3", backend="native", libdir=vmware, fixed=("K2",))
 
@@ -238,19 +239,21 @@ def test_init_ex_runs_with_the_agents_environment_and_restores_the_process_one(
     monkeypatch.setenv("VDDKC_SIM_BUILD", "7.0.3")
     monkeypatch.delenv("VDDKC_SIM_FIXED", raising=False)
     lib = make_library("6.7.3", backend="native", libdir=own_kit, fixed=("K2",))  # libvixDiskLib.so.6
+    backend = native(lib)
+    assert backend.agent_env is not None
     lib.init_ex(None)
     try:
-        assert lib.backend.announced is not None and lib.backend.announced[0] == "6.7.3"  # the agent plays 6.7.3
+        assert backend.announced is not None and backend.announced[0] == "6.7.3"  # the agent plays 6.7.3
         assert lib.list_transport_modes()
         # K2 played fixed: one default folder for every process (the agent's rule, from the build facts)
-        assert lib.backend.tmp_directory == str(played_tmp_directory(lib.backend.agent_env, os.getpid()))
-        assert lib.backend.tmp_directory.endswith("/vixDiskLib")
+        assert backend.tmp_directory == str(played_tmp_directory(backend.agent_env, os.getpid()))
+        assert backend.tmp_directory.endswith("/vixDiskLib")
     finally:
         lib.exit()
     assert os.environ["VDDKC_SHIM_AGENT"] == "/nonexistent/agent.sock" and os.environ["VDDKC_SIM_BUILD"] == "7.0.3"
     assert "VDDKC_SIM_FIXED" not in os.environ
-    again = make_library("7.0.3", backend="native", libdir=own_kit)  # per process: K2's folder per pid
-    assert str(played_tmp_directory(again.backend.agent_env, 4242)).endswith("/vixDiskLib-4242")
+    again = native(make_library("7.0.3", backend="native", libdir=own_kit)).agent_env  # per process: K2's, per pid
+    assert again is not None and str(played_tmp_directory(again, 4242)).endswith("/vixDiskLib-4242")
 
 
 def test_a_failed_call_carries_the_reason_the_library_logged(own_kit: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,3 +289,9 @@ def test_two_processes_building_the_kit_at_once_get_one_complete_kit(tmp_path: P
     folder = Path(folders.pop())
     assert simulated_kit(folder) and all((folder / f"libvixDiskLib.so.{m}").is_file() for m in (6, 7, 8))
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".libvixDiskLib")]  # no half-written file
+
+
+def native(lib: Any) -> NativeVixDiskLib:
+    """The ctypes backend under a facade `make_library(backend="native")` made."""
+    assert isinstance(lib.backend, NativeVixDiskLib)
+    return lib.backend

@@ -15,6 +15,7 @@ import logging
 import subprocess
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -161,17 +162,24 @@ def test_async_reads_without_the_trio_are_synchronous_with_correct_bytes_and_cal
     assert isinstance(lib.backend, NativeVixDiskLib) and not lib.backend.async_io
     caller = threading.get_ident()
     done: list[tuple[int, int, int]] = []
+
+    def record(start: int, rc: int) -> None:
+        done.append((start, rc, threading.get_ident()))
+
+    def explode(rc: int) -> None:
+        raise ZeroDivisionError(rc)
+
     buffers = {start: bytearray(64 * 1024) for start in (2048, 4096, 10240)}
     with lib.connected(remote_params()) as conn, lib.opened(conn, disks.delta) as disk:
         for start, buffer in buffers.items():
-            lib.read_async(disk, start, 128, buffer, lambda rc, s=start: done.append((s, rc, threading.get_ident())))
+            lib.read_async(disk, start, 128, buffer, partial(record, start))
             assert done[-1][0] == start  # called back before read_async returned
         lib.wait(disk)
         failed: list[int] = []
         lib.read_async(disk, SECTORS - 1, 2, bytearray(1024), failed.append)  # the error reaches the callback
         assert failed == [VixCode.DISK_OUTOFRANGE]
         with caplog.at_level(logging.ERROR, logger=LOGGER):
-            lib.read_async(disk, 0, 1, bytearray(512), lambda rc: 1 // 0)  # logged, never raised into the caller
+            lib.read_async(disk, 0, 1, bytearray(512), explode)  # logged, never raised into the caller
         assert "async completion callback raised" in caplog.text
     assert [(s, rc, thread) for s, rc, thread in done] == [(s, 0, caller) for s in buffers]
     for start, buffer in buffers.items():

@@ -12,61 +12,30 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conformance.lab.resources import new_run_id
-from conformance.lab.targets import simulator_target
 from conformance.sequences.command_app import FIRST_READ_VARIABLE, CommandLineApp
 from conformance.sequences.images import SparseImage
 from conformance.sequences.product import PASSWORD_VARIABLE, load_product
-from conformance.sequences.product_library import library_environment, shim_folder
-from conformance.sim.instance import Simulator
+from conformance.sequences.product_library import library_environment
 from conformance.vixdisklib.api import VixDiskLib
-from conformance.vixdisklib.config import render_config
-from conformance.vixdisklib.simulated.library import SimulatedVixDiskLib
 from conformance.vixdisklib.trace import read_trace
-from conformance.vsphere.session import VsphereSession, disks_of
-from tests.partner.conftest import build_sample
-from tests.partner.test_sample_client_sim import PRODUCT, Lab, context, product_file, source_vm
+from conformance.vsphere.session import disks_of
+from tests.partner.lab import Lab, context, lab, product_file, source_vm
+
+__all__ = ["lab"]  # the module's fixture
 
 HELD = 0.3  # seconds the recording hook keeps the product waiting
 GONE_WITHIN = 5.0  # seconds: a parentless product and its agent must be gone by then
 READS = ("VixDiskLib_Read", "VixDiskLib_ReadAsync")
 AGENT = "conformance.vixdisklib.shim.agent"
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """The simulator, the harness's library on it and the C product built against the simulated library."""
-    work = tmp_path_factory.mktemp("first-read")
-    os.environ["VDDKC_SHIM_LIBDIR"] = str(work / "shim")
-    libdir = shim_folder()
-    product_dir = work / "product"
-    build_sample(product_dir, libdir)
-    shutil.copy2(PRODUCT, product_dir / "product.toml")
-    with Simulator() as sim:
-        target = simulator_target(sim)
-        vsphere = VsphereSession(target.endpoint, target.user, target.password, target.datacenter)
-        config = work / "vddk.conf"
-        config.write_text(render_config({"tmpDirectory": str(work / "vddk-tmp")}))
-        lib = VixDiskLib(
-            SimulatedVixDiskLib("7.0.3", proxy_vm=target.default_proxy, physical_proxy=target.physical_proxy)
-        )
-        lib.init_ex(config)
-        try:
-            yield Lab(sim, target, vsphere, lib, work, product_dir)
-        finally:
-            lib.exit()
-            vsphere.close()
-            os.environ.pop("VDDKC_SHIM_LIBDIR", None)
 
 
 # ---- processes -------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def hot_remove(proxy: Any, file_name: str) -> None:
 def locked(call: Any) -> str:
     with pytest.raises(vim.fault.FileLocked) as info:
         call()
-    return str(info.value.msg)
+    return str(info.value.msg)  # type: ignore[attr-defined]  # pyVmomi's faults are dynamic
 
 
 def test_a_hot_added_disk_refuses_another_hot_add_until_it_is_removed(vm_named: Any) -> None:

@@ -72,6 +72,7 @@ def test_a_proxy_with_a_hot_added_disk_blocks_entry_until_timeout(content: Any, 
     target, proxy = vm_named("target-vmfs"), vm_named("proxy-rhel83")
     snapshot = wait(target.CreateSnapshot_Task("backup", None, False, False))
     frozen = next(d for d in snapshot.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk))
+    assert isinstance(frozen.backing, vim.vm.device.VirtualDisk.FlatVer2BackingInfo)
     hot_add = vim.vm.device.VirtualDeviceSpec(
         operation="add",
         device=vim.vm.device.VirtualDisk(

@@ -135,7 +135,12 @@ def test_a_disk_left_hot_added_on_the_proxy_is_seen(ctx: SequenceContext) -> Non
     snapshot = vsphere.create_snapshot(vm, name, quiesce=False)
     ctx.resources.add("snapshot", name, lambda: vsphere.remove_snapshot(snapshot, name))
     connection = lib.connect_ex(ctx.target.connect_params(vm._moId), True, snapshot._moId, "hotadd")
-    ctx.resources.add("connection", name, lambda: (lib.disconnect(connection), lib.cleanup(connection.params)))
+
+    def release() -> None:
+        lib.disconnect(connection)
+        lib.cleanup(connection.params)
+
+    ctx.resources.add("connection", name, release)
     handle = lib.open(connection, disks_of(snapshot)[DATA_DISK].file_name)
     ctx.resources.add("disk-handle", name, lambda: lib.close(handle))
     assert lib.get_transport_mode(handle) == "hotadd"

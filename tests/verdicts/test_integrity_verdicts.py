@@ -92,7 +92,7 @@ def test_a_leak_is_reported_by_the_job_that_caused_it_not_the_next_one(world: Ca
     w = world(("snapshot-remove-no-consolidate",))
     with pytest.raises(CleanupIncompleteError, match="delta"):
         backed_up(w.ctx, ReferenceBackupApp(), VM, "nbdssl")
-    w.sim.ctx.faults.play(())  # the server stops lying; the leaked delta is still there
+    w.sim.faults.play(())  # the server stops lying; the leaked delta is still there
     vm = w.ctx.vsphere.vm(VM)
     assert own_deltas(vm)
     # a job that starts now and leaves nothing of its own is clean, whatever an earlier job left
@@ -134,7 +134,7 @@ def test_a_restore_point_delta_left_on_the_restored_vm_fails_the_restore(
 ) -> None:
     w = world()
     backup = backed_up(w.ctx, ReferenceBackupApp(), VM, "hotadd")
-    w.sim.ctx.faults.play(("snapshot-remove-no-consolidate",) if fault else ())
+    w.sim.faults.play(("snapshot-remove-no-consolidate",) if fault else ())
     name = w.ctx.resources.name("restored")
     if not fault:
         restored(w.ctx, ReferenceBackupApp(), backup, "hotadd", vm_name=name)
@@ -154,7 +154,7 @@ def test_a_delta_the_read_back_snapshot_left_is_a_restore_problem(
     backup = backed_up(w.ctx, ReferenceBackupApp(), VM, "nbdssl")
     name = w.ctx.resources.name("restored")
     restored(w.ctx, ReferenceBackupApp(), backup, "nbdssl", vm_name=name)
-    w.sim.ctx.faults.play(("snapshot-remove-no-consolidate",) if fault else ())
+    w.sim.faults.play(("snapshot-remove-no-consolidate",) if fault else ())
     want = {DATA_DISK: expected(tmp_path / "expected.img", CAPACITY, WRITES)}
     problems = restored_problems(w.ctx, name, "nbdssl", want)
     assert [p for p in problems if "read-back snapshot left delta" in p] == ([problems[0]] if fault else [])
