@@ -3,8 +3,10 @@
 The harness does the control plane a product's server side does (CBT on, snapshot, changed areas, snapshot removal,
 a restore target) and runs the product's command once per disk for the VixDiskLib part. The product loads the
 harness's C library (`product_library.py`), whose trace of every call is imported into the run's recorder: the
-usage rules and the trace verdicts (bytes read, handles left open) judge the product's own calls. Nothing the
-product prints is a verdict; its JSON line (if any) only fills the report's figures.
+usage rules and the trace verdicts (bytes read, handles left open) judge the product's own calls. Against the
+simulator the library's agent is the harness's, and its record of the calls it served must agree with the trace
+(`shim/witness.py`), so a product cannot grade itself by editing or writing its trace. Nothing the product prints
+is a verdict; its JSON line (if any) only fills the report's figures.
 
 A first-read hook holds the product at its first disk Read (R2 starts host maintenance there, D5 kills the backup
 there), as a test wrapping the sequence's library does in process: the harness's simulated library, given
@@ -29,10 +31,11 @@ from conformance.sequences.extents import changed_areas
 from conformance.sequences.images import SparseImage
 from conformance.sequences.model import Backup, DiskBackup
 from conformance.sequences.product import PASSWORD_VARIABLE, Product
-from conformance.sequences.product_library import library_environment
+from conformance.sequences.product_library import library_environment, witnessed_agent
 from conformance.sequences.reference import ReferenceBackupApp
 from conformance.vixdisklib.errors import VixError
 from conformance.vixdisklib.recorder import CallRecord
+from conformance.vixdisklib.shim.witness import Served, contradictions
 from conformance.vixdisklib.trace import check_trace, foreign_records, read_trace, summary
 from conformance.vsphere.session import DiskRef, disks_of
 
@@ -44,6 +47,10 @@ FirstReadHook = Callable[[dict[str, Any]], None]
 
 class ProductCommandError(RuntimeError):
     """A command of the product failed, timed out, or never loaded the library it was given (one line)."""
+
+
+class TraceContradictionError(ProductCommandError):
+    """The product's trace and the simulated library's own record of the calls it served disagree."""
 
 
 class ProductVixError(VixError, ProductCommandError):
@@ -105,27 +112,32 @@ class CommandLineApp(ReferenceBackupApp):
             env[FIRST_READ_VARIABLE] = str(rendezvous)
         out, err = workdir / f"{trace.stem}.out", workdir / f"{trace.stem}.err"
         started = time.monotonic()
-        with out.open("wb") as stdout, err.open("wb") as stderr:
-            try:
-                process = subprocess.Popen(argv, env=env, cwd=workdir, stdout=stdout, stderr=stderr,
-                                           stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-            except OSError as exc:
-                why = exc.strerror or exc
-                raise ProductCommandError(f"{self.name} {step}: cannot start {argv[0]}: {why}") from None
-            try:
-                code = self._wait(process, started, hook, rendezvous)
-            except BaseException as stopped:  # a timeout, a failed hook, or the run interrupted: the whole group goes
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                if isinstance(stopped, subprocess.TimeoutExpired):
-                    raise ProductCommandError(
-                        f"{self.name} {step} of {job.get('disk')} did not finish within {self.product.timeout:.0f} s"
-                    ) from None
-                raise
-            finally:
-                if hook is not None:
-                    shutil.rmtree(rendezvous, ignore_errors=True)
-        calls = self._import_trace(ctx, step, trace, libdir)
+        with witnessed_agent(ctx.lib.backend, workdir / f"{trace.stem}.agent.log") as agent:
+            env.update(agent.environment if agent is not None else {})
+            with out.open("wb") as stdout, err.open("wb") as stderr:
+                try:
+                    process = subprocess.Popen(argv, env=env, cwd=workdir, stdout=stdout, stderr=stderr,
+                                               stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+                except OSError as exc:
+                    why = exc.strerror or exc
+                    raise ProductCommandError(f"{self.name} {step}: cannot start {argv[0]}: {why}") from None
+                try:
+                    code = self._wait(process, started, hook, rendezvous)
+                except BaseException as stopped:  # a timeout, a failed hook, or the run interrupted: the group goes
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                    if isinstance(stopped, subprocess.TimeoutExpired):
+                        raise ProductCommandError(
+                            f"{self.name} {step} of {job.get('disk')} did not finish within "
+                            f"{self.product.timeout:.0f} s"
+                        ) from None
+                    raise
+                finally:
+                    if hook is not None:
+                        shutil.rmtree(rendezvous, ignore_errors=True)
+            # what the library served, against what the trace says (a product that failed may have died mid-call)
+            served = agent.served() if agent is not None and code == 0 else None
+        calls = self._import_trace(ctx, step, trace, libdir, served)
         if code != 0:
             said = [line for line in err.read_text(errors="replace").splitlines() if line.strip()]
             last = (said[-1] if said else "no message").replace(ctx.target.password, "********")
@@ -165,22 +177,34 @@ class CommandLineApp(ReferenceBackupApp):
             time.sleep(POLL)
         return code
 
-    def _import_trace(self, ctx: SequenceContext, step: str, trace: Path, libdir: Path) -> list[CallRecord]:
-        """The product's calls of this command, added to the run's recorder (and kept for the reports)."""
+    def _import_trace(
+        self, ctx: SequenceContext, step: str, trace: Path, libdir: Path, served: list[Served] | None
+    ) -> list[CallRecord]:
+        """The product's calls of this command, added to the run's recorder (and kept for the reports). With
+        the library's own record of what it served, a trace that contradicts it fails the command: its
+        verdicts would be the product's word."""
         if not trace.exists():
             raise ProductCommandError(
                 f"{self.name} {step} made no VixDiskLib call through the harness's library: it must load "
                 f'libvixDiskLib.so.N from {libdir} (e.g. LD_LIBRARY_PATH = "{{libdir}}" in the product file\'s [env])'
             )
         read = read_trace(trace)
-        records, before = foreign_records(read)
-        ctx.lib.recorder.import_records(records, before)
+        contradicted = contradictions(served, read) if served is not None else []
         if ctx.trace_dir is not None:  # the raw trace and its own verdicts, for the reports and the bundle
             ctx.trace_dir.mkdir(parents=True, exist_ok=True)
             kept = ctx.trace_dir / f"{ctx.resources.name(step)}.jsonl"
             shutil.copyfile(trace, kept)
             verdicts = {**summary(read, check_trace(read)), "file": kept.name}  # the kept copy, beside it
+            if served is not None:
+                verdicts["witness"] = {"calls_served": len(served), "contradictions": contradicted}
             kept.with_suffix(".summary.json").write_text(json.dumps(verdicts, indent=1))
+        if contradicted:
+            raise TraceContradictionError(
+                f"{self.name} {step}: its trace contradicts what the library served "
+                f"({len(contradicted)} thread(s)); first: {contradicted[0]}"
+            )
+        records, before = foreign_records(read)
+        ctx.lib.recorder.import_records(records, before)
         return records
 
     @staticmethod

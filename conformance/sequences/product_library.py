@@ -9,11 +9,18 @@ library, forwarding to VMware's kit (the target's libdir).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.vixdisklib.shim.agent_process import AgentOptions, start_agent
 from conformance.vixdisklib.shim.build import build, default_folder
+from conformance.vixdisklib.shim.witness import Served, read_witness
 
 _built: dict[Path, Path] = {}
 _lock = threading.Lock()
@@ -47,3 +54,34 @@ def library_environment(backend: Any, trace: Path) -> tuple[Path, dict[str, str]
     else:
         env["VDDKC_SHIM_FORWARD"] = str(backend.libdir)
     return libdir, env
+
+
+@dataclass(frozen=True)
+class WitnessedAgent:
+    """The harness's agent for one product command: what the product needs to use it, and its record."""
+
+    environment: dict[str, str]
+    witness: Path
+
+    def served(self) -> list[Served]:
+        return read_witness(self.witness)
+
+
+@contextmanager
+def witnessed_agent(backend: Any, log: Path) -> Iterator[WitnessedAgent | None]:
+    """Against the simulator: an agent of the harness's own serving one product command (playing what `backend`
+    plays) and recording every call it serves, stopped and removed on leaving; its log goes to `log`. None for
+    VMware's library (the tracing library forwards in the product's process; its trace is the only record)."""
+    if getattr(backend, "name", "") != "simulated":
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix=f"vddkc-agent-{os.getpid()}-"))  # short: a socket path is <108 bytes
+    options = AgentOptions(
+        str(backend.build), backend.proxy_vm, backend.physical_proxy, tuple(backend.fixed),
+        tuple(sorted(backend.sim_faults)), witness=folder / "served.jsonl", parent_pid=os.getpid(),
+    )  # fmt: skip
+    try:
+        with log.open("ab") as stderr, start_agent(options, folder / "agent.sock", stderr=stderr) as agent:
+            yield WitnessedAgent(agent.environment(), folder / "served.jsonl")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -61,7 +61,8 @@ def state(pid: int) -> str:
 
 
 def agents_of(pid: int) -> list[int]:
-    """Live private agents started by the product `pid` (they name it with --parent-pid)."""
+    """Live agents that end with process `pid` (they name it with --parent-pid): a product's private one, or
+    the one the harness starts for each product command it runs (`pid` the harness)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and alive(int(entry.name)):
@@ -100,7 +101,7 @@ def test_the_hook_runs_while_the_product_is_held_at_its_first_read(lab: Lab, mod
         trace = traces[-1]  # this command's (the app numbers them)
         calls = calls_in(trace)
         assert "VixDiskLib_Open" in calls and not set(READS) & set(calls), calls
-        assert alive(info["pid"]) and agents_of(info["pid"]), "the product (and its agent) should be running"
+        assert alive(info["pid"]) and agents_of(os.getpid()), "the product (and the harness's agent) should run"
         time.sleep(HELD)
         assert not set(READS) & set(calls_in(trace)), "the product read while the hook ran"
         assert state(info["pid"]) == "S", "the product should be waiting"
@@ -123,7 +124,8 @@ def test_the_hook_runs_while_the_product_is_held_at_its_first_read(lab: Lab, mod
         first = next(c for c in read_trace(info["trace"]).calls if c.call in READS)
         assert first.call == ("VixDiskLib_ReadAsync" if mode == "async" else "VixDiskLib_Read")
         assert first.duration_ns >= HELD * 1e9, "the first read did not wait for the hook"
-        assert not alive(info["pid"]) and not agents_of(info["pid"])
+        assert not alive(info["pid"])
+    assert not agents_of(os.getpid()), "the harness's agent of each command stops with the command"
     assert not list(ctx.repository.rglob("*.first-read")), "the rendezvous folders are removed"
 
 
@@ -161,7 +163,7 @@ def test_a_hook_that_raises_kills_the_product_and_its_error_propagates(lab: Lab)
     seen: list[dict[str, Any]] = []
 
     def hook(info: dict[str, Any]) -> None:
-        seen.append({**info, "agents": agents_of(info["pid"])})
+        seen.append({**info, "agents": agents_of(os.getpid())})
         raise LookupError("the hook failed")
 
     app.first_read_hook = hook
@@ -171,9 +173,9 @@ def test_a_hook_that_raises_kills_the_product_and_its_error_propagates(lab: Lab)
     finally:
         ctx.resources.unwind()  # raises TeardownError naming what could not be undone
     [info] = seen  # the first disk's product: the backup went no further
-    assert info["agents"], "the product had a private agent"
+    assert info["agents"], "the command had the harness's agent"
     assert not alive(info["pid"])
-    assert wait_until_gone(info["agents"], GONE_WITHIN) == [], "the product's agent outlived it"
+    assert wait_until_gone(info["agents"], GONE_WITHIN) == [], "the command's agent outlived it"
 
 
 # ---- the harness's side dies while the product is held ---------------------------------------------------------

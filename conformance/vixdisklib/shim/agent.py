@@ -2,7 +2,7 @@
 
 `python -m conformance.vixdisklib.shim.agent --socket PATH [--build 7.0.3] [--proxy-vm NAME]
 [--physical-proxy NAME] [--sim-fixed K2,K4] [--sim-fault NAME,...] [--parent-pid PID] [--once]
-[--log-level INFO]`
+[--witness FILE] [--log-level INFO]`
 
 Why a process of its own: the product loads the C library, the library the suites judge is Python; each
 product process gets a session (sessions.py) whose library behaves as the chosen build does in-process.
@@ -34,6 +34,7 @@ from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.shim import wire
 from conformance.vixdisklib.shim.sessions import CALLS, SECRETS, ProductLibrary, Session, TmpStateGate
 from conformance.vixdisklib.shim.wire import PARAMS_FIELDS, Op, Value, WireError
+from conformance.vixdisklib.shim.witness import WitnessWriter
 from conformance.vixdisklib.simulated.library import CleanupError
 
 log = logging.getLogger("conformance.vixdisklib.shim.agent")
@@ -134,6 +135,7 @@ class Options:
     sim_faults: tuple[str, ...] = ()
     parent_pid: int | None = None
     once: bool = False
+    witness: Path | None = None  # where the calls served are recorded (witness.py), for the harness that started it
 
     def library(self, product_pid: int) -> ProductLibrary:
         """The library of one product process, built as `make_library` builds the simulated one."""
@@ -159,6 +161,7 @@ class Agent:
         self._labels = itertools.count(1)
         self._open: set[socket.socket] = set()
         self._inode: int | None = None
+        self.witness = WitnessWriter(options.witness) if options.witness is not None else None
 
     # --- sessions ---
 
@@ -213,6 +216,7 @@ class Agent:
 
     def serve(self, sock: socket.socket) -> None:
         session: Session | None = None
+        who = (0, 0)  # the product's pid and thread, from its HELLO
         try:
             while not self.stop.is_set():
                 try:
@@ -223,6 +227,7 @@ class Agent:
                 if op == Op.HELLO and session is None:
                     try:
                         session = self.hello(*args)
+                        who = (int(args[0]), int(args[1]))
                         reply = wire.response(VixCode.OK, None, [], [session.token])
                     except VixError as exc:
                         reply = wire.response(exc.raw, f"{exc.call}: {exc.text}", [], [])
@@ -234,6 +239,8 @@ class Agent:
                     reply = wire.response(VixCode.NOT_SUPPORTED, f"shim agent: {why}", [], [])
                 else:
                     reply = self.answer(session, op, args)
+                    if self.witness is not None:
+                        self.witness.served(*who, CALLS[op], args, reply)
                 wire.send(sock, reply)
                 if op == Op.EXIT and session is not None and session.ended:
                     self.exited(session)
@@ -322,6 +329,8 @@ class Agent:
     def close(self, listener: socket.socket) -> None:
         """Stop listening, remove our socket file (not another agent's), and hang up on every connection."""
         listener.close()
+        if self.witness is not None:
+            self.witness.close()
         path = self.options.socket
         with contextlib.suppress(FileNotFoundError):
             if path.stat().st_ino == self._inode:
@@ -365,12 +374,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sim-fault", action="append", help="integrity faults the library plays")
     parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     parser.add_argument("--once", action="store_true", help="exit when the first session ends")
+    parser.add_argument("--witness", type=Path, help="record each call served here (JSON Lines, for the harness)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     configure_logging(getattr(logging, args.log_level))
     options = Options(
         args.socket, args.build, args.proxy_vm, args.physical_proxy,
-        _names(args.sim_fixed), _names(args.sim_fault), args.parent_pid, args.once,
+        _names(args.sim_fixed), _names(args.sim_fault), args.parent_pid, args.once, args.witness,
     )  # fmt: skip
     agent = Agent(options)
     try:

@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from conformance.input_errors import InputError
 
@@ -34,6 +35,8 @@ class AgentOptions:
     physical_proxy: str | None = None
     fixed: tuple[str, ...] = ()
     faults: tuple[str, ...] = ()
+    witness: Path | None = None  # record each call served here (witness.py)
+    parent_pid: int | None = None  # the agent stops when this process is gone (a killed harness leaves none)
 
     def arguments(self) -> list[str]:
         out = ["--build", self.build]
@@ -45,6 +48,10 @@ class AgentOptions:
             out += ["--sim-fixed", ",".join(self.fixed)]
         if self.faults:
             out += ["--sim-fault", ",".join(self.faults)]
+        if self.witness is not None:
+            out += ["--witness", str(self.witness)]
+        if self.parent_pid is not None:
+            out += ["--parent-pid", str(self.parent_pid)]
         return out
 
 
@@ -93,7 +100,7 @@ def _answers(path: Path) -> bool:
 
 
 def start_agent(
-    options: AgentOptions, socket_path: Path | None = None, timeout: float = 60.0, stderr: int | None = None
+    options: AgentOptions, socket_path: Path | None = None, timeout: float = 60.0, stderr: Any = None
 ) -> AgentProcess:
     """An agent listening on `socket_path` (default: a new temporary folder named for this process)."""
     folder = None
