@@ -183,7 +183,7 @@ def _run_temp(run_id: str) -> Path:
     """`<tmp>/vddkc-run-<run id>/` holding owner.pid, so `sweep` knows it once this process is gone."""
     import tempfile
 
-    from conformance.lab.sweep import RUN_TEMP_PREFIX
+    from conformance.lab.local_sweep import RUN_TEMP_PREFIX
     from conformance.ownership import OWNER_FILE, owner_record
 
     folder = Path(tempfile.mkdtemp(prefix=f"{RUN_TEMP_PREFIX}{run_id}-"))

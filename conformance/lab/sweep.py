@@ -15,8 +15,6 @@ from __future__ import annotations
 import datetime
 import logging
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,16 +25,15 @@ from typing import Any
 from pyVmomi import vmodl
 
 from conformance.input_errors import InputError
+from conformance.lab.local_sweep import OWNER_FILE, RUN_TEMP_PREFIX, SIM_DIR_PREFIX, sweep_here, sweep_sim_dirs
 from conformance.lab.resources import PREFIX
-from conformance.ownership import OWNER_FILE, alive
 
-__all__ = ["Leftover", "SweepError", "find_leftovers", "sweep_command", "sweep_sim_dirs", "sweep_target"]
+__all__ = [
+    "OWNER_FILE", "RUN_TEMP_PREFIX", "SIM_DIR_PREFIX", "Leftover", "SweepError", "find_leftovers", "sweep_command",
+    "sweep_sim_dirs", "sweep_target",
+]  # fmt: skip
 
-#: the owner file a simulator writes into a state folder it created (see conformance.sim.instance)
 log = logging.getLogger("conformance.lab.sweep")
-SIM_DIR_PREFIX = "vsphere-sim-"
-#: a `vddk-conformance run`'s own temporary folder (pytest's basetemp inside), named with the run id
-RUN_TEMP_PREFIX = "vddkc-run-"
 _STAMP = re.compile(rf"^{PREFIX}-(\d{{8}}-\d{{6}})-")
 
 
@@ -294,82 +291,6 @@ def sweep_target(
     return removed, failed
 
 
-def sweep_sim_dirs(root: Path | None = None, *, older_than: float | None = None, dry_run: bool = False) -> list[str]:
-    """Remove `vsphere-sim-*` state folders whose owner process is dead (folders without an owner file are
-    left alone unless older than `older_than` minutes)."""
-    return sweep_owned(
-        root or Path(tempfile.gettempdir()), f"{SIM_DIR_PREFIX}*", "simulator state", older_than, dry_run
-    )
-
-
-def sweep_run_temp(root: Path | None = None, *, older_than: float | None = None, dry_run: bool = False) -> list[str]:
-    """Remove `vddkc-run-*` temporary folders (a run's pytest temp) whose run died before removing them."""
-    return sweep_owned(root or Path(tempfile.gettempdir()), f"{RUN_TEMP_PREFIX}*", "run temporary folder",
-                       older_than, dry_run)  # fmt: skip
-
-
-#: the folders of the simulated libvixDiskLib's agents: a product's private one (named by the product's pid) and
-#: those `start_agent` makes (named by the starting process's pid); each holds only the agent's socket
-AGENT_DIR_PATTERNS = ("vddkc-shim-*", "vddkc-agent-*")
-
-
-def sweep_agent_dirs(root: Path | None = None, *, dry_run: bool = False) -> list[str]:
-    """Remove agent socket folders whose process is dead (a product or harness killed before its Exit)."""
-    lines: list[str] = []
-    root = root or Path(tempfile.gettempdir())
-    for pattern in AGENT_DIR_PATTERNS:
-        for folder in sorted(root.glob(pattern)):
-            pid = folder.name.split("-")[2] if folder.name.count("-") >= 3 else ""
-            if not pid.isdigit() or not folder.is_dir() or folder.is_symlink() or alive(int(pid), None):
-                continue
-            if dry_run:
-                lines.append(f"would remove agent folder {folder} (process {pid} is gone)")
-                continue
-            shutil.rmtree(folder, ignore_errors=True)
-            lines.append(f"removed agent folder {folder} (process {pid} is gone)")
-    return lines
-
-
-def sweep_reports(reports: Path, *, dry_run: bool = False) -> list[str]:
-    """Remove report folders a run was still writing when it died (they hold `owner.pid`; finished ones do not)."""
-    if not reports.is_dir():
-        return []
-    return sweep_owned(reports, "*", "half-written report folder", None, dry_run, need_owner=True)
-
-
-def sweep_owned(root: Path, pattern: str, what: str, older_than: float | None, dry_run: bool,
-                need_owner: bool = False) -> list[str]:  # fmt: skip
-    """Remove folders matching `pattern` under `root` whose OWNER_FILE names a dead process. A folder without
-    the file is removed only when older than `older_than` minutes (never when `need_owner`)."""
-    lines: list[str] = []
-    for folder in sorted(root.glob(pattern)):
-        if not folder.is_dir() or folder.is_symlink():
-            continue
-        owner = folder / OWNER_FILE
-        try:
-            fields = owner.read_text().split()
-        except OSError:
-            fields = []
-        if fields:
-            try:
-                if alive(int(fields[0]), fields[1] if len(fields) > 1 else None):
-                    continue
-            except ValueError:
-                pass
-            why = f"owner pid {fields[0]} is gone"
-        else:
-            age = time.time() - folder.stat().st_mtime
-            if need_owner or older_than is None or age < older_than * 60:
-                continue
-            why = f"no owner file, untouched for {age / 60:.0f} min"
-        if dry_run:
-            lines.append(f"would remove {what} {folder} ({why})")
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        lines.append(f"removed {what} {folder} ({why})")
-    return lines
-
-
 def sweep_command(
     target: str | None,
     *,
@@ -409,10 +330,7 @@ def sweep_command(
             lines += removed
         finally:
             session.close()
-    lines += sweep_sim_dirs(older_than=older_than, dry_run=dry_run)
-    lines += sweep_run_temp(older_than=older_than, dry_run=dry_run)
-    lines += sweep_agent_dirs(dry_run=dry_run)
-    lines += sweep_reports(reports or Path("reports"), dry_run=dry_run)
+    lines += sweep_here(reports or Path("reports"), older_than=older_than, dry_run=dry_run)
     for line in lines + failed:
         print(line, flush=True)
     if not lines and not failed:

@@ -36,7 +36,8 @@ from conformance.sequences.reference import ReferenceBackupApp
 from conformance.vixdisklib.errors import VixError
 from conformance.vixdisklib.recorder import CallRecord
 from conformance.vixdisklib.shim.witness import Served, contradictions
-from conformance.vixdisklib.trace import check_trace, foreign_records, read_trace, summary
+from conformance.vixdisklib.trace import check_trace, foreign_records, summary
+from conformance.vixdisklib.trace_format import read_trace
 from conformance.vsphere.session import DiskRef, disks_of
 
 POLL = 0.02  # seconds: how often a hooked command's folder is checked for the product's first-read report

@@ -140,8 +140,12 @@ def test_sigterm_during_a_real_run_leaves_nothing_on_the_target(
     try:
         deadline = time.monotonic() + 120
         while not what_is_left(session) and time.monotonic() < deadline:  # wait until the run holds something
+            if process.poll() is not None:
+                break
             time.sleep(0.05)
-        assert what_is_left(session), "the run never created anything"
+        if not what_is_left(session):
+            output = process.communicate(timeout=120)[0] if process.poll() is not None else "(still running)"
+            raise AssertionError(f"the run never created anything; its output:\n{output[-3000:]}")
         time.sleep(random.uniform(0.0, 3.0))  # somewhere in a backup, a hot-add, a restore or a teardown
         if to_group:
             os.killpg(process.pid, signal.SIGTERM)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -347,7 +348,7 @@ def test_sweep_removes_the_agent_folders_of_dead_processes_only(tmp_path: Path) 
     the process named in it is gone, and never one of a live process or of another name."""
     import subprocess
 
-    from conformance.lab.sweep import sweep_agent_dirs
+    from conformance.lab.local_sweep import sweep_agent_dirs
 
     child = subprocess.Popen(["true"])
     child.wait()
@@ -365,7 +366,35 @@ def test_sweep_removes_the_agent_folders_of_dead_processes_only(tmp_path: Path) 
     assert not gone.exists() and live.exists() and other.exists()
 
 
+def test_sweep_removes_the_library_folders_empty_trails_and_keeps_a_crashed_session(tmp_path: Path) -> None:
+    """A process killed before Exit leaves `vmware-<user>/vixDiskLib-<pid>`; empty, it goes once the process is
+    gone; holding a session folder, it stays for VixDiskLib_Cleanup; a live process's folder stays."""
+    import getpass
+    import subprocess
+
+    from conformance.lab.local_sweep import sweep_library_trails
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    crashed = subprocess.Popen(["true"])
+    crashed.wait()
+    base = tmp_path / f"vmware-{getpass.getuser()}"
+    trail, session, live = (base / f"vixDiskLib-{pid}" for pid in (child.pid, crashed.pid, os.getpid()))
+    for folder in (trail, session, live):
+        (folder / "vixDiskLib-sessions").mkdir(parents=True)
+    (session / "vixDiskLib-sessions" / "vc.example-0123456789ab").mkdir()
+    assert sweep_library_trails(tmp_path, dry_run=True) == [
+        f"would remove library temporary folder {trail} (process {child.pid} is gone)"
+    ]
+    assert sweep_library_trails(tmp_path) == [f"removed library temporary folder {trail} (process {child.pid} is gone)"]
+    assert not trail.exists() and session.exists() and live.exists()
+    for folder in (session, live):
+        shutil.rmtree(folder)
+    assert sweep_library_trails(tmp_path) == [] and not base.exists(), "the empty user folder goes too"
+
+
 def is_local(line: str) -> bool:
     """A sweep line about this machine's folders: other tests running beside this one (a killed product's agent
     folder) can leave those, so they are not the server leftovers this test counts."""
-    return "simulator state" in line or "agent folder" in line or "run temporary folder" in line
+    local = ("simulator state", "agent folder", "run temporary folder", "library temporary folder")
+    return any(what in line for what in local)

@@ -18,7 +18,8 @@ import pytest
 
 from conformance.sequences.command_app import CommandLineApp, TraceContradictionError
 from conformance.sequences.product import load_product
-from conformance.vixdisklib.trace import check_trace, read_trace
+from conformance.vixdisklib.trace import check_trace
+from conformance.vixdisklib.trace_format import read_trace
 from tests.partner.lab import Lab, context, lab, product_file, source_vm
 
 __all__ = ["lab"]

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conformance.vixdisklib.shim.build import SOURCES, build
-from conformance.vixdisklib.trace import read_trace
+from conformance.vixdisklib.trace_format import read_trace
 from conformance.vixdisklib.types import UidCredentials
 from tests.shim.conftest import PROXY_VM, Backup
 

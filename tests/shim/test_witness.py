@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from conformance.vixdisklib.shim.wire import response
 from conformance.vixdisklib.shim.witness import Served, WitnessWriter, contradictions, read_witness
-from conformance.vixdisklib.trace import Process, Trace, TraceCall
+from conformance.vixdisklib.trace_format import Process, Trace, TraceCall
 
 PID, MAIN, WORKER = 700, 701, 702
 
@@ -77,3 +83,31 @@ def test_the_agents_record_reads_back_and_a_write_counts_its_sectors(tmp_path: P
         Served(PID, MAIN, "VixDiskLib_Open", ("[ds] a.vmdk", "nbdssl"), True),
         Served(PID, MAIN, "VixDiskLib_Open", ("[ds] b.vmdk", ""), False),
     ]
+
+
+@pytest.mark.parametrize("harness", ["alive", "killed"])
+def test_the_record_stays_for_a_live_harness_and_goes_with_a_dead_one(tmp_path: Path, harness: str) -> None:
+    """A harness killed mid-command never reads the record: its agent removes it and the private folder."""
+    parent = subprocess.Popen(["sleep", "60"])
+    folder = tmp_path / f"vddkc-agent-{parent.pid}-test"
+    folder.mkdir()
+    witness, sock = folder / "served.jsonl", folder / "agent.sock"
+    argv = [sys.executable, "-m", "conformance.vixdisklib.shim.agent", "--socket", str(sock),
+            "--witness", str(witness), "--parent-pid", str(parent.pid)]  # fmt: skip
+    agent = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists() and agent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sock.exists() and witness.exists(), "the agent did not start"
+        if harness == "killed":
+            parent.kill()
+        else:
+            agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0
+    finally:
+        for process in (agent, parent):
+            process.kill()
+            process.wait()
+    assert not sock.exists()
+    assert witness.exists() == (harness == "alive") and folder.exists() == (harness == "alive")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from conformance.vixdisklib.api import Disk, VixDiskLib
 from conformance.vixdisklib.config import KEY_AIO_BUF_COUNT, KEY_AIO_BUF_SIZE, KEY_TMP_DIRECTORY
 from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.factory import LibrarySpec
-from conformance.vixdisklib.simulated.library import CleanupError
+from conformance.vixdisklib.simulated.library import CleanupError, SimulatedVixDiskLib
 from conformance.vixdisklib.simulated.tmpstate import SESSIONS, UNMOUNT_INFO, SessionFolder, session_folders
 from conformance.vixdisklib.types import MAX_CHUNK_NUMBER, SECTOR_SIZE, Block, ConnectParams, OpenFlags, UidCredentials
 from tests.vixdisklib.conftest import (
@@ -770,3 +771,29 @@ def test_the_trace_never_contains_the_password(
     for text in (trace, (tmp_path / "trace.json").read_text()):
         assert sim.password not in text  # ... but never a password
     assert [r.call for r in lib.recorder.records()].count("VixDiskLib_ConnectEx") == 2
+
+
+# --- the default temporary folder at Exit ---
+
+
+@pytest.mark.parametrize("connection", ["none", "ended", "open"])
+def test_exit_removes_the_default_folders_empty_trail_but_keeps_a_session_for_cleanup(
+    make_lib: MakeLib, server_params: ConnectParams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connection: str
+) -> None:
+    """Runs leave nothing in the temporary directory; a connection that never ended is Cleanup's to find."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    lib = make_lib(config=None)
+    assert isinstance(lib.backend, SimulatedVixDiskLib)
+    folder, server = lib.backend.tmp_directory, server_params.server_name or ""
+    assert folder.parent.parent == tmp_path and folder.is_dir()  # InitEx made it
+    opened = lib.connect_ex(server_params, True) if connection != "none" else None
+    if opened is not None:
+        assert session_folders(folder, server)
+        if connection == "ended":
+            lib.disconnect(opened)
+    lib.exit()
+    assert (folder.parent.exists(), len(session_folders(folder, server))) == (
+        (True, 1) if connection == "open" else (False, 0)
+    )
+    if connection == "open" and opened is not None:
+        lib.disconnect(opened)

@@ -15,14 +15,8 @@ import pytest
 
 from conformance.input_errors import InputError
 from conformance.vixdisklib.rules import Violation
-from conformance.vixdisklib.trace import (
-    ServerEvent,
-    TraceError,
-    check_trace,
-    read_trace,
-    summary,
-    to_records,
-)
+from conformance.vixdisklib.trace import check_trace, summary, to_records
+from conformance.vixdisklib.trace_format import ServerEvent, TraceError, read_trace
 
 T0 = 1_700_000_000.0
 VM = "moref=vm-12"

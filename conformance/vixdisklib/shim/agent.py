@@ -336,8 +336,11 @@ class Agent:
             if path.stat().st_ino == self._inode:
                 path.unlink()
         parent = self.options.parent_pid
-        if parent is not None and path.parent.name.startswith(f"vddkc-shim-{parent}-"):
-            with contextlib.suppress(OSError):  # a product's private folder: gone with its product, if empty
+        if parent is not None and not _alive(parent) and self.options.witness is not None:
+            with contextlib.suppress(OSError):  # the harness that would read the record is gone: so is the record
+                self.options.witness.unlink()
+        if parent is not None and path.parent.name.startswith((f"vddkc-shim-{parent}-", f"vddkc-agent-{parent}-")):
+            with contextlib.suppress(OSError):  # a private folder (a product's, a harness's): gone with it, if empty
                 path.parent.rmdir()
         with self._lock:
             remaining = list(self._open)

@@ -24,7 +24,12 @@ from conformance.vixdisklib.errors import VixCode, VixError
 from conformance.vixdisklib.shim.wire import MAX_FRAME, Bytes, Op, Value
 from conformance.vixdisklib.simulated.disk import SimDisk
 from conformance.vixdisklib.simulated.library import SimConnection, SimulatedVixDiskLib
-from conformance.vixdisklib.simulated.tmpstate import OWNER, default_tmp_directory, process_start_time
+from conformance.vixdisklib.simulated.tmpstate import (
+    OWNER,
+    default_tmp_directory,
+    process_start_time,
+    remove_empty_trail,
+)
 from conformance.vixdisklib.types import (
     SECTOR_SIZE,
     ConnectParams,
@@ -365,7 +370,8 @@ class Session:
 
     def end(self) -> None:
         """Exit or the product's death: what a process's end does to the library's state. Sockets close (no
-        bye, no Disconnect, no Logout); hot-added disks and session folders stay for a later Cleanup."""
+        bye, no Disconnect, no Logout); hot-added disks and session folders stay for a later Cleanup. Only the
+        default folder's empty trail goes (real VDDK leaves it; nothing reads an empty one, and runs leave nothing)."""
         with self._lock:
             if self.ended:
                 return
@@ -385,6 +391,8 @@ class Session:
                 log.exception("%s: stopping the async workers of %s", self.label, disk.path)
         for secret in secrets:
             SECRETS.forget(secret)
+        if self.backend.config.tmp_directory is None:  # the default folder, were it left empty: nothing to Cleanup
+            remove_empty_trail(self.backend.tmp_directory)
 
 
 def _close_like_killed(connection: SimConnection) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.vixdisklib.shim.wire import split_response
-from conformance.vixdisklib.trace import VIX_ASYNC, Trace
+from conformance.vixdisklib.trace_format import VIX_ASYNC, Trace
 
 SECTOR = 512
 #: the calls the C library always hands to the agent once its own argument checks pass (so a successful one is
@@ -70,7 +70,7 @@ def served_key(call: str, args: list[Any], results: list[Any]) -> tuple[Any, ...
 
 
 def traced_key(call: str, args: dict[str, Any]) -> tuple[Any, ...]:
-    """The same identification, from a trace line's arguments (trace.py's format)."""
+    """The same identification, from a trace line's arguments (trace_format.py's format)."""
     try:
         if call in _IO:
             return (int(args["startSector"]), int(args["numSectors"]))

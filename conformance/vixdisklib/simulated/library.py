@@ -10,35 +10,28 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyVmomi import vim
-
-from conformance.sim.dataplane import DataPlaneClient, DataPlaneError, ThumbprintMismatch
-from conformance.sim.storage.vmdk import VirtualDiskFile
+from conformance.sim.dataplane import DataPlaneError
 from conformance.vixdisklib.backend import CompletionCallback
-from conformance.vixdisklib.config import AIO_SESSION_LIMIT, VddkConfig, load_config
+from conformance.vixdisklib.config import VddkConfig, load_config
 from conformance.vixdisklib.errors import VixCode, VixError, error_text
 from conformance.vixdisklib.simulated.behaviour import played_behaviour
 from conformance.vixdisklib.simulated.control import (
-    ControlSession,
-    declared_parents_with_k1,
-    disks_of,
     login,
     normalize_thumbprint,
-    parent_chain,
 )
-from conformance.vixdisklib.simulated.disk import DIRECT_REQUEST, SimDisk, map_dataplane_error
+from conformance.vixdisklib.simulated.disk import SimDisk
 from conformance.vixdisklib.simulated.nfc_buffer import nfc_buffer
-from conformance.vixdisklib.simulated.support import check_server, hotadd_refusal
+from conformance.vixdisklib.simulated.support import check_server
 from conformance.vixdisklib.simulated.tmpstate import (
-    HotAddedDisk,
     SessionFolder,
     default_tmp_directory,
+    remove_empty_trail,
     session_folders,
 )
+from conformance.vixdisklib.simulated.transports import SimConnection, TransportRefusedError, Transports
 from conformance.vixdisklib.types import (
     DEFAULT_TRANSPORT_MODES,
     MAX_CHUNK_NUMBER,
@@ -54,14 +47,6 @@ from conformance.vixdisklib.types import (
 )
 
 log = logging.getLogger("conformance.vixdisklib.simulated")
-#: refusals that make Open try the next transport rather than fail
-TRANSPORT_REFUSALS = (
-    "transport_unsupported",
-    "san_unsupported_datastore",
-    "not_zoned",
-    "san_redo_write",
-    "not_attached",
-)
 
 
 class CleanupError(VixError):
@@ -75,20 +60,6 @@ class CleanupError(VixError):
     def __reduce__(self) -> tuple[type[CleanupError], tuple[int, int, str]]:  # type: ignore[override]
         """Keep the counts when the error crosses a process boundary (VixError's own would pass its args)."""
         return (type(self), (self.cleaned, self.remaining, self.text))
-
-
-@dataclass
-class SimConnection:
-    params: ConnectParams
-    read_only: bool
-    modes: list[str]
-    control: ControlSession | None = None
-    vm: Any = None
-    snapshot: Any = None
-    folder: SessionFolder | None = None
-    hot_added: list[HotAddedDisk] = field(default_factory=list)
-    clients: list[DataPlaneClient] = field(default_factory=list)
-    ports: dict[str, Any] = field(default_factory=dict)
 
 
 class SimulatedVixDiskLib:
@@ -117,6 +88,7 @@ class SimulatedVixDiskLib:
         self.config = VddkConfig()
         self.tmp_directory = self._default_tmp_directory()
         self._connections: list[SimConnection] = []
+        self._transports = Transports(self)
         self._lock = threading.Lock()
         self._initialised = False
 
@@ -134,6 +106,8 @@ class SimulatedVixDiskLib:
 
     def exit(self) -> None:
         self._initialised = False
+        if self.config.tmp_directory is None:  # ours (VDDK's default); a configured folder is the user's
+            remove_empty_trail(self.tmp_directory)
 
     def _default_tmp_directory(self) -> Path:
         return default_tmp_directory(per_process=self.behaviour.default_tmp_per_process)  # K2
@@ -194,195 +168,21 @@ class SimulatedVixDiskLib:
         if writable and connection.read_only:
             raise VixError(VixCode.FILE_READ_ONLY, "VixDiskLib_Open", "the connection is read-only")
         if connection.control is None:
-            return self._open_local(path, writable)
+            return self._transports.open_local(path, writable)
         expected = normalize_thumbprint(connection.params.thumbprint)
         if expected != connection.control.presented:
             raise VixError(VixCode.FAIL, "VixDiskLib_Open")  # what real VDDK says on a thumbprint mismatch
         refusals: list[str] = []
         for mode in connection.modes:
             try:
-                return self._open_with(connection, mode, path, writable)
-            except _TransportRefusedError as refused:
+                return self._transports.open_with(connection, mode, path, writable)
+            except TransportRefusedError as refused:
                 refusals.append(f"{mode}: {refused}")
         raise VixError(
             VixCode.NOT_SUPPORTED if refusals else VixCode.INVALID_ARG,
             "VixDiskLib_Open",
             "no transport could open the disk (" + "; ".join(refusals or ["empty mode list"]) + ")",
         )
-
-    def _open_local(self, path: str, writable: bool) -> SimDisk:
-        local_path = Path(path)
-        if not local_path.is_absolute() or not local_path.exists():
-            raise VixError(VixCode.FILE_NOT_FOUND, "VixDiskLib_Open", f"{path} (local disks need an absolute path)")
-        file = VirtualDiskFile.open(local_path)
-        return SimDisk(
-            path,
-            "file",
-            file.capacity,
-            self.behaviour,
-            writable,
-            local=file,
-            info={
-                "uuid": file.uuid,
-                "num_links": len(file.chain()),
-                "parent_hint": file.parent.path.name if file.parent else None,
-            },
-        )
-
-    def _open_with(self, connection: SimConnection, mode: str, path: str, writable: bool) -> SimDisk:
-        if mode == "file":
-            raise _TransportRefusedError("needs a local disk")
-        if mode == "san":
-            return self._open_san(connection, path, writable)
-        if mode == "hotadd":
-            return self._open_hotadd(connection, path, writable)
-        if mode in ("nbd", "nbdssl"):
-            if self.behaviour.nfc_aio_keys and self.config.aio_session_bytes > AIO_SESSION_LIMIT:
-                raise VixError(
-                    VixCode.INVALID_ARG,
-                    "VixDiskLib_Open",
-                    f"NFC AIO session memory {self.config.aio_session_bytes} bytes (BufSizeIn64KB x "
-                    "BufCount x 64 KiB) exceeds 16 MiB",
-                )
-            disk = self._open_remote(connection, mode, path, writable)
-            if self.behaviour.nfc_aio_keys:
-                disk.chunk = self.config.aio_buf_size_64k * 64 * 1024
-                disk.in_flight = self.config.aio_buf_count
-            else:
-                disk.chunk, disk.in_flight = 64 * 1024, 4
-            return disk
-        raise _TransportRefusedError(f"unknown transport mode {mode!r}")
-
-    def _open_san(self, connection: SimConnection, path: str, writable: bool) -> SimDisk:
-        if not self.physical_proxy:
-            raise _TransportRefusedError("this proxy has no SAN access (not a physical proxy)")
-        ds_type = _datastore_type(connection, path)
-        if ds_type in ("vsan", "VVOL") and self.behaviour.san_rejected_on_vsan_vvol:
-            raise _TransportRefusedError(f"SAN transport is not supported on {ds_type} datastores")
-        if ds_type in ("vsan", "VVOL"):
-            # builds before 6.7 do not refuse up front: Open succeeds and the I/O fails
-            info = _disk_info_from_vsphere(connection, path)
-            return SimDisk(
-                path,
-                "san",
-                info["capacity"],
-                self.behaviour,
-                writable,
-                info=info,
-                deferred_error=VixError(VixCode.DISK_NOIO, "", f"SAN I/O failed on a {ds_type} datastore"),
-            )
-        return self._open_remote(connection, "san", path, writable, chunk=DIRECT_REQUEST)
-
-    def _open_hotadd(self, connection: SimConnection, path: str, writable: bool) -> SimDisk:
-        if not self.proxy_vm:
-            raise _TransportRefusedError("not running in a proxy VM")
-        assert connection.control is not None and connection.folder is not None
-        proxy = connection.control.find_vm(self.proxy_vm)
-        refusal = hotadd_refusal(self.build, proxy)  # F2
-        if refusal is not None:
-            raise _TransportRefusedError(refusal)
-        if "transport-silently-replaced" in self.sim_faults:  # no HotAdd at all: nbd, labelled hotadd
-            disk = self._open_remote(connection, "nbd", path, writable)
-            disk.transport = "hotadd"
-            return disk
-        if self.behaviour.hotadd_special_names_broken and self.config.no_nfc_session:
-            connection.control.fetch_file_encoded_once(connection.vm, path)  # K6: the descriptor, without NFC
-        parents = None
-        if self.behaviour.vvol_linked_clone_hotadd_bug:
-            owner = connection.snapshot if connection.snapshot is not None and not writable else connection.vm
-            parents = declared_parents_with_k1(path, parent_chain(owner, path))
-        try:
-            key = connection.control.attach(proxy, path, writable, parents)
-        except vim.fault.InvalidDeviceBacking as exc:
-            detail = getattr(exc, "msg", exc)
-            raise VixError(VixCode.FAIL, "VixDiskLib_Open", f"HotAdd of {path} failed: {detail}") from exc
-        except vim.fault.FileLocked as exc:  # another hot-add holds the disk's lock (a killed backup's leftover)
-            detail = getattr(exc, "msg", exc)
-            raise VixError(
-                VixCode.FILE_ALREADY_LOCKED, "VixDiskLib_Open", f"HotAdd of {path} failed: {detail}"
-            ) from exc
-        record = HotAddedDisk(proxy._moId, path, key)
-        connection.hot_added.append(record)
-        connection.folder.record_hot_added(connection.hot_added)
-        try:
-            disk = self._open_remote(connection, "hotadd", path, writable, chunk=DIRECT_REQUEST, proxy=proxy._moId)
-        except BaseException:
-            self._release(connection, record, proxy)
-            raise
-        disk.hot_added = (proxy, key)
-        return disk
-
-    def _open_remote(
-        self,
-        connection: SimConnection,
-        transport: str,
-        path: str,
-        writable: bool,
-        chunk: int = DIRECT_REQUEST,
-        proxy: str | None = None,
-    ) -> SimDisk:
-        assert connection.control is not None
-        tls = transport != "nbd"
-        port = connection.ports["nbdssl_port" if tls else "nbd_port"]
-        try:
-            client = DataPlaneClient(
-                connection.control.host, int(port), tls=tls, thumbprint=connection.params.thumbprint
-            )
-        except ThumbprintMismatch as exc:
-            raise VixError(VixCode.FAIL, "VixDiskLib_Open") from exc
-        except OSError as exc:
-            # The host's NFC port cannot be reached (a firewall passing 443 but not 902, D4). Every build modelled
-            # here (up to 7.0.3) reports that at Open as VIX_E_FILE_ACCESS_ERROR (13): only 7.0.3.3 started
-            # returning the network error itself (14009), per its release notes. The address goes in the text, as
-            # the library's log names it.
-            where = f"{connection.control.host}:{port}"
-            raise VixError(
-                VixCode.FILE_ACCESS_ERROR,
-                "VixDiskLib_Open",
-                f"{error_text(VixCode.FILE_ACCESS_ERROR)} (cannot connect to the NFC port {where}: "
-                f"{exc.strerror or exc})",
-            ) from exc
-        try:
-            client.hello(
-                connection.control.cookie,
-                transport,
-                proxy_vm=proxy,
-                physical_proxy=self.physical_proxy,
-                client={
-                    "product": self.config.product_name or "Unknown",
-                    "version": self.config.product_version or "Unknown",
-                    "phone_home": self.config.enable_phone_home,
-                    "phone_home_via": "server" if self.behaviour.phone_home_via_server else "library",
-                },
-                aio={"buf_size_64k": self.config.aio_buf_size_64k, "buf_count": self.config.aio_buf_count},
-                opens=("disk" if self.behaviour.hotadd_opens_disk else "adapter") if transport == "hotadd" else None,
-                vsan_needs_vsan_proxy=self.behaviour.vsan_hotadd_needs_vsan_proxy if transport == "hotadd" else None,
-            )
-            snapshot = connection.snapshot._moId if connection.snapshot is not None and not writable else None
-            reply = client.open(vm=connection.vm._moId, path=path, snapshot=snapshot, write=writable)
-        except DataPlaneError as exc:
-            client.shutdown()
-            if exc.kind in TRANSPORT_REFUSALS:
-                raise _TransportRefusedError(exc.message) from exc
-            raise map_dataplane_error(exc, self.behaviour, "VixDiskLib_Open") from exc
-        connection.clients.append(client)
-        return SimDisk(
-            path,
-            transport,
-            int(reply["capacity"]),
-            self.behaviour,
-            writable,
-            client=client,
-            handle=reply["handle"],
-            info=reply,
-            chunk=chunk,
-        )
-
-    def _release(self, connection: SimConnection, record: HotAddedDisk, proxy: Any) -> None:
-        assert connection.control is not None and connection.folder is not None
-        connection.control.detach(proxy, record.device_key, record.file_name)
-        connection.hot_added.remove(record)
-        connection.folder.record_hot_added(connection.hot_added)
 
     def close(self, disk: SimDisk) -> None:
         if disk.attached_child is not None:
@@ -426,7 +226,7 @@ class SimulatedVixDiskLib:
         ):
             log.warning("hot-added %s stays on %s: host entering maintenance mode", disk.path, proxy.name)
             return
-        self._release(connection, record, proxy)
+        self._transports.release(connection, record, proxy)
 
     # --- disk calls ---
 
@@ -557,10 +357,6 @@ class SimulatedVixDiskLib:
         return cleaned, remaining
 
 
-class _TransportRefusedError(Exception):
-    """This transport cannot open this disk; Open tries the next one."""
-
-
 def _owned_by_other(folder: SessionFolder) -> bool:
     import json
     import os
@@ -578,20 +374,3 @@ def _entering_maintenance(host: Any) -> bool:
         and t.info.name.info.name == "EnterMaintenanceMode"
         for t in host.recentTask
     )
-
-
-def _datastore_type(connection: SimConnection, path: str) -> str:
-    assert connection.control is not None
-    name = path.strip()[1:].split("]", 1)[0]
-    for ds in connection.vm.datastore:
-        if ds.name == name:
-            return str(ds.summary.type)
-    return "unknown"
-
-
-def _disk_info_from_vsphere(connection: SimConnection, path: str) -> dict[str, Any]:
-    owner = connection.snapshot or connection.vm
-    for disk in disks_of(owner):
-        if disk.backing.fileName == path:
-            return {"capacity": int(disk.capacityInBytes), "uuid": disk.backing.uuid, "num_links": 1}
-    raise VixError(VixCode.FILE_NOT_FOUND, "VixDiskLib_Open", path)

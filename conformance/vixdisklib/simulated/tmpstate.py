@@ -99,3 +99,16 @@ def session_folders(tmp_directory: Path, server: str) -> list[SessionFolder]:
     if not root.is_dir():
         return []
     return [SessionFolder(p) for p in sorted(root.iterdir()) if p.is_dir() and p.name.startswith(f"{server}-")]
+
+
+def remove_empty_trail(tmp_directory: Path) -> None:
+    """At Exit: the default folder's empty trail (no session folder left in it) goes, so runs leave nothing in
+    the temporary directory; a folder that still holds a session (a crashed connection's) stays for Cleanup.
+    Only rmdir: a folder another process fills meanwhile is not empty and stays."""
+    for folder in (tmp_directory / SESSIONS, tmp_directory, tmp_directory.parent):
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue  # never made (no connection) or gone
+        except OSError:
+            return  # not empty: it stays, and so do the folders above it

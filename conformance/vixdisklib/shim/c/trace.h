@@ -1,6 +1,6 @@
 /*
  * trace.h - one JSON line per VixDiskLib call, appended to the file named by VDDKC_TRACE.
- * The format is the contract read by conformance/vixdisklib/trace.py (its docstring describes every field).
+ * The format is the contract read by conformance/vixdisklib/trace_format.py (its docstring describes every field).
  */
 #ifndef VDDKC_TRACE_H
 #define VDDKC_TRACE_H
