@@ -6,15 +6,15 @@ or the run is left to finish. After each batch `vddk-conformance sweep --reports
 on its own (not through the sweeper's report):
 
 * no process of any run's group is alive (SIGINT/SIGTERM runs must stop by themselves within a grace period),
-* no simulator state folder (`vsphere-sim-*`) and no run temporary folder (`vddkc-run-*`) is left in the soak's
-  TMPDIR, which every run and the sweep use,
+* no simulator state folder (`vsphere-sim-*`), run temporary or agent folder (`vddkc-*`) and no folder of the
+  library's (`vmware-<user>/vixDiskLib-*`) is left in the soak's TMPDIR, which every run and the sweep use,
 * no half-written report folder: every folder under the reports is complete (summary.json and junit.xml, no
   `owner.pid`),
 * no VM lock file under the soak's VDDKC_LOCK_DIR is held,
 * both shards of a pair that completed merge (`vddk-conformance merge`), with as many tests as the two shards.
 
 Run: python bench/soak.py [--runs 100] [--batch 4] [--seed N] [--json OUT]. It exits 1 when anything leaked, and
-prints the figures (runs, signals, finished, leaks, merges). It is not part of `pytest tests` (about 15 minutes on
+prints the figures (runs, signals, finished, leaks, merges). It is not part of `pytest tests` (about 4 minutes on
 2 cores for 100 runs).
 """
 
@@ -158,7 +158,8 @@ def complete(folder: Path) -> bool:
 
 
 def check(root: Path, tmp: Path, lock_dir: Path, figures: Figures) -> None:
-    left = sorted(p.name for p in tmp.glob("vsphere-sim-*")) + sorted(p.name for p in tmp.glob("vddkc-run-*"))
+    left = sorted(p.name for p in tmp.glob("vsphere-sim-*")) + sorted(p.name for p in tmp.glob("vddkc-*"))
+    left += sorted(f"{p.parent.name}/{p.name}" for p in tmp.glob("vmware-*/*"))  # the library's default folders
     figures.leaks += [f"temporary folder left: {name}" for name in left]
     reports = root / "reports"
     half = [p.name for p in sorted(reports.iterdir()) if p.is_dir() and not complete(p)] if reports.is_dir() else []

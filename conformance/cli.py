@@ -180,15 +180,12 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _run_temp(run_id: str) -> Path:
-    """`<tmp>/vddkc-run-<run id>/` holding owner.pid, so `sweep` knows it once this process is gone."""
-    import tempfile
+    """`<tmp>/vddkc-run-<run id>-<pid>-*/` holding owner.pid, so `sweep` knows it once this process is gone."""
 
     from conformance.lab.local_sweep import RUN_TEMP_PREFIX
-    from conformance.ownership import OWNER_FILE, owner_record
+    from conformance.ownership import owned_temp_dir
 
-    folder = Path(tempfile.mkdtemp(prefix=f"{RUN_TEMP_PREFIX}{run_id}-"))
-    (folder / OWNER_FILE).write_text(owner_record())
-    return folder
+    return owned_temp_dir(f"{RUN_TEMP_PREFIX}{run_id}-")
 
 
 def _detection_matrix(args: argparse.Namespace) -> int:

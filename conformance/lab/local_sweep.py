@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conformance.ownership import OWNER_FILE, alive
+from conformance.ownership import OWNER_FILE, alive, named_pid
 
 __all__ = [
     "OWNER_FILE", "RUN_TEMP_PREFIX", "SIM_DIR_PREFIX", "sweep_agent_dirs", "sweep_here", "sweep_library_trails",
@@ -71,11 +71,7 @@ def sweep_agent_dirs(root: Path | None = None, *, dry_run: bool = False) -> list
             pid = folder.name.split("-")[2] if folder.name.count("-") >= 3 else ""
             if not pid.isdigit() or not folder.is_dir() or folder.is_symlink() or alive(int(pid), None):
                 continue
-            if dry_run:
-                lines.append(f"would remove agent folder {folder} (process {pid} is gone)")
-                continue
-            shutil.rmtree(folder, ignore_errors=True)
-            lines.append(f"removed agent folder {folder} (process {pid} is gone)")
+            lines.append(_remove(folder, "agent folder", f"process {pid} is gone", dry_run))
     return lines
 
 
@@ -95,11 +91,7 @@ def sweep_library_trails(root: Path | None = None, *, dry_run: bool = False) -> 
             sessions.is_dir() and any(sessions.iterdir())
         ):
             continue  # a crashed connection's session (or something not ours): not an empty trail
-        if dry_run:
-            lines.append(f"would remove library temporary folder {folder} (process {pid} is gone)")
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        lines.append(f"removed library temporary folder {folder} (process {pid} is gone)")
+        lines.append(_remove(folder, "library temporary folder", f"process {pid} is gone", dry_run))
     if not dry_run:
         with contextlib.suppress(OSError):  # only when empty: another process's folder keeps it
             base.rmdir()
@@ -133,14 +125,22 @@ def sweep_owned(root: Path, pattern: str, what: str, older_than: float | None, d
             except ValueError:
                 pass
             why = f"owner pid {fields[0]} is gone"
+        elif (pid := named_pid(folder.name)) is not None and not need_owner:  # killed before it marked the folder
+            if alive(pid, None):
+                continue
+            why = f"not marked, and pid {pid} of its name is gone"
         else:
             age = time.time() - folder.stat().st_mtime
             if need_owner or older_than is None or age < older_than * 60:
                 continue
             why = f"no owner file, untouched for {age / 60:.0f} min"
-        if dry_run:
-            lines.append(f"would remove {what} {folder} ({why})")
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        lines.append(f"removed {what} {folder} ({why})")
+        lines.append(_remove(folder, what, why, dry_run))
     return lines
+
+
+def _remove(folder: Path, what: str, why: str, dry_run: bool) -> str:
+    """Remove `folder` (unless a dry run) and say so in the sweep's one line."""
+    if dry_run:
+        return f"would remove {what} {folder} ({why})"
+    shutil.rmtree(folder, ignore_errors=True)
+    return f"removed {what} {folder} ({why})"

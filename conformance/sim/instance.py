@@ -7,7 +7,6 @@ import logging
 import os
 import secrets
 import shutil
-import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from pyVmomi import VmomiSupport, vim, vmodl
 
+from conformance.ownership import owned_temp_dir, write_owner
 from conformance.sim import tls
 from conformance.sim.faults import FaultHooks
 from conformance.sim.inventory import InventorySpec, build_inventory, default_inventory
@@ -296,7 +296,8 @@ class Simulator:
         self.sim_faults = check_faults(sim_faults)
         self.requested_port = port
         self._own_state_dir = state_dir is None
-        self.state_dir = Path(tempfile.mkdtemp(prefix="vsphere-sim-")) if state_dir is None else Path(state_dir)
+        # marked as this process's at once: `vddk-conformance sweep` removes it once this process is gone
+        self.state_dir = owned_temp_dir("vsphere-sim-") if state_dir is None else Path(state_dir)
         self.inventory = inventory or default_inventory()
         self.user = user
         self.password = password or secrets.token_urlsafe(18)
@@ -309,10 +310,8 @@ class Simulator:
         from conformance.sim.server import SimHTTPServer, serve_in_thread
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        if self._own_state_dir:  # lets `vddk-conformance sweep` remove the folder once this process is gone
-            from conformance.ownership import OWNER_FILE, owner_record
-
-            (self.state_dir / OWNER_FILE).write_text(owner_record())
+        if self._own_state_dir:  # started by another process than the one that made it: that one owns it now
+            write_owner(self.state_dir)
         try:
             self.ctx = SimContext(self.profile, self.state_dir, self.user, self.password)
             self.ctx.faults.play(self.sim_faults)

@@ -166,6 +166,27 @@ def test_a_dead_simulators_state_folder_is_swept_and_a_live_ones_is_kept(tmp_pat
     assert not dead.exists() and live.exists() and unknown.exists()
 
 
+def test_a_folder_killed_before_its_owner_file_is_judged_by_the_pid_in_its_name(tmp_path: Path) -> None:
+    """A simulator or run killed between making its folder and marking it: the pid in the name decides."""
+    from conformance.ownership import named_pid, owned_temp_dir
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead, live = tmp_path / f"vsphere-sim-{child.pid}-ab_c9xyz", tmp_path / f"vsphere-sim-{os.getpid()}-q1w2e3r4"
+    for folder in (dead, live):
+        folder.mkdir()
+    assert sweep_sim_dirs(tmp_path) == [
+        f"removed simulator state {dead} (not marked, and pid {child.pid} of its name is gone)"
+    ]
+    assert not dead.exists() and live.exists()
+    made = owned_temp_dir("vsphere-sim-")
+    try:
+        assert named_pid(made.name) == os.getpid() and (made / OWNER_FILE).read_text().split()[0] == str(os.getpid())
+    finally:
+        shutil.rmtree(made)
+    assert named_pid("vsphere-sim-unknown") is None and named_pid("vsphere-sim-x-12ab") is None
+
+
 def test_a_killed_sim_serve_leaves_a_folder_the_sweeper_removes() -> None:
     process = subprocess.Popen([*CLI, "sim", "serve"], stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
