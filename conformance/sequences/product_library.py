@@ -8,6 +8,7 @@ library, forwarding to VMware's kit (the target's libdir).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -42,18 +43,30 @@ def library_environment(backend: Any, trace: Path) -> tuple[Path, dict[str, str]
     """(libdir, environment) for a product beside the run's library `backend`, tracing into `trace`."""
     libdir = shim_folder()
     env = {"VDDKC_TRACE": str(trace)}
-    if getattr(backend, "name", "") == "simulated":
-        env["VDDKC_SIM_BUILD"] = str(backend.build)
+    played = played_by(backend)
+    if played is not None:  # what the library's own agent plays (the C library reads these at InitEx)
+        env["VDDKC_SIM_BUILD"] = played.build
         optional = {
-            "VDDKC_SIM_PROXY_VM": backend.proxy_vm,
-            "VDDKC_SIM_PHYSICAL_PROXY": backend.physical_proxy,
-            "VDDKC_SIM_FIXED": ",".join(backend.fixed),
-            "VDDKC_SIM_FAULTS": ",".join(sorted(backend.sim_faults)),
+            "VDDKC_SIM_PROXY_VM": played.proxy_vm,
+            "VDDKC_SIM_PHYSICAL_PROXY": played.physical_proxy,
+            "VDDKC_SIM_FIXED": ",".join(played.fixed),
+            "VDDKC_SIM_FAULTS": ",".join(played.faults),
         }
         env.update({key: value for key, value in optional.items() if value})
     else:
         env["VDDKC_SHIM_FORWARD"] = str(backend.libdir)
     return libdir, env
+
+
+def played_by(backend: Any) -> AgentOptions | None:
+    """What the run's simulated library plays (build, proxy placement, fixes, faults), for an agent serving a
+    product beside it; None when the run's library is VMware's (the product's library forwards to it)."""
+    if getattr(backend, "name", "") != "simulated":
+        return None
+    return AgentOptions(
+        str(backend.build), backend.proxy_vm, backend.physical_proxy, tuple(backend.fixed),
+        tuple(sorted(backend.sim_faults)),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,14 +85,12 @@ def witnessed_agent(backend: Any, log: Path) -> Iterator[WitnessedAgent | None]:
     """Against the simulator: an agent of the harness's own serving one product command (playing what `backend`
     plays) and recording every call it serves, stopped and removed on leaving; its log goes to `log`. None for
     VMware's library (the tracing library forwards in the product's process; its trace is the only record)."""
-    if getattr(backend, "name", "") != "simulated":
+    played = played_by(backend)
+    if played is None:
         yield None
         return
     folder = Path(tempfile.mkdtemp(prefix=f"vddkc-agent-{os.getpid()}-"))  # short: a socket path is <108 bytes
-    options = AgentOptions(
-        str(backend.build), backend.proxy_vm, backend.physical_proxy, tuple(backend.fixed),
-        tuple(sorted(backend.sim_faults)), witness=folder / "served.jsonl", parent_pid=os.getpid(),
-    )  # fmt: skip
+    options = dataclasses.replace(played, witness=folder / "served.jsonl", parent_pid=os.getpid())
     try:
         with log.open("ab") as stderr, start_agent(options, folder / "agent.sock", stderr=stderr) as agent:
             yield WitnessedAgent(agent.environment(), folder / "served.jsonl")
